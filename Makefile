@@ -1,0 +1,79 @@
+# parallel: build, test and measure. Overridable: CC CFLAGS LUA LUA_INCDIR.
+CC         ?= gcc
+LUA        ?= lua5.4
+LUA_INCDIR ?= /usr/include/lua5.4
+CFLAGS     ?= -O2 -g
+PREFIX     ?= /usr/local
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/5.4
+
+WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+       -Wmissing-prototypes -Wno-unused-parameter
+BASE_CFLAGS = -std=c11 -pthread -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) -Isrc -Iinclude
+
+SRC  = $(wildcard src/core/*.c) $(wildcard src/*.c)
+HDR  = $(wildcard src/core/*.h) $(wildcard src/*.h) $(wildcard include/*.h)
+
+BUILD ?= build
+SO    = $(BUILD)/parallel/core.so
+LIBA  = $(BUILD)/libparallel.a
+
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
+export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+
+BUSTED = busted --lua=$(LUA)
+
+.PHONY: all deps test run bench examples asan tsan valgrind install clean stress
+
+all: $(SO) $(LIBA)
+
+$(SO): $(SRC) $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ $(SRC) $(LDFLAGS) -lm
+
+$(LIBA): $(SRC) $(HDR) Makefile
+	@mkdir -p $(BUILD)/obj
+	cd $(BUILD)/obj && for f in $(SRC); do \
+	  $(CC) $(BASE_CFLAGS) -I$(CURDIR)/src -I$(CURDIR)/include $(CFLAGS) -c $(CURDIR)/$$f -o $$(echo $$f | tr / _ | sed 's/\.c$$/.o/') || exit 1; done
+	ar rcs $@ $(BUILD)/obj/*.o
+
+# Installs what a fresh Debian machine lacks (as root), once.
+deps:
+	@sh tools/deps.sh
+
+test: deps all
+	$(BUSTED) --exclude-tags=stress spec
+
+stress: deps all
+	$(BUSTED) --tags=stress spec
+
+run: deps all
+	$(LUA) examples/tour.lua
+
+bench: deps all
+	$(LUA) bench/run.lua
+
+examples: deps all
+	@for f in examples/[0-9]*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done
+
+asan: deps
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" build-asan/parallel/core.so
+	LUA_CPATH="$(CURDIR)/build-asan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 $(BUSTED) --exclude-tags=stress spec
+
+tsan: deps
+	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" build-tsan/parallel/core.so
+	LUA_CPATH="$(CURDIR)/build-tsan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1 report_signal_unsafe=0" $(BUSTED) --exclude-tags=stress spec
+
+valgrind: deps all
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	  --suppressions=$(CURDIR)/tools/valgrind.supp $(LUA) /usr/bin/busted --exclude-tags=stress spec
+
+install: all
+	install -d $(DESTDIR)$(LUA_LIBDIR)/parallel $(DESTDIR)$(LUA_SHAREDIR)/parallel
+	install -m 755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/parallel/core.so
+	install -m 644 lua/parallel/*.lua $(DESTDIR)$(LUA_SHAREDIR)/parallel/
+
+clean:
+	rm -rf build build-asan build-tsan

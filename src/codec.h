@@ -1,0 +1,28 @@
+/*
+ * Lua value <-> message, following the transfer rules of the README
+ * ("What can travel"). Encoding runs in the sender's state and raises a
+ * Lua error naming the path of a value that cannot travel; decoding runs in
+ * the receiver's state and pushes fresh copies.
+ */
+#ifndef PAR_CODEC_H
+#define PAR_CODEC_H
+
+#include "lua.h"
+#include "core/msg.h"
+
+/*
+ * Encodes the n values at stack[first .. first+n-1]. Error paths start at
+ * `root`: with n == 1 and indexed == 0 the value is called `root`
+ * ("item"); otherwise value i is called root[i] ("args[2]").
+ * Returns a new message; raises on a value that cannot travel or on out of
+ * memory. Never leaves a reference or buffer behind when it raises.
+ */
+par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int indexed);
+
+/* Pushes the values of m; returns how many. Raises only on out of memory. */
+int codec_decode(lua_State *L, const par_msg *m);
+
+/* Per-state setup (called by luaopen_parallel_core). */
+void codec_open(lua_State *L);
+
+#endif

@@ -1,0 +1,65 @@
+#define _GNU_SOURCE
+#include "clock.h"
+#include "object.h"
+
+#include <errno.h>
+#include <time.h>
+
+double par_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double par_cpu_time(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double par_deadline(double timeout) {
+  if (!(timeout >= 0) || isinf(timeout)) return PAR_FOREVER;
+  return par_now() + timeout;
+}
+
+int par_cond_init(pthread_cond_t *cv) {
+  pthread_condattr_t attr;
+  int rc;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  rc = pthread_cond_init(cv, &attr);
+  pthread_condattr_destroy(&attr);
+  return rc;
+}
+
+static struct timespec to_timespec(double t) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  if (ts.tv_nsec < 0) ts.tv_nsec = 0;
+  return ts;
+}
+
+int par_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline) {
+  struct timespec ts;
+  if (isinf(deadline)) {
+    pthread_cond_wait(cv, mu);
+    return PAR_OK;
+  }
+  ts = to_timespec(deadline);
+  return pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT ? PAR_TIMEOUT : PAR_OK;
+}
+
+void par_sleep_until(double deadline) {
+  struct timespec ts = to_timespec(deadline);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+}
+
+void par_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}

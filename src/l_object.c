@@ -1,0 +1,80 @@
+#include "l_object.h"
+
+#include <string.h>
+
+/* Marker stored in every parallel metatable: the codec's way to tell our
+ * proxies from foreign userdata without trusting their memory layout. */
+static const char marker_key = 0;
+
+l_proxy *l_object_push(lua_State *L, par_object *o) {
+  l_proxy *p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->obj = o;
+  p->owner = 0;
+  luaL_setmetatable(L, o->type->name);
+  return p;
+}
+
+l_proxy *l_object_push_ref(lua_State *L, par_object *o) {
+  /* Allocate before retaining: a memory error must not leak the ref. */
+  l_proxy *p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->obj = par_object_retain(o);
+  p->owner = 0;
+  luaL_setmetatable(L, o->type->name);
+  return p;
+}
+
+l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type *t) {
+  l_proxy *p = (l_proxy *)luaL_checkudata(L, idx, t->name);
+  if (p->obj == NULL) luaL_error(L, "%s is closed", t->name);
+  return p;
+}
+
+par_object *l_object_check(lua_State *L, int idx, const par_type *t) {
+  return l_object_checkproxy(L, idx, t)->obj;
+}
+
+par_object *l_object_test(lua_State *L, int idx) {
+  par_object *o = NULL;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  if (lua_rawgetp(L, -1, &marker_key) == LUA_TBOOLEAN)
+    o = ((l_proxy *)lua_touserdata(L, idx))->obj;
+  lua_pop(L, 2);
+  return o;
+}
+
+int l_object_gc(lua_State *L) {
+  l_proxy *p = (l_proxy *)lua_touserdata(L, 1);
+  if (p && lua_rawlen(L, 1) == sizeof *p && p->obj) {
+    par_object *o = p->obj;
+    p->obj = NULL;
+    par_object_release(o);
+  }
+  return 0;
+}
+
+static int l_object_tostring(lua_State *L) {
+  l_proxy *p = (l_proxy *)lua_touserdata(L, 1);
+  const char *name = "parallel object";
+  if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING) name = lua_tostring(L, -1);
+  if (p->obj) lua_pushfstring(L, "%s: %p", name, (void *)p->obj);
+  else lua_pushfstring(L, "%s (closed)", name);
+  return 1;
+}
+
+void l_object_newmeta(lua_State *L, const par_type *t, const luaL_Reg *methods,
+                      const luaL_Reg *metamethods) {
+  luaL_newmetatable(L, t->name);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &marker_key);
+  lua_newtable(L);
+  if (methods) luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_object_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_object_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_object_tostring);
+  lua_setfield(L, -2, "__tostring");
+  if (metamethods) luaL_setfuncs(L, metamethods, 0);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,45 @@
+/*
+ * Lua proxies for shared core objects. A proxy is a small userdata holding
+ * one reference to a par_object; its metatable is named after the type
+ * ("parallel.queue") and carries a marker so the codec can recognise every
+ * parallel object and send it by reference. The shared __gc/__close drops
+ * the reference once; calling it again is harmless, and any method on a
+ * closed proxy raises "parallel.queue is closed".
+ */
+#ifndef PAR_L_OBJECT_H
+#define PAR_L_OBJECT_H
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "core/object.h"
+
+typedef struct l_proxy {
+  par_object *obj;     /* NULL once closed */
+  int owner;           /* created by this state's constructor (pools use it) */
+} l_proxy;
+
+/* Pushes a new proxy that takes over one reference to o (no extra retain). */
+l_proxy *l_object_push(lua_State *L, par_object *o);
+/* Like l_object_push but retains o first. */
+l_proxy *l_object_push_ref(lua_State *L, par_object *o);
+
+/* The object of the proxy at idx, checked against t (luaL_checkudata wording);
+ * raises "<type name> is closed" for a closed proxy. */
+par_object *l_object_check(lua_State *L, int idx, const par_type *t);
+l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type *t);
+/* Any parallel object at idx, or NULL (no error). */
+par_object *l_object_test(lua_State *L, int idx);
+
+/*
+ * Creates the metatable for t: __name, the marker, __index = a table of
+ * `methods`, then `metamethods` (which may override __index, __gc, ...).
+ * Missing __gc/__close/__tostring get the generic ones. Leaves nothing on
+ * the stack.
+ */
+void l_object_newmeta(lua_State *L, const par_type *t, const luaL_Reg *methods,
+                      const luaL_Reg *metamethods);
+
+/* The generic __gc/__close: drops the proxy's reference once. */
+int l_object_gc(lua_State *L);
+
+#endif
