@@ -19,6 +19,10 @@
  */
 par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int indexed);
 
+/* Encodes a call: stack[first] is the function (called "fn" in errors),
+ * the n-1 values after it are its arguments ("args[1]", ...). */
+par_msg *codec_encode_call(lua_State *L, int first, int n);
+
 /* Pushes the values of m; returns how many. Raises only on out of memory. */
 int codec_decode(lua_State *L, const par_msg *m);
 

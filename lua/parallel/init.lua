@@ -1,0 +1,384 @@
+--- parallel: multi-core parallelism for Lua 5.4.
+-- The facade over `parallel.core`: option tables, the map family built on
+-- chunked submits, as_completed/wait/gather, spawn, the default pool and
+-- the measuring helpers. Everything that crosses threads is in C.
+local core = require "parallel.core"
+local progress = require "parallel.progress"
+
+local M = {}
+for k, v in pairs(core) do
+  if k:sub(1, 1) ~= "_" then M[k] = v end
+end
+M._VERSION = core._VERSION
+
+local now, ceil, max, min = core.now, math.ceil, math.max, math.min
+local type, error, select, tmove = type, error, select, table.move
+
+local function argerror(n, fname, msg)
+  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+end
+
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+local function check(v, want, n, fname)
+  if type(v) ~= want then argerror(n, fname, want .. " expected, got " .. (v == nil and "nil" or typename(v))) end
+end
+
+local function check_opts(opts, n, fname)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. typename(opts)) end
+  local cs = opts.chunksize
+  if cs ~= nil and (math.type(cs) ~= "integer" or cs < 1) then
+    argerror(n, fname, "chunksize must be a positive integer")
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
+    argerror(n, fname, "timeout must be a non-negative number")
+  end
+  local p = opts.progress
+  if p ~= nil and type(p) ~= "boolean" and type(p) ~= "function" then
+    argerror(n, fname, "progress must be a boolean or a function")
+  end
+  return opts
+end
+
+local Pool = core._methods("parallel.pool")
+local Future = core._methods("parallel.future")
+
+local function workers_of(pool) return pool:stats().workers end
+
+local function default_chunksize(n, workers)
+  return max(1, ceil(n / (4 * workers)))
+end
+
+-- Raises the error of a failed chunk, naming the item.
+local function raise_item(f)
+  local e, tb, index = f:_failure()
+  if f:state() == "cancelled" then error("cancelled", 0) end
+  if type(e) == "string" then
+    if index then e = "item " .. index .. ": " .. e end
+    if tb and tb ~= "" then e = e .. "\n" .. tb end
+  end
+  error(e, 0)
+end
+
+local function cancel_all(futures)
+  for i = 1, #futures do futures[i]:cancel() end
+end
+
+local function remaining(deadline)
+  if not deadline then return nil end
+  return max(0, deadline - now())
+end
+
+-- map and starmap: chunks submitted at once, gathered as they complete.
+local function map_impl(pool, fname, fn, list, opts, star)
+  check(fn, "function", 1, fname)
+  check(list, "table", 2, fname)
+  opts = check_opts(opts, 3, fname)
+  local n = #list
+  local results = { n = n }
+  if n == 0 then return results end
+  local cs = opts.chunksize or default_chunksize(n, workers_of(pool))
+  local futures, firsts = {}, {}
+  for first = 1, n, cs do
+    local last = min(first + cs - 1, n)
+    local f = pool:_chunk(fn, tmove(list, first, last, 1, {}), first, star)
+    futures[#futures + 1] = f
+    firsts[f] = first
+  end
+  local deadline = opts.timeout and now() + opts.timeout
+  local report = progress.new(opts.progress, n)
+  local ws = core.waitset(futures)
+  local done = 0
+  for _ = 1, #futures do
+    local f = ws:next(remaining(deadline))
+    if not f then
+      cancel_all(futures)
+      error("timeout", 3)
+    end
+    if f:state() ~= "done" then
+      cancel_all(futures)
+      if report then report(done, n, true) end
+      raise_item(f)
+    end
+    local res, count = f:get()
+    tmove(res, 1, count, firsts[f], results)
+    done = done + count
+    if report then report(done, n) end
+  end
+  if report then report(done, n, true) end
+  return results
+end
+
+--- pool:map(fn, list [, opts]) --> results (results[i] = fn(list[i]), results.n)
+function Pool:map(fn, list, opts) return map_impl(self, "map", fn, list, opts, false) end
+
+--- pool:starmap(fn, arglists [, opts]) --> results of fn(table.unpack(arglists[i]))
+function Pool:starmap(fn, arglists, opts) return map_impl(self, "starmap", fn, arglists, opts, true) end
+
+-- A source of items: a list, or an iterator function read lazily.
+local function item_source(list)
+  if type(list) == "table" then
+    local i, n = 0, #list
+    return function()
+      if i >= n then return nil, true end
+      i = i + 1
+      return list[i]
+    end
+  end
+  local ended = false
+  return function()
+    if ended then return nil, true end
+    local v = list()
+    if v == nil then ended = true; return nil, true end
+    return v
+  end
+end
+
+-- imap / imap_unordered: a bounded number of chunks in flight.
+local function imap_impl(pool, fname, fn, list, opts, ordered)
+  check(fn, "function", 1, fname)
+  if type(list) ~= "table" and type(list) ~= "function" then
+    argerror(2, fname, "table or function expected, got " .. (list == nil and "nil" or typename(list)))
+  end
+  opts = check_opts(opts, 3, fname)
+  local workers = workers_of(pool)
+  local total = type(list) == "table" and #list or nil
+  local cs = opts.chunksize or (total and default_chunksize(total, workers)) or 16
+  local next_item = item_source(list)
+  local window = 2 * workers
+  local inflight, head, tail = {}, 1, 0      -- ordered: FIFO of futures
+  local firsts, counts = {}, {}
+  local ws = not ordered and core.waitset({}) or nil
+  local nflight, index, exhausted = 0, 0, false
+  local deadline = opts.timeout and now() + opts.timeout
+  local report = progress.new(opts.progress, total)
+  local delivered = 0
+  local buf, bufpos, buflen, buffirst = nil, 0, 0, 0
+
+  local function fill()
+    while not exhausted and nflight < window do
+      local items, k = {}, 0
+      while k < cs do
+        local v, ended = next_item()
+        if ended then exhausted = true; break end
+        k = k + 1
+        items[k] = v
+      end
+      if k == 0 then break end
+      local f = pool:_chunk(fn, items, index + 1, false)
+      firsts[f], counts[f] = index + 1, k
+      index = index + k
+      nflight = nflight + 1
+      if ordered then tail = tail + 1; inflight[tail] = f else ws:add(f) end
+    end
+  end
+
+  local function fail(f)
+    if ordered then
+      for i = head, tail do inflight[i]:cancel() end
+    end
+    for g in pairs(firsts) do g:cancel() end
+    raise_item(f)
+  end
+
+  local function next_chunk()
+    local f
+    if ordered then
+      f = inflight[head]
+      if not f then return false end
+      inflight[head] = nil
+      head = head + 1
+      if not f:wait(remaining(deadline)) then fail_timeout = true end
+      if not f:done() then
+        for i = head, tail do inflight[i]:cancel() end
+        f:cancel()
+        error("timeout", 3)
+      end
+    else
+      if nflight == 0 then return false end
+      local err
+      f, err = ws:next(remaining(deadline))
+      if not f then
+        for g in pairs(firsts) do g:cancel() end
+        error("timeout", 3)
+      end
+    end
+    nflight = nflight - 1
+    if f:state() ~= "done" then fail(f) end
+    local res, count = f:get()
+    buf, bufpos, buflen, buffirst = res, 0, count, firsts[f]
+    firsts[f], counts[f] = nil, nil
+    return true
+  end
+
+  fill()
+  return function()
+    while bufpos >= buflen do
+      if not next_chunk() then
+        if report then report(delivered, total or delivered, true) end
+        return nil
+      end
+      fill()
+    end
+    bufpos = bufpos + 1
+    delivered = delivered + 1
+    if report then report(delivered, total) end
+    return buffirst + bufpos - 1, buf[bufpos]
+  end
+end
+
+--- pool:imap(fn, list_or_iterator [, opts]) --> iterator over i, result in order
+function Pool:imap(fn, list, opts) return imap_impl(self, "imap", fn, list, opts, true) end
+
+--- pool:imap_unordered(fn, list_or_iterator [, opts]) --> iterator over i, result as completed
+function Pool:imap_unordered(fn, list, opts) return imap_impl(self, "imap_unordered", fn, list, opts, false) end
+
+--- pool:apply(fn, ...) --> the values of fn(...), run on a worker
+function Pool:apply(fn, ...)
+  check(fn, "function", 1, "apply")
+  return self:submit(fn, ...):get()
+end
+
+--- parallel.as_completed(futures [, timeout]) --> iterator over futures as they finish
+function M.as_completed(futures, timeout)
+  check(futures, "table", 1, "as_completed")
+  if timeout ~= nil then check(timeout, "number", 2, "as_completed") end
+  local ws = core.waitset(futures)
+  local deadline = timeout and now() + timeout
+  return function()
+    local f, err = ws:next(remaining(deadline))
+    if f then return f end
+    if err == "timeout" then error("timeout", 2) end
+    return nil
+  end
+end
+
+--- parallel.wait(futures, {timeout =, return_when = "all" | "first" | "first_error"})
+-- --> done, not_done
+function M.wait(futures, opts)
+  check(futures, "table", 1, "wait")
+  if opts ~= nil then check(opts, "table", 2, "wait") end
+  opts = opts or {}
+  local when = opts.return_when or "all"
+  if when ~= "all" and when ~= "first" and when ~= "first_error" then
+    argerror(2, "wait", "invalid return_when '" .. tostring(when) .. "'")
+  end
+  local ws = core.waitset(futures)
+  local deadline = opts.timeout and now() + opts.timeout
+  local done, is_done = {}, {}
+  while true do
+    local f = ws:next(remaining(deadline))
+    if not f then break end
+    done[#done + 1] = f
+    is_done[f] = true
+    if when == "first" then break end
+    if when == "first_error" and f:state() ~= "done" then break end
+  end
+  ws:close()
+  local not_done = {}
+  for i = 1, #futures do
+    local f = futures[i]
+    if not is_done[f] then
+      if f:done() then done[#done + 1] = f else not_done[#not_done + 1] = f end
+    end
+  end
+  return done, not_done
+end
+
+--- parallel.gather(futures) --> list of first results; raises the first error
+function M.gather(futures)
+  check(futures, "table", 1, "gather")
+  local ws = core.waitset(futures)
+  for _ = 1, #futures do
+    local f = ws:next()
+    if f:state() ~= "done" then
+      f:get()   -- raises the task's error (with its traceback)
+    end
+  end
+  local out = { n = #futures }
+  for i = 1, #futures do out[i] = (futures[i]:get()) end
+  return out
+end
+
+-- The default pool, made on first use.
+local default_pool
+local function get_default()
+  if not default_pool then default_pool = core.pool(core.cpu_count()) end
+  return default_pool
+end
+
+--- parallel.map(fn, list [, opts]) on the default pool
+function M.map(fn, list, opts) return map_impl(get_default(), "map", fn, list, opts, false) end
+
+--- parallel.submit(fn, ...) on the default pool
+function M.submit(fn, ...)
+  check(fn, "function", 1, "submit")
+  return get_default():submit(fn, ...)
+end
+
+-- Threads started by spawn: each has a one-worker pool that ends after
+-- its task; the pools are kept here until their task is done.
+local spawned = setmetatable({}, { __mode = "" })
+
+--- parallel.spawn(fn, ...) --> future; runs fn on a thread of its own
+function M.spawn(fn, ...)
+  check(fn, "function", 1, "spawn")
+  for p, f in pairs(spawned) do
+    if f:done() then spawned[p] = nil; p:shutdown() end
+  end
+  local p = core.pool(1)
+  local ok, f = pcall(p.submit, p, fn, ...)
+  if not ok then p:shutdown(); error(f, 2) end
+  p:shutdown { wait = false }
+  spawned[p] = f
+  return f
+end
+
+-- Measuring (the tutorial's performance chapter).
+
+--- parallel.timeit(fn, ...) --> seconds, fn's results
+function M.timeit(fn, ...)
+  check(fn, "function", 1, "timeit")
+  local t0 = now()
+  local function finish(...) return now() - t0, ... end
+  return finish(fn(...))
+end
+
+--- parallel.speedup(t_seq, t_par, n) --> speedup, efficiency
+function M.speedup(t_seq, t_par, n)
+  check(t_seq, "number", 1, "speedup")
+  check(t_par, "number", 2, "speedup")
+  n = n or 1
+  check(n, "number", 3, "speedup")
+  if t_par <= 0 then argerror(2, "speedup", "parallel time must be positive") end
+  if n <= 0 then argerror(3, "speedup", "workers must be positive") end
+  local s = t_seq / t_par
+  return s, s / n
+end
+
+local function check_fraction(s, n, fname)
+  check(s, "number", 1, fname)
+  check(n, "number", 2, fname)
+  if not (s >= 0 and s <= 1) then argerror(1, fname, "serial fraction must be in [0, 1]") end
+  if not (n >= 1) then argerror(2, fname, "processors must be at least 1") end
+end
+
+--- parallel.amdahl(serial_fraction, n) --> 1 / (S + (1 - S) / N)
+function M.amdahl(s, n)
+  check_fraction(s, n, "amdahl")
+  return 1 / (s + (1 - s) / n)
+end
+
+--- parallel.gustafson(serial_fraction, n) --> N - S (N - 1)
+function M.gustafson(s, n)
+  check_fraction(s, n, "gustafson")
+  return n - s * (n - 1)
+end
+
+return M

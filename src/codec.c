@@ -1,0 +1,933 @@
+/*
+ * The codec: Lua values to bytes and back (the transfer rules of API.md).
+ *
+ * Wire format: one tag byte per value, then its payload. Tables and Lua
+ * functions are numbered in the order they are first met, on both sides,
+ * so that a later occurrence is a back-reference (T_REF): this keeps shared
+ * sub-tables, cycles and recursive closures. Shared objects and function
+ * prototypes ride in the message's refs[] and are named by their slot.
+ *
+ * Functions: the dump of a prototype is made once per closure (and shared
+ * by content between closures of the same prototype) into a refcounted
+ * par_proto, which also lists the globals its code reads. A receiving state
+ * loads each prototype once and reuses it while the function needs no
+ * upvalue of its own; otherwise it loads a fresh closure and sets the
+ * upvalues, joining those the sender's closures shared.
+ */
+#include "codec.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "dumpscan.h"
+#include "l_object.h"
+
+enum {
+  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_MODULE,
+  T_CFUNC, T_FUNC, T_OBJ, T_ENV, T_JOIN, T_META, T_END
+};
+
+#define MAX_DEPTH 200
+#define PATH_MAX_PARTS (MAX_DEPTH + 8)
+
+/* ---------------------------------------------------------------- protos */
+
+typedef struct par_proto {
+  par_object hdr;
+  uint64_t id;
+  size_t len;
+  char *dump;
+  dumpscan_names globals;
+} par_proto;
+
+static void proto_destroy(par_object *o) {
+  par_proto *p = (par_proto *)o;
+  dumpscan_free(&p->globals);
+  free(p->dump);
+  free(p);
+}
+
+static const par_type proto_type = { "parallel.proto", proto_destroy };
+static _Atomic uint64_t next_proto_id = 1;
+static _Atomic int scanner_works = 0;   /* 0 untested, 1 works, -1 not */
+
+/* Registry keys. */
+static const char key_scratch = 0;   /* userdata: par_buf scratch */
+static const char key_protos = 0;    /* weak-keyed: closure -> proto box */
+static const char key_bydump = 0;    /* weak-valued: dump string -> proto box */
+static const char key_loaded = 0;    /* id -> cached closure (receiver) */
+static const char key_names = 0;     /* table: [1]=count, modules[t]=name, cfuncs[f]="mod\0field" */
+static const char key_cfcache = 0;   /* receiver: "mod\0field" -> C function */
+
+/* ------------------------------------------------------------- encoding */
+
+typedef struct part {
+  enum { P_INDEX, P_KEY, P_NAME, P_META, P_KEYOF } kind;
+  lua_Integer i;      /* P_INDEX */
+  int idx;            /* P_KEY, P_KEYOF: absolute stack index of the key */
+  const char *name;   /* P_NAME */
+} part;
+
+typedef struct enc {
+  lua_State *L;
+  par_buf *b;
+  int seen;           /* stack index of the seen table (nil until needed) */
+  int nseen;
+  int names;          /* stack index of the names table slot */
+  int have_names;     /* the slot holds the table */
+  int globals;        /* stack index of the sender's globals */
+  int depth;
+  const char *root;
+  lua_Integer root_index;   /* 0: root is the whole name */
+  int call;                 /* value 1 is "fn", then args[1]... */
+  part path[PATH_MAX_PARTS];
+} enc;
+
+static void encode_value(enc *e, int idx);
+
+static void enc_fail(enc *e, const char *what) {
+  lua_State *L = e->L;
+  luaL_Buffer B;
+  int i;
+  luaL_buffinit(L, &B);
+  luaL_addstring(&B, "cannot send ");
+  luaL_addstring(&B, what);
+  luaL_addstring(&B, " at ");
+  if (e->call && e->root_index == 1) {
+    luaL_addstring(&B, "fn");
+  } else if (e->call) {
+    luaL_addstring(&B, "args");
+    lua_pushfstring(L, "[%I]", e->root_index - 1);
+    luaL_addvalue(&B);
+  } else {
+    luaL_addstring(&B, e->root);
+  }
+  if (e->root_index && !e->call) {
+    lua_pushfstring(L, "[%I]", e->root_index);
+    luaL_addvalue(&B);
+  }
+  for (i = 0; i < e->depth; i++) {
+    part *p = &e->path[i];
+    switch (p->kind) {
+      case P_INDEX: lua_pushfstring(L, "[%I]", p->i); break;
+      case P_NAME: lua_pushfstring(L, ".%s", p->name); break;
+      case P_META: lua_pushliteral(L, "(metatable)"); break;
+      case P_KEYOF: lua_pushliteral(L, "(key)"); break;
+      case P_KEY: {
+        int k = p->idx;
+        if (lua_type(L, k) == LUA_TSTRING) {
+          size_t n, j;
+          const char *s = lua_tolstring(L, k, &n);
+          int ident = n > 0 && !(s[0] >= '0' && s[0] <= '9');
+          for (j = 0; j < n && ident; j++)
+            ident = (s[j] == '_' || (s[j] >= 'a' && s[j] <= 'z') ||
+                     (s[j] >= 'A' && s[j] <= 'Z') || (s[j] >= '0' && s[j] <= '9'));
+          if (ident) lua_pushfstring(L, ".%s", s);
+          else lua_pushfstring(L, "[\"%s\"]", s);
+        } else if (lua_type(L, k) == LUA_TNUMBER) {
+          lua_pushvalue(L, k);
+          lua_pushfstring(L, "[%s]", lua_tostring(L, -1));
+          lua_remove(L, -2);
+        } else {
+          lua_pushfstring(L, "[%s]", luaL_typename(L, k));
+        }
+        break;
+      }
+    }
+    luaL_addvalue(&B);
+  }
+  luaL_pushresult(&B);
+  par_buf_reset(e->b);
+  lua_error(L);
+}
+
+static void enc_nomem(enc *e) {
+  par_buf_reset(e->b);
+  luaL_error(e->L, "not enough memory");
+}
+
+static void put(enc *e, const void *p, size_t n) {
+  if (!par_buf_reserve(e->b, n)) enc_nomem(e);
+  memcpy(e->b->data + e->b->len, p, n);
+  e->b->len += n;
+}
+
+static void put_byte(enc *e, int c) {
+  unsigned char u = (unsigned char)c;
+  if (e->b->len < e->b->cap) e->b->data[e->b->len++] = u;
+  else put(e, &u, 1);
+}
+
+static void put_size(enc *e, size_t x) {
+  unsigned char tmp[10];
+  int n = 0;
+  do { tmp[n++] = (unsigned char)(x & 0x7f); x >>= 7; } while (x);
+  tmp[0] |= 0x80;                   /* the last byte written is tmp[0] */
+  while (n > 0) put_byte(e, tmp[--n]);
+}
+
+static void put_str(enc *e, const char *s, size_t n) {
+  put_size(e, n);
+  put(e, s, n);
+}
+
+static size_t add_ref(enc *e, par_object *o) {
+  if (!par_buf_add_ref(e->b, par_object_retain(o))) {
+    par_object_release(o);
+    enc_nomem(e);
+  }
+  return e->b->nrefs - 1;
+}
+
+static void push_part(enc *e, part p) {
+  if (e->depth >= MAX_DEPTH) enc_fail(e, "value nested too deep");
+  e->path[e->depth++] = p;
+}
+
+static void pop_part(enc *e) { e->depth--; }
+
+/* Returns the back-reference number of the value at idx, or 0 (and
+ * registers it under a new number). */
+static int seen_check(enc *e, int idx) {
+  lua_State *L = e->L;
+  if (lua_isnil(L, e->seen)) {
+    lua_newtable(L);
+    lua_replace(L, e->seen);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+    int n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return n;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, ++e->nseen);
+  lua_rawset(L, e->seen);
+  return 0;
+}
+
+/*
+ * package.loaded, read backwards: which tables are loaded modules and which
+ * C functions are fields of them. Rebuilt when the number of loaded modules
+ * changes, at most once per encode.
+ */
+static void names_refresh(enc *e) {
+  lua_State *L = e->L;
+  lua_Integer count = 0;
+  int loaded, t;
+  if (e->have_names) return;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) { count++; lua_pop(L, 1); }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names) == LUA_TTABLE &&
+      lua_rawgeti(L, -1, 1) == LUA_TNUMBER && lua_tointeger(L, -1) == count) {
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 2);
+    lua_createtable(L, 1, 2);
+    t = lua_gettop(L);
+    lua_pushinteger(L, count);
+    lua_rawseti(L, t, 1);
+    lua_newtable(L);   /* modules: table -> name */
+    lua_newtable(L);   /* cfuncs: function -> "mod\0field" */
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
+        int mod = lua_gettop(L);
+        lua_pushvalue(L, mod);
+        lua_pushvalue(L, mod - 1);
+        lua_rawset(L, t + 1);
+        lua_pushnil(L);
+        while (lua_next(L, mod)) {
+          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, t + 2);
+            if (lua_isnil(L, -1)) {  /* first name found wins */
+              lua_pop(L, 1);
+              lua_pushvalue(L, -1);
+              lua_pushfstring(L, "%s%c%s", lua_tostring(L, mod - 1), 0, lua_tostring(L, -3));
+              lua_rawset(L, t + 2);
+            } else {
+              lua_pop(L, 1);
+            }
+          }
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
+    lua_setfield(L, t, "cfuncs");
+    lua_setfield(L, t, "modules");
+    lua_pushvalue(L, t);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_names);
+  }
+  lua_replace(L, e->names);
+  lua_pop(L, 1);            /* package.loaded */
+  e->have_names = 1;
+}
+
+/* Pushes the name under which the value at idx is known in `field`
+ * ("modules" or "cfuncs"), or nothing and returns 0. */
+static int names_lookup(enc *e, int idx, const char *field) {
+  lua_State *L = e->L;
+  names_refresh(e);
+  lua_getfield(L, e->names, field);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TSTRING) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
+static void encode_table(enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Unsigned n, i;
+  size_t hash_at;
+  uint32_t nhash = 0;
+  int ref = seen_check(e, idx);
+  if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
+  if (names_lookup(e, idx, "modules")) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    put_byte(e, T_MODULE);
+    put_str(e, s, len);
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_checkstack(L, 6, "value nested too deep");
+  n = lua_rawlen(L, idx);
+  put_byte(e, T_TABLE);
+  put_size(e, (size_t)n);
+  hash_at = e->b->len;
+  put(e, &nhash, sizeof nhash);
+  for (i = 1; i <= n; i++) {
+    part p = { P_INDEX, (lua_Integer)i, 0, NULL };
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    push_part(e, p);
+    encode_value(e, lua_gettop(L));
+    pop_part(e);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int k = lua_gettop(L) - 1;
+    if (lua_isinteger(L, k)) {
+      lua_Integer ki = lua_tointeger(L, k);
+      if (ki >= 1 && (lua_Unsigned)ki <= n) { lua_pop(L, 1); continue; }
+    }
+    {
+      part pk = { P_KEYOF, 0, k, NULL }, pv = { P_KEY, 0, k, NULL };
+      push_part(e, pk);
+      encode_value(e, k);
+      pop_part(e);
+      push_part(e, pv);
+      encode_value(e, k + 1);
+      pop_part(e);
+    }
+    nhash++;
+    lua_pop(L, 1);
+  }
+  memcpy(e->b->data + hash_at, &nhash, sizeof nhash);
+  if (lua_getmetatable(L, idx)) {
+    part p = { P_META, 0, 0, NULL };
+    put_byte(e, T_META);
+    push_part(e, p);
+    encode_value(e, lua_gettop(L));
+    pop_part(e);
+    lua_pop(L, 1);
+  } else {
+    put_byte(e, T_END);
+  }
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  par_buf *b = (par_buf *)ud;
+  (void)L;
+  if (!par_buf_reserve(b, sz)) return 1;
+  memcpy(b->data + b->len, p, sz);
+  b->len += sz;
+  return 0;
+}
+
+/* Pushes the dump of the function at the top of the stack as a string. */
+static int push_dump(lua_State *L) {
+  par_buf b;
+  int rc;
+  par_buf_init(&b);
+  rc = lua_dump(L, dump_writer, &b, 0);
+  if (rc == 0) lua_pushlstring(L, (const char *)b.data, b.len);
+  par_buf_free(&b);
+  return rc == 0;
+}
+
+static int proto_box_gc(lua_State *L) {
+  par_proto **box = (par_proto **)lua_touserdata(L, 1);
+  if (*box) { par_object_release(&(*box)->hdr); *box = NULL; }
+  return 0;
+}
+
+/* The prototype of the Lua function at idx, from the cache or dumped now. */
+static par_proto *get_proto(enc *e, int idx) {
+  lua_State *L = e->L;
+  par_proto *p, **box;
+  size_t len;
+  const char *s;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_protos);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+    p = *(par_proto **)lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return p;
+  }
+  lua_pop(L, 1);
+  /* Dump, then share by content with other closures of the same prototype. */
+  lua_pushvalue(L, idx);
+  if (!push_dump(L)) enc_nomem(e);
+  lua_remove(L, -2);
+  s = lua_tolstring(L, -1, &len);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_bydump);
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+    p = *(par_proto **)lua_touserdata(L, -1);
+  } else {
+    lua_pop(L, 1);
+    box = (par_proto **)lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, "parallel.protobox")) {
+      lua_pushcfunction(L, proto_box_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    p = calloc(1, sizeof *p);
+    if (p) p->dump = malloc(len ? len : 1);
+    if (!p || !p->dump) { free(p); enc_nomem(e); }
+    par_object_init(&p->hdr, &proto_type);
+    p->id = atomic_fetch_add(&next_proto_id, 1);
+    p->len = len;
+    memcpy(p->dump, s, len);
+    if (scanner_works != 1 || dumpscan_globals(s, len, &p->globals) != 0)
+      memset(&p->globals, 0, sizeof p->globals);
+    *box = p;
+    lua_pushvalue(L, -3);           /* dump string */
+    lua_pushvalue(L, -2);           /* box */
+    lua_rawset(L, -4);
+  }
+  /* stack: protos, dump, bydump, box */
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, -6);
+  lua_pop(L, 4);
+  return p;
+}
+
+/* Globals of the standard library that every receiver has already. */
+static int is_std_global(const char *name) {
+  static const char *const std[] = {
+    "assert", "collectgarbage", "dofile", "error", "getmetatable", "ipairs",
+    "load", "loadfile", "next", "pairs", "pcall", "print", "rawequal", "rawget",
+    "rawlen", "rawset", "require", "select", "setmetatable", "tonumber",
+    "tostring", "type", "warn", "xpcall", "_G", "_VERSION", "coroutine", "debug",
+    "io", "math", "os", "package", "string", "table", "utf8", NULL
+  };
+  int i;
+  for (i = 0; std[i]; i++)
+    if (strcmp(std[i], name) == 0) return 1;
+  return 0;
+}
+
+static void encode_function(enc *e, int idx) {
+  lua_State *L = e->L;
+  int ref, self, nup = 0, i, simple = 1;
+  par_proto *p;
+  const char *name;
+  ref = seen_check(e, idx);
+  if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
+  self = e->nseen;
+  p = get_proto(e, idx);
+  put_byte(e, T_FUNC);
+  put_size(e, add_ref(e, &p->hdr));
+  while ((name = lua_getupvalue(L, idx, nup + 1)) != NULL) {
+    if (!(strcmp(name, "_ENV") == 0 && lua_rawequal(L, -1, e->globals))) simple = 0;
+    lua_pop(L, 1);
+    nup++;
+  }
+  put_size(e, (size_t)nup);
+  put_byte(e, simple);
+  for (i = 1; !simple && i <= nup; i++) {
+    void *id;
+    name = lua_getupvalue(L, idx, i);
+    if (strcmp(name, "_ENV") == 0 && lua_rawequal(L, -1, e->globals)) {
+      put_byte(e, T_ENV);
+      lua_pop(L, 1);
+      continue;
+    }
+    id = lua_upvalueid(L, idx, i);
+    lua_pushlightuserdata(L, id);
+    if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+      lua_Integer j = lua_tointeger(L, -1);
+      put_byte(e, T_JOIN);
+      put_size(e, (size_t)(j >> 8));
+      put_size(e, (size_t)(j & 0xff));
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, id);
+    lua_pushinteger(L, ((lua_Integer)self << 8) | i);
+    lua_rawset(L, e->seen);
+    {
+      part pn = { P_NAME, 0, 0, *name ? name : "?" };
+      push_part(e, pn);
+      encode_value(e, lua_gettop(L));
+      pop_part(e);
+    }
+    lua_pop(L, 1);
+  }
+  /* The globals its code reads, as the sender has them now. */
+  for (i = 0; i < p->globals.n; i++) {
+    const char *g = p->globals.names[i];
+    int t = lua_getfield(L, e->globals, g);   /* raw enough: _G rarely has __index */
+    if (t == LUA_TNIL ||
+        (is_std_global(g) && (lua_iscfunction(L, -1) || t == LUA_TTABLE || t == LUA_TSTRING))) {
+      lua_pop(L, 1);
+      continue;
+    }
+    put_size(e, (size_t)i + 1);
+    {
+      part pn = { P_NAME, 0, 0, g };
+      push_part(e, pn);
+      encode_value(e, lua_gettop(L));
+      pop_part(e);
+    }
+    lua_pop(L, 1);
+  }
+  put_size(e, 0);
+}
+
+static void encode_value(enc *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: put_byte(e, T_NIL); break;
+    case LUA_TBOOLEAN: put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        put_byte(e, T_INT);
+        put(e, &i, sizeof i);
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        put_byte(e, T_FLOAT);
+        put(e, &d, sizeof d);
+      }
+      break;
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      put_byte(e, T_STR);
+      put_str(e, s, n);
+      break;
+    }
+    case LUA_TTABLE: encode_table(e, idx); break;
+    case LUA_TFUNCTION:
+      if (!lua_iscfunction(L, idx)) {
+        encode_function(e, idx);
+      } else if (names_lookup(e, idx, "cfuncs")) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        put_byte(e, T_CFUNC);
+        put_str(e, s, n);
+        lua_pop(L, 1);
+      } else {
+        enc_fail(e, "C function");
+      }
+      break;
+    case LUA_TUSERDATA: {
+      par_object *o = l_object_test(L, idx);
+      if (o) {
+        put_byte(e, T_OBJ);
+        put_size(e, add_ref(e, o));
+      } else if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
+        enc_fail(e, lua_pushfstring(L, "userdata (%s)", lua_tostring(L, -1)));
+      } else {
+        enc_fail(e, "userdata");
+      }
+      break;
+    }
+    case LUA_TLIGHTUSERDATA: enc_fail(e, "light userdata"); break;
+    case LUA_TTHREAD: enc_fail(e, "thread"); break;
+    default: enc_fail(e, luaL_typename(L, idx)); break;
+  }
+}
+
+static par_buf *scratch(lua_State *L) {
+  par_buf *b;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_scratch);
+  b = (par_buf *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+static par_msg *encode(lua_State *L, int first, int n, const char *root, int indexed, int call) {
+  enc e;
+  int i, top;
+  par_msg *m;
+  first = lua_absindex(L, first);
+  top = lua_gettop(L);
+  luaL_checkstack(L, 8, NULL);
+  e.L = L;
+  e.b = scratch(L);
+  par_buf_reset(e.b);   /* drops what an earlier memory error left */
+  e.nseen = 0;
+  e.have_names = 0;
+  e.depth = 0;
+  e.root = root;
+  e.call = call;
+  lua_pushnil(L);
+  e.seen = lua_gettop(L);
+  lua_pushnil(L);
+  e.names = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  e.globals = lua_gettop(L);
+  put_size(&e, (size_t)n);
+  for (i = 0; i < n; i++) {
+    e.root_index = indexed || call ? i + 1 : 0;
+    encode_value(&e, first + i);
+  }
+  m = par_buf_finish(e.b);
+  if (!m) enc_nomem(&e);
+  lua_settop(L, top);
+  return m;
+}
+
+par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int indexed) {
+  return encode(L, first, n, root, indexed, 0);
+}
+
+par_msg *codec_encode_call(lua_State *L, int first, int n) {
+  return encode(L, first, n, "args", 1, 1);
+}
+
+/* ------------------------------------------------------------- decoding */
+
+typedef struct dec {
+  lua_State *L;
+  const par_msg *m;
+  const unsigned char *p, *end;
+  int refs;       /* stack index of the back-reference table (nil until needed) */
+  int nrefs;
+  int globals;
+} dec;
+
+static void decode_value(dec *d);
+
+static void dec_corrupt(dec *d) {
+  luaL_error(d->L, "corrupt message");
+}
+
+static int get_byte(dec *d) {
+  if (d->p >= d->end) dec_corrupt(d);
+  return *d->p++;
+}
+
+static size_t get_size(dec *d) {
+  size_t x = 0;
+  int b;
+  do {
+    b = get_byte(d);
+    x = (x << 7) | (size_t)(b & 0x7f);
+  } while ((b & 0x80) == 0);
+  return x;
+}
+
+static void get_raw(dec *d, void *out, size_t n) {
+  if ((size_t)(d->end - d->p) < n) dec_corrupt(d);
+  memcpy(out, d->p, n);
+  d->p += n;
+}
+
+static const char *get_str(dec *d, size_t *len) {
+  const char *s;
+  *len = get_size(d);
+  if ((size_t)(d->end - d->p) < *len) dec_corrupt(d);
+  s = (const char *)d->p;
+  d->p += *len;
+  return s;
+}
+
+static void register_ref(dec *d, int idx) {
+  lua_State *L = d->L;
+  if (lua_isnil(L, d->refs)) {
+    lua_newtable(L);
+    lua_replace(L, d->refs);
+  }
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, d->refs, ++d->nrefs);
+}
+
+/* Pushes package.loaded[name], requiring it when absent. */
+static void push_module(dec *d, const char *name, size_t len) {
+  lua_State *L = d->L;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushlstring(L, name, len);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, name, len);
+    lua_call(L, 1, 1);
+  }
+  lua_remove(L, -2);
+}
+
+static void decode_cfunc(dec *d) {
+  lua_State *L = d->L;
+  size_t len, mlen;
+  const char *s = get_str(d, &len);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cfcache);
+  lua_pushlstring(L, s, len);
+  if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  mlen = strlen(s);
+  push_module(d, s, mlen);
+  if (lua_type(L, -1) != LUA_TTABLE ||
+      lua_getfield(L, -1, s + mlen + 1) != LUA_TFUNCTION)
+    luaL_error(L, "cannot receive C function %s.%s", s, s + mlen + 1);
+  lua_remove(L, -2);
+  lua_pushlstring(L, s, len);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, -4);
+  lua_remove(L, -2);
+}
+
+/* Pushes a closure of p: the cached one when it needs no upvalues of its
+ * own (simple), else a fresh one. */
+static void push_closure(dec *d, par_proto *p, int simple) {
+  lua_State *L = d->L;
+  if (simple) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
+    if (lua_rawgeti(L, -1, (lua_Integer)p->id) == LUA_TFUNCTION) {
+      lua_remove(L, -2);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK)
+    lua_error(L);
+  if (simple) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, (lua_Integer)p->id);
+    lua_remove(L, -2);
+  }
+}
+
+static void decode_function(dec *d) {
+  lua_State *L = d->L;
+  size_t slot = get_size(d), nup, i, g;
+  par_proto *p;
+  int simple, f;
+  if (slot >= d->m->nrefs || d->m->refs[slot]->type != &proto_type) dec_corrupt(d);
+  p = (par_proto *)d->m->refs[slot];
+  nup = get_size(d);
+  simple = get_byte(d);
+  push_closure(d, p, simple);
+  f = lua_gettop(L);
+  register_ref(d, f);
+  for (i = 1; !simple && i <= nup; i++) {
+    int tag = *d->p;
+    if (tag == T_ENV) {
+      d->p++;
+      lua_pushvalue(L, d->globals);
+      lua_setupvalue(L, f, (int)i);
+    } else if (tag == T_JOIN) {
+      size_t other, n;
+      d->p++;
+      other = get_size(d);
+      n = get_size(d);
+      lua_rawgeti(L, d->refs, (lua_Integer)other);
+      lua_upvaluejoin(L, f, (int)i, -1, (int)n);
+      lua_pop(L, 1);
+    } else {
+      decode_value(d);
+      lua_setupvalue(L, f, (int)i);
+    }
+  }
+  while ((g = get_size(d)) != 0) {
+    if (g > (size_t)p->globals.n) dec_corrupt(d);
+    decode_value(d);
+    lua_setfield(L, d->globals, p->globals.names[g - 1]);
+  }
+}
+
+static void decode_table(dec *d) {
+  lua_State *L = d->L;
+  size_t narr = get_size(d), i;
+  uint32_t nhash;
+  int t;
+  get_raw(d, &nhash, sizeof nhash);
+  luaL_checkstack(L, 6, "message nested too deep");
+  lua_createtable(L, narr > INT32_MAX ? 0 : (int)narr, nhash > INT32_MAX ? 0 : (int)nhash);
+  t = lua_gettop(L);
+  register_ref(d, t);
+  for (i = 1; i <= narr; i++) {
+    decode_value(d);
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (;;) {
+    int tag = *d->p;
+    if (tag == T_END) { d->p++; break; }
+    if (tag == T_META) {
+      d->p++;
+      decode_value(d);
+      lua_setmetatable(L, t);
+      break;
+    }
+    decode_value(d);
+    decode_value(d);
+    lua_rawset(L, t);
+  }
+}
+
+static void decode_value(dec *d) {
+  lua_State *L = d->L;
+  int tag = get_byte(d);
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_INT: {
+      lua_Integer i;
+      get_raw(d, &i, sizeof i);
+      lua_pushinteger(L, i);
+      break;
+    }
+    case T_FLOAT: {
+      lua_Number n;
+      get_raw(d, &n, sizeof n);
+      lua_pushnumber(L, n);
+      break;
+    }
+    case T_STR: {
+      size_t n;
+      const char *s = get_str(d, &n);
+      lua_pushlstring(L, s, n);
+      break;
+    }
+    case T_TABLE: decode_table(d); break;
+    case T_REF: {
+      size_t r = get_size(d);
+      if (lua_isnil(L, d->refs) || r == 0 || r > (size_t)d->nrefs) dec_corrupt(d);
+      lua_rawgeti(L, d->refs, (lua_Integer)r);
+      break;
+    }
+    case T_MODULE: {
+      size_t n;
+      const char *s = get_str(d, &n);
+      push_module(d, s, n);
+      break;
+    }
+    case T_CFUNC: decode_cfunc(d); break;
+    case T_FUNC: decode_function(d); break;
+    case T_OBJ: {
+      size_t slot = get_size(d);
+      if (slot >= d->m->nrefs) dec_corrupt(d);
+      l_object_push_ref(L, d->m->refs[slot]);
+      break;
+    }
+    default: dec_corrupt(d);
+  }
+}
+
+int codec_decode(lua_State *L, const par_msg *m) {
+  dec d;
+  size_t n, i;
+  int base;
+  d.L = L;
+  d.m = m;
+  d.p = m->data;
+  d.end = m->data + m->len;
+  d.nrefs = 0;
+  luaL_checkstack(L, 8, NULL);
+  lua_pushnil(L);
+  d.refs = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  d.globals = lua_gettop(L);
+  base = d.globals;
+  n = get_size(&d);
+  if (n > (size_t)1000000) dec_corrupt(&d);
+  luaL_checkstack(L, (int)n + 4, "too many values");
+  for (i = 0; i < n; i++) decode_value(&d);
+  /* Drop the two helper slots below the values. */
+  lua_rotate(L, base - 1, (int)n);
+  lua_pop(L, 2);
+  return (int)n;
+}
+
+/* ------------------------------------------------------------------ open */
+
+static int scratch_gc(lua_State *L) {
+  par_buf_free((par_buf *)lua_touserdata(L, 1));
+  return 0;
+}
+
+static void weak_table(lua_State *L, const char *mode, const void *key) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* Checks that the dump scanner reads this Lua's format; if not, functions
+ * travel without their globals rather than with guessed ones. */
+static void self_test(lua_State *L) {
+  size_t len;
+  const char *s;
+  dumpscan_names names;
+  if (atomic_load(&scanner_works) != 0) return;
+  if (luaL_loadstring(L, "local t = {} return function() return parallel_probe_global end") != LUA_OK) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_call(L, 0, 1);
+  if (!push_dump(L)) { lua_pop(L, 1); return; }
+  s = lua_tolstring(L, -1, &len);
+  if (dumpscan_globals(s, len, &names) == 0) {
+    int ok = names.n == 1 && strcmp(names.names[0], "parallel_probe_global") == 0;
+    atomic_store(&scanner_works, ok ? 1 : -1);
+    dumpscan_free(&names);
+  } else {
+    atomic_store(&scanner_works, -1);
+  }
+  lua_pop(L, 2);
+}
+
+void codec_open(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_scratch);
+  if (!lua_isnil(L, -1)) { lua_pop(L, 1); return; }
+  lua_pop(L, 1);
+  par_buf_init((par_buf *)lua_newuserdatauv(L, sizeof(par_buf), 0));
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, scratch_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_scratch);
+  weak_table(L, "k", &key_protos);
+  weak_table(L, "v", &key_bydump);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cfcache);
+  self_test(L);
+}

@@ -1,0 +1,230 @@
+#include "future.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "pool.h"
+
+struct par_sub {
+  par_sub *next;             /* in the future's list (future mutex) */
+  par_waitset *ws;
+  par_future *f;
+  int linked;                /* future mutex */
+};
+
+struct par_waitset {
+  pthread_mutex_t mu;        /* guards everything below */
+  pthread_cond_t cv;
+  int sleeping;
+  par_future **ready;        /* retained futures, FIFO from head */
+  size_t head, nready, cap;
+  par_sub **subs;            /* one per added future */
+  size_t nsubs, subcap;
+  size_t returned;
+};
+
+static void future_destroy(par_object *o) {
+  par_future *f = (par_future *)o;
+  par_msg_free(f->task);
+  par_msg_free(f->result);
+  if (f->pool) par_object_release(&f->pool->hdr);
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cv);
+  free(f);
+}
+
+const par_type par_future_type = { "parallel.future", future_destroy };
+
+par_future *par_future_new(int kind, par_msg *task) {
+  par_future *f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  par_object_init(&f->hdr, &par_future_type);
+  atomic_init(&f->state, PAR_PENDING);
+  f->kind = kind;
+  f->task = task;
+  pthread_mutex_init(&f->mu, NULL);
+  par_cond_init(&f->cv);
+  return f;
+}
+
+int par_future_is_terminal(int state) {
+  return state >= PAR_DONE;
+}
+
+int par_future_claim(par_future *f) {
+  int expected = PAR_PENDING;
+  return atomic_compare_exchange_strong(&f->state, &expected, PAR_RUNNING);
+}
+
+static void ws_push(par_waitset *ws, par_future *f);
+
+/* Called with f->mu held, after the terminal state is stored. */
+static void wake_all(par_future *f) {
+  par_sub *s = f->subs;
+  f->subs = NULL;
+  while (s) {
+    par_sub *next = s->next;
+    s->linked = 0;
+    ws_push(s->ws, f);
+    s = next;
+  }
+  if (f->nwaiters) pthread_cond_broadcast(&f->cv);
+}
+
+void par_future_finish(par_future *f, int state, par_msg *result) {
+  pthread_mutex_lock(&f->mu);
+  f->result = result;
+  atomic_store(&f->state, state);
+  wake_all(f);
+  pthread_mutex_unlock(&f->mu);
+  if (f->pool) par_pool_notice_done(f->pool, f);
+}
+
+int par_future_cancel(par_future *f) {
+  int expected = PAR_PENDING;
+  par_msg *task;
+  if (!atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) return 0;
+  pthread_mutex_lock(&f->mu);
+  task = f->task;
+  f->task = NULL;
+  wake_all(f);
+  pthread_mutex_unlock(&f->mu);
+  par_msg_free(task);
+  if (f->pool) {
+    par_pool_notice_cancel(f->pool);
+    par_pool_notice_done(f->pool, f);
+  }
+  return 1;
+}
+
+/* Spinning covers the common case of a short task finishing within
+ * microseconds, where sleeping on the condvar would cost a futex round
+ * trip (~70 us on virtual machines). */
+#define SPIN_ROUNDS 4000
+
+int par_future_wait(par_future *f, double deadline) {
+  int i, rc = PAR_OK;
+  for (i = 0; i < SPIN_ROUNDS; i++) {
+    if (par_future_is_terminal(atomic_load_explicit(&f->state, memory_order_acquire)))
+      return PAR_OK;
+    par_cpu_relax();
+  }
+  pthread_mutex_lock(&f->mu);
+  f->nwaiters++;
+  while (!par_future_is_terminal(atomic_load(&f->state)) && rc == PAR_OK)
+    rc = par_cond_wait_until(&f->cv, &f->mu, deadline);
+  f->nwaiters--;
+  if (par_future_is_terminal(atomic_load(&f->state))) rc = PAR_OK;
+  pthread_mutex_unlock(&f->mu);
+  return rc;
+}
+
+/* ------------------------------------------------------------- waitsets */
+
+static void ws_push(par_waitset *ws, par_future *f) {
+  pthread_mutex_lock(&ws->mu);
+  /* Space was reserved when f was added, so this cannot fail. */
+  ws->ready[ws->nready++] = (par_future *)par_object_retain(&f->hdr);
+  if (ws->sleeping) pthread_cond_signal(&ws->cv);
+  pthread_mutex_unlock(&ws->mu);
+}
+
+par_waitset *par_waitset_new(size_t hint) {
+  par_waitset *ws = calloc(1, sizeof *ws);
+  if (!ws) return NULL;
+  pthread_mutex_init(&ws->mu, NULL);
+  par_cond_init(&ws->cv);
+  (void)hint;
+  return ws;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+  size_t c = *cap ? *cap : 16;
+  void *q;
+  if (need <= *cap) return 1;
+  while (c < need) c *= 2;
+  q = realloc(*p, c * elem);
+  if (!q) return 0;
+  *p = q;
+  *cap = c;
+  return 1;
+}
+
+int par_waitset_add(par_waitset *ws, par_future *f) {
+  par_sub *s = malloc(sizeof *s);
+  int ok;
+  if (!s) return 0;
+  pthread_mutex_lock(&ws->mu);
+  ok = grow((void **)&ws->ready, &ws->cap, ws->nsubs + 1, sizeof *ws->ready) &&
+       grow((void **)&ws->subs, &ws->subcap, ws->nsubs + 1, sizeof *ws->subs);
+  if (ok) ws->subs[ws->nsubs++] = s;
+  pthread_mutex_unlock(&ws->mu);
+  if (!ok) { free(s); return 0; }
+  s->ws = ws;
+  s->f = (par_future *)par_object_retain(&f->hdr);
+  pthread_mutex_lock(&f->mu);
+  if (par_future_is_terminal(atomic_load(&f->state))) {
+    s->linked = 0;
+    pthread_mutex_unlock(&f->mu);
+    ws_push(ws, f);
+  } else {
+    s->linked = 1;
+    s->next = f->subs;
+    f->subs = s;
+    pthread_mutex_unlock(&f->mu);
+  }
+  return 1;
+}
+
+par_future *par_waitset_next(par_waitset *ws, double deadline, int *status) {
+  par_future *f = NULL;
+  int rc = PAR_OK;
+  pthread_mutex_lock(&ws->mu);
+  while (ws->head == ws->nready && ws->returned < ws->nsubs && rc == PAR_OK) {
+    ws->sleeping++;
+    rc = par_cond_wait_until(&ws->cv, &ws->mu, deadline);
+    ws->sleeping--;
+  }
+  if (ws->head < ws->nready) {
+    f = ws->ready[ws->head];
+    ws->ready[ws->head++] = NULL;
+    ws->returned++;
+    rc = PAR_OK;
+  } else if (ws->returned >= ws->nsubs) {
+    rc = PAR_CLOSED;           /* nothing left to wait for */
+  }
+  pthread_mutex_unlock(&ws->mu);
+  *status = rc;
+  return f;
+}
+
+size_t par_waitset_pending(par_waitset *ws) {
+  size_t n;
+  pthread_mutex_lock(&ws->mu);
+  n = ws->nsubs - ws->returned;
+  pthread_mutex_unlock(&ws->mu);
+  return n;
+}
+
+void par_waitset_release(par_waitset *ws) {
+  size_t i;
+  if (!ws) return;
+  for (i = 0; i < ws->nsubs; i++) {
+    par_sub *s = ws->subs[i], **pp;
+    par_future *f = s->f;
+    pthread_mutex_lock(&f->mu);
+    if (s->linked)
+      for (pp = &f->subs; *pp; pp = &(*pp)->next)
+        if (*pp == s) { *pp = s->next; break; }
+    pthread_mutex_unlock(&f->mu);
+    par_object_release(&f->hdr);
+    free(s);
+  }
+  for (i = ws->head; i < ws->nready; i++) par_object_release(&ws->ready[i]->hdr);
+  free(ws->ready);
+  free(ws->subs);
+  pthread_mutex_destroy(&ws->mu);
+  pthread_cond_destroy(&ws->cv);
+  free(ws);
+}

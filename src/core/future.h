@@ -1,0 +1,67 @@
+/*
+ * Futures: the state machine of one task and the ways to wait for it.
+ *
+ * Threads: the submitting thread creates a future; one worker runs it;
+ * any thread may wait on, cancel or drop it. `state` is atomic so that
+ * done()/state() and the spinning phase of a wait need no lock. `mu`
+ * guards result, nwaiters and the subscription list; the transition to a
+ * terminal state happens under `mu` and wakes waiters and subscribers.
+ * The task message is owned by the future until a worker claims it
+ * (PENDING -> RUNNING, a CAS) or a cancel wins (PENDING -> CANCELLED).
+ *
+ * A waitset (par_waitset) serves as_completed/wait over many futures: each
+ * future pushes itself onto the waitset's ready list as it finishes, so
+ * waiting over n futures costs O(n), not O(n) per wake-up.
+ */
+#ifndef PAR_FUTURE_H
+#define PAR_FUTURE_H
+
+#include <pthread.h>
+#include "object.h"
+#include "msg.h"
+
+typedef enum {
+  PAR_PENDING, PAR_RUNNING, PAR_DONE, PAR_FAILED, PAR_CANCELLED
+} par_state;
+
+typedef struct par_future par_future;
+typedef struct par_waitset par_waitset;
+typedef struct par_sub par_sub;
+struct par_pool;
+
+struct par_future {
+  par_object hdr;
+  _Atomic int state;
+  int kind;                  /* what the binding runs (call, map chunk, ...) */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int nwaiters;
+  par_msg *task;             /* function and arguments */
+  par_msg *result;           /* results, or the error and its traceback */
+  par_sub *subs;
+  struct par_pool *pool;     /* retained: stats and completion notices */
+  par_future *next_done;     /* the pool's completed list (pool mutex) */
+};
+
+extern const par_type par_future_type;
+
+par_future *par_future_new(int kind, par_msg *task);   /* takes the message */
+int par_future_is_terminal(int state);
+/* Claims a pending future for running: 1 if this caller now runs it. */
+int par_future_claim(par_future *f);
+/* Sets the outcome (DONE or FAILED) and wakes everyone; takes result. */
+void par_future_finish(par_future *f, int state, par_msg *result);
+/* 1 if the future was pending and is now cancelled. */
+int par_future_cancel(par_future *f);
+/* Spins briefly, then sleeps until terminal or the deadline:
+ * PAR_OK or PAR_TIMEOUT. */
+int par_future_wait(par_future *f, double deadline);
+
+par_waitset *par_waitset_new(size_t hint);
+int par_waitset_add(par_waitset *ws, par_future *f);   /* 0 on out of memory */
+/* Next finished future (a new reference) or NULL with the status. */
+par_future *par_waitset_next(par_waitset *ws, double deadline, int *status);
+size_t par_waitset_pending(par_waitset *ws);           /* not yet returned by next */
+void par_waitset_release(par_waitset *ws);
+
+#endif

@@ -1,0 +1,256 @@
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+/* How long an idle worker polls the FIFO before sleeping: long enough to
+ * catch the next task of a submit loop, short enough not to steal a core. */
+#define IDLE_SPIN_NS 50000.0
+
+static void pool_destroy(par_object *o) {
+  par_pool *p = (par_pool *)o;
+  int i;
+  par_pool_shutdown(p, 1, 1, 1);
+  for (i = 0; i < p->nworkers; i++) pthread_mutex_destroy(&p->workers[i].mu);
+  free(p->workers);
+  free(p->fifo);
+  while (p->done_head) {
+    par_future *f = p->done_head;
+    p->done_head = f->next_done;
+    par_object_release(&f->hdr);
+  }
+  if (p->notify_fd >= 0) close(p->notify_fd);
+  if (p->ops->free_ud) p->ops->free_ud(p->ud);
+  pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->join_mu);
+  pthread_cond_destroy(&p->cv);
+  free(p);
+}
+
+const par_type par_pool_type = { "parallel.pool", pool_destroy };
+
+/* Takes the next future, or NULL when the pool is closed and drained. */
+static par_future *take(par_pool *p) {
+  par_future *f = NULL;
+  double spin_until = par_now() + IDLE_SPIN_NS * 1e-9;
+  while (atomic_load_explicit(&p->queued, memory_order_relaxed) == 0 &&
+         !atomic_load_explicit(&p->closed, memory_order_relaxed) && par_now() < spin_until) {
+    int i;
+    for (i = 0; i < 64; i++) par_cpu_relax();
+  }
+  pthread_mutex_lock(&p->mu);
+  while (p->count == 0 && !atomic_load(&p->closed)) {
+    p->sleeping++;
+    pthread_cond_wait(&p->cv, &p->mu);
+    p->sleeping--;
+  }
+  if (p->count > 0) {
+    f = p->fifo[p->head];
+    p->head = (p->head + 1) % p->cap;
+    p->count--;
+    atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return f;
+}
+
+static void *worker_main(void *arg) {
+  par_worker *w = (par_worker *)arg;
+  par_pool *p = w->pool;
+  par_future *f;
+  w->ctx = p->ops->start(p->ud, w->index, &w->interrupted);
+  while ((f = take(p)) != NULL) {
+    double t0;
+    if (!par_future_claim(f)) {      /* cancelled while queued */
+      par_object_release(&f->hdr);
+      continue;
+    }
+    atomic_fetch_sub(&p->pending, 1);
+    atomic_fetch_add(&p->running, 1);
+    pthread_mutex_lock(&w->mu);
+    w->current = f;
+    pthread_mutex_unlock(&w->mu);
+    t0 = par_now();
+    p->ops->run(w->ctx, f);
+    atomic_fetch_add(&w->busy_ns, (long long)((par_now() - t0) * 1e9));
+    pthread_mutex_lock(&w->mu);
+    w->current = NULL;
+    pthread_mutex_unlock(&w->mu);
+    if (atomic_exchange(&w->interrupted, 0) && w->ctx) p->ops->clear_interrupt(w->ctx);
+    atomic_fetch_sub(&p->running, 1);
+    par_object_release(&f->hdr);
+  }
+  if (w->ctx) p->ops->stop(w->ctx);
+  w->ctx = NULL;
+  return NULL;
+}
+
+par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
+  par_pool *p = calloc(1, sizeof *p);
+  sigset_t all, old;
+  int i;
+  if (!p) return NULL;
+  par_object_init(&p->hdr, &par_pool_type);
+  p->ops = ops;
+  p->ud = ud;
+  p->notify_fd = -1;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_mutex_init(&p->join_mu, NULL);
+  par_cond_init(&p->cv);
+  p->workers = calloc((size_t)n, sizeof *p->workers);
+  p->cap = 64;
+  p->fifo = malloc(p->cap * sizeof *p->fifo);
+  if (!p->workers || !p->fifo) {
+    p->ops = ops;
+    free(p->workers); free(p->fifo);
+    pthread_mutex_destroy(&p->mu); pthread_mutex_destroy(&p->join_mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+    return NULL;
+  }
+  /* Workers block every signal so that Ctrl-C reaches the main thread. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  for (i = 0; i < n; i++) {
+    par_worker *w = &p->workers[i];
+    w->pool = p;
+    w->index = i;
+    pthread_mutex_init(&w->mu, NULL);
+    p->nworkers = i + 1;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) break;
+    w->started = 1;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (!p->workers[n - 1].started) {
+    par_object_release(&p->hdr);   /* shuts down what did start */
+    return NULL;
+  }
+  return p;
+}
+
+int par_pool_submit(par_pool *p, par_future *f) {
+  pthread_mutex_lock(&p->mu);
+  if (atomic_load(&p->closed)) {
+    pthread_mutex_unlock(&p->mu);
+    return PAR_CLOSED;
+  }
+  if (p->count == p->cap) {
+    size_t cap = p->cap * 2, i;
+    par_future **q = malloc(cap * sizeof *q);
+    if (!q) { pthread_mutex_unlock(&p->mu); return PAR_NOMEM; }
+    for (i = 0; i < p->count; i++) q[i] = p->fifo[(p->head + i) % p->cap];
+    free(p->fifo);
+    p->fifo = q;
+    p->cap = cap;
+    p->head = 0;
+  }
+  if (!f->pool) f->pool = (par_pool *)par_object_retain(&p->hdr);
+  p->fifo[(p->head + p->count) % p->cap] = (par_future *)par_object_retain(&f->hdr);
+  p->count++;
+  atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+  atomic_fetch_add(&p->submitted, 1);
+  atomic_fetch_add(&p->pending, 1);
+  if (p->sleeping) pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return PAR_OK;
+}
+
+static void interrupt_worker(par_worker *w, par_future *only) {
+  pthread_mutex_lock(&w->mu);
+  if (w->current && (!only || w->current == only) && w->ctx) {
+    if (!atomic_exchange(&w->interrupted, 1)) w->pool->ops->interrupt(w->ctx);
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+int par_pool_interrupt(par_pool *p, par_future *f) {
+  int i;
+  if (atomic_load(&f->state) != PAR_RUNNING) return 0;
+  for (i = 0; i < p->nworkers; i++) interrupt_worker(&p->workers[i], f);
+  return 1;
+}
+
+void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
+  par_future **drop = NULL;
+  size_t ndrop = 0, i;
+  pthread_mutex_lock(&p->mu);
+  atomic_store(&p->closed, 1);
+  if (cancel && p->count) {
+    drop = malloc(p->count * sizeof *drop);
+    if (drop) {
+      for (i = 0; i < p->count; i++) drop[i] = p->fifo[(p->head + i) % p->cap];
+      ndrop = p->count;
+      p->count = 0;
+      p->head = 0;
+      atomic_store(&p->queued, 0);
+    }
+  }
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (i = 0; i < ndrop; i++) {
+    par_future_cancel(drop[i]);
+    par_object_release(&drop[i]->hdr);
+  }
+  free(drop);
+  if (interrupt)
+    for (i = 0; i < (size_t)p->nworkers; i++) interrupt_worker(&p->workers[i], NULL);
+  if (wait) {
+    pthread_mutex_lock(&p->join_mu);
+    if (!p->joined) {
+      for (i = 0; i < (size_t)p->nworkers; i++)
+        if (p->workers[i].started) pthread_join(p->workers[i].thread, NULL);
+      p->joined = 1;
+    }
+    pthread_mutex_unlock(&p->join_mu);
+  }
+}
+
+void par_pool_notice_cancel(par_pool *p) {
+  atomic_fetch_add(&p->cancelled, 1);
+  atomic_fetch_sub(&p->pending, 1);
+}
+
+void par_pool_notice_done(par_pool *p, par_future *f) {
+  int st = atomic_load(&f->state);
+  if (st == PAR_DONE) atomic_fetch_add(&p->completed, 1);
+  else if (st == PAR_FAILED) atomic_fetch_add(&p->failed, 1);
+  if (p->notify_fd < 0) return;     /* racy read is fine: set once, before use */
+  pthread_mutex_lock(&p->mu);
+  par_object_retain(&f->hdr);
+  f->next_done = NULL;
+  if (p->done_tail) p->done_tail->next_done = f;
+  else p->done_head = f;
+  p->done_tail = f;
+  pthread_mutex_unlock(&p->mu);
+  {
+    uint64_t one = 1;
+    ssize_t r = write(p->notify_fd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+int par_pool_fd(par_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  if (p->notify_fd < 0) p->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  pthread_mutex_unlock(&p->mu);
+  return p->notify_fd;
+}
+
+par_future *par_pool_take_completed(par_pool *p) {
+  par_future *list;
+  uint64_t n;
+  ssize_t r;
+  pthread_mutex_lock(&p->mu);
+  list = p->done_head;
+  p->done_head = p->done_tail = NULL;
+  if (p->notify_fd >= 0) r = read(p->notify_fd, &n, sizeof n);
+  pthread_mutex_unlock(&p->mu);
+  (void)r;
+  return list;
+}

@@ -1,0 +1,96 @@
+/*
+ * A pool of worker threads running futures.
+ *
+ * Threads: any thread submits; each worker thread takes futures from the
+ * shared FIFO. `mu` guards the FIFO, `sleeping`, `closed` and the
+ * completed list; each worker's `mu` guards its `current` future, so an
+ * interrupt reaches only the task it was meant for. The counters are
+ * atomics read by stats without the lock.
+ *
+ * The pool knows nothing of Lua: par_pool_ops, supplied by the binding,
+ * opens a worker's state, runs one future in it and closes it. A worker
+ * that finds nothing to do spins briefly, then sleeps; a submit signals
+ * one sleeping worker, never all of them.
+ *
+ * Shutdown is explicit and safe to repeat: it closes the FIFO (optionally
+ * cancelling what is queued), optionally interrupts running tasks, and
+ * joins the threads. The last reference frees the pool, which must have
+ * been shut down (the binding's owner handle does that).
+ */
+#ifndef PAR_POOL_H
+#define PAR_POOL_H
+
+#include <pthread.h>
+#include "object.h"
+#include "future.h"
+
+typedef struct par_pool par_pool;
+typedef struct par_worker par_worker;
+
+typedef struct par_pool_ops {
+  /* In the new worker thread: returns the worker's context (NULL: the
+   * worker failed to start; its tasks then fail via run with ctx NULL). */
+  void *(*start)(void *ud, int index, _Atomic int *interrupted);
+  /* Runs f (already claimed) and calls par_future_finish. */
+  void (*run)(void *ctx, par_future *f);
+  /* From another thread, with the worker's mutex held: make the running
+   * task stop soon (the Lua binding sets a debug hook). */
+  void (*interrupt)(void *ctx);
+  /* In the worker thread after an interrupted task: undo what interrupt did. */
+  void (*clear_interrupt)(void *ctx);
+  void (*stop)(void *ctx);
+  void (*free_ud)(void *ud);
+} par_pool_ops;
+
+struct par_worker {
+  par_pool *pool;
+  pthread_t thread;
+  int index, started;
+  void *ctx;
+  pthread_mutex_t mu;
+  par_future *current;
+  _Atomic int interrupted;
+  _Atomic long long busy_ns;
+};
+
+struct par_pool {
+  par_object hdr;
+  const par_pool_ops *ops;
+  void *ud;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  par_future **fifo;
+  size_t head, count, cap;
+  _Atomic size_t queued;          /* = count, readable while spinning */
+  int sleeping;
+  _Atomic int closed;
+  int joined;
+  pthread_mutex_t join_mu;        /* serialises shutdowns */
+  int nworkers;
+  par_worker *workers;
+  _Atomic long long submitted, completed, failed, cancelled, running, pending;
+  /* Completion notices for event loops (par_pool_fd). */
+  int notify_fd;                  /* -1 until asked for */
+  par_future *done_head, *done_tail;
+};
+
+extern const par_type par_pool_type;
+
+/* Starts n workers; NULL on failure (no thread left behind). */
+par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud);
+/* PAR_OK, or PAR_CLOSED after shutdown (f is then not taken). */
+int par_pool_submit(par_pool *p, par_future *f);
+void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt);
+/* Interrupts f if it is running now: 1 if it was. */
+int par_pool_interrupt(par_pool *p, par_future *f);
+
+/* Called by futures. */
+void par_pool_notice_done(par_pool *p, par_future *f);
+void par_pool_notice_cancel(par_pool *p);
+
+/* Event-loop support: a descriptor readable when futures have finished,
+ * and the list of those finished since the last call. */
+int par_pool_fd(par_pool *p);
+par_future *par_pool_take_completed(par_pool *p);   /* a list via next_done */
+
+#endif

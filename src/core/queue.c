@@ -1,0 +1,169 @@
+#include "queue.h"
+#include "clock.h"
+
+#include <stdlib.h>
+
+/* How long a would-be sleeper spins first: a handoff between two busy
+ * threads is then a few cache misses instead of a futex round trip. */
+#define SPIN_SECONDS 20e-6
+
+struct par_queue {
+  par_object hdr;
+  pthread_mutex_t mu;
+  pthread_cond_t not_empty, not_full;
+  par_msg **ring;
+  size_t size;            /* allocated slots */
+  size_t head, count;
+  size_t capacity;        /* 0: unbounded */
+  int closed;
+  int pop_sleepers, push_sleepers;
+  atomic_size_t avail;    /* == count, for the spin */
+  atomic_int aclosed;     /* == closed, for the spin */
+};
+
+static void queue_destroy(par_object *o) {
+  par_queue *q = (par_queue *)o;
+  size_t i;
+  for (i = 0; i < q->count; i++) par_msg_free(q->ring[(q->head + i) % q->size]);
+  free(q->ring);
+  pthread_cond_destroy(&q->not_empty);
+  pthread_cond_destroy(&q->not_full);
+  pthread_mutex_destroy(&q->mu);
+  free(q);
+}
+
+const par_type par_queue_type = {"parallel.queue", queue_destroy};
+
+par_queue *par_queue_new(size_t capacity) {
+  par_queue *q = calloc(1, sizeof *q);
+  if (!q) return NULL;
+  q->size = capacity && capacity < 16 ? capacity : 16;
+  q->ring = malloc(q->size * sizeof *q->ring);
+  if (!q->ring) { free(q); return NULL; }
+  par_object_init(&q->hdr, &par_queue_type);
+  pthread_mutex_init(&q->mu, NULL);
+  par_cond_init(&q->not_empty);
+  par_cond_init(&q->not_full);
+  q->capacity = capacity;
+  atomic_init(&q->avail, 0);
+  atomic_init(&q->aclosed, 0);
+  return q;
+}
+
+static int grow(par_queue *q) {
+  size_t size = q->size * 2, i;
+  par_msg **ring;
+  if (q->capacity && size > q->capacity) size = q->capacity;
+  ring = malloc(size * sizeof *ring);
+  if (!ring) return 0;
+  for (i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) % q->size];
+  free(q->ring);
+  q->ring = ring;
+  q->size = size;
+  q->head = 0;
+  return 1;
+}
+
+/* Spins until ready() or the spin budget/deadline runs out. */
+static void spin(par_queue *q, int for_pop, double deadline) {
+  double start = par_now(), stop = start + SPIN_SECONDS;
+  int i;
+  if (deadline < stop) stop = deadline;
+  for (;;) {
+    for (i = 0; i < 64; i++) {
+      size_t n = atomic_load_explicit(&q->avail, memory_order_relaxed);
+      if (atomic_load_explicit(&q->aclosed, memory_order_relaxed)) return;
+      if (for_pop ? n > 0 : n < q->capacity) return;
+      par_cpu_relax();
+    }
+    if (par_now() >= stop) return;
+  }
+}
+
+int par_queue_push(par_queue *q, par_msg *m, double deadline) {
+  int spun = 0, r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  for (;;) {
+    if (q->closed) { r = PAR_CLOSED; break; }
+    if (!q->capacity || q->count < q->capacity) break;
+    if (!spun) {
+      spun = 1;
+      pthread_mutex_unlock(&q->mu);
+      spin(q, 0, deadline);
+      pthread_mutex_lock(&q->mu);
+      continue;
+    }
+    q->push_sleepers++;
+    r = par_cond_wait_until(&q->not_full, &q->mu, deadline);
+    q->push_sleepers--;
+    if (r == PAR_TIMEOUT) {
+      /* a slot freed at the last moment still counts */
+      r = PAR_OK;
+      if (q->closed) r = PAR_CLOSED;
+      else if (q->count >= q->capacity) r = PAR_TIMEOUT;
+      break;
+    }
+  }
+  if (r == PAR_OK && q->count == q->size && !grow(q)) r = PAR_NOMEM;
+  if (r == PAR_OK) {
+    q->ring[(q->head + q->count) % q->size] = m;
+    q->count++;
+    atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
+    if (q->pop_sleepers) pthread_cond_signal(&q->not_empty);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
+  int spun = 0, r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  while (q->count == 0) {
+    if (q->closed) { r = PAR_CLOSED; break; }
+    if (!spun) {
+      spun = 1;
+      pthread_mutex_unlock(&q->mu);
+      spin(q, 1, deadline);
+      pthread_mutex_lock(&q->mu);
+      continue;
+    }
+    q->pop_sleepers++;
+    r = par_cond_wait_until(&q->not_empty, &q->mu, deadline);
+    q->pop_sleepers--;
+    if (r == PAR_TIMEOUT) {
+      if (q->count) r = PAR_OK;
+      else if (q->closed) r = PAR_CLOSED;
+      break;
+    }
+  }
+  if (r == PAR_OK) {
+    *out = q->ring[q->head];
+    q->head = (q->head + 1) % q->size;
+    q->count--;
+    atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
+    if (q->push_sleepers) pthread_cond_signal(&q->not_full);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+void par_queue_close(par_queue *q) {
+  pthread_mutex_lock(&q->mu);
+  q->closed = 1;
+  atomic_store_explicit(&q->aclosed, 1, memory_order_relaxed);
+  pthread_cond_broadcast(&q->not_empty);
+  pthread_cond_broadcast(&q->not_full);
+  pthread_mutex_unlock(&q->mu);
+}
+
+int par_queue_closed(par_queue *q) {
+  return atomic_load_explicit(&q->aclosed, memory_order_relaxed);
+}
+
+size_t par_queue_count(par_queue *q) {
+  return atomic_load_explicit(&q->avail, memory_order_relaxed);
+}
+
+size_t par_queue_capacity(par_queue *q) {
+  return q->capacity;
+}

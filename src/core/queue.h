@@ -1,0 +1,37 @@
+/*
+ * MPMC queue of messages with an optional capacity, used by parallel.queue
+ * and by both directions of a parallel.pipe.
+ *
+ * Threads: any number of producers and consumers, in any thread.
+ * Locking: q->mu guards the ring, count, closed and the waiter counts; the
+ * atomic mirrors `avail` and `aclosed` are only read by the lock-free spin
+ * that precedes sleeping, never trusted without taking mu.
+ * Ownership: par_queue_push takes over the message only when it returns
+ * PAR_OK; par_queue_pop hands one to the caller. Messages still queued when
+ * the last reference goes are freed with par_msg_free.
+ */
+#ifndef PAR_QUEUE_H
+#define PAR_QUEUE_H
+
+#include <stddef.h>
+#include "object.h"
+#include "msg.h"
+
+/* Opaque; its first member is the par_object header. */
+typedef struct par_queue par_queue;
+
+extern const par_type par_queue_type;   /* "parallel.queue" */
+
+/* capacity 0: unbounded. NULL on out of memory. One reference to the caller. */
+par_queue *par_queue_new(size_t capacity);
+/* PAR_OK, PAR_TIMEOUT (full until the deadline), PAR_CLOSED or PAR_NOMEM. */
+int par_queue_push(par_queue *q, par_msg *m, double deadline);
+/* PAR_OK (*out set), PAR_TIMEOUT, or PAR_CLOSED once closed and drained. */
+int par_queue_pop(par_queue *q, par_msg **out, double deadline);
+/* Wakes every waiter; pops drain what is left. Safe to repeat. */
+void par_queue_close(par_queue *q);
+int par_queue_closed(par_queue *q);
+size_t par_queue_count(par_queue *q);
+size_t par_queue_capacity(par_queue *q);
+
+#endif

@@ -1,0 +1,261 @@
+#include "sharedarray.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELAXED memory_order_relaxed
+
+const char *const par_elem_names[] = {
+  "int8", "uint8", "int16", "uint16", "int32", "uint32",
+  "int64", "uint64", "float", "double", NULL
+};
+
+static const unsigned char elem_size[] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
+
+size_t par_elem_size(int elem) { return elem_size[elem]; }
+int par_elem_is_float(int elem) { return elem >= PAR_FLOAT; }
+
+int par_elem_fits_int(int elem, int64_t v) {
+  switch (elem) {
+    case PAR_INT8: return v >= INT8_MIN && v <= INT8_MAX;
+    case PAR_UINT8: return v >= 0 && v <= UINT8_MAX;
+    case PAR_INT16: return v >= INT16_MIN && v <= INT16_MAX;
+    case PAR_UINT16: return v >= 0 && v <= UINT16_MAX;
+    case PAR_INT32: return v >= INT32_MIN && v <= INT32_MAX;
+    case PAR_UINT32: return v >= 0 && v <= (int64_t)UINT32_MAX;
+    case PAR_UINT64: return v >= 0;
+    default: return 1;
+  }
+}
+
+int par_elem_fits_float(int elem, double v) {
+  return elem != PAR_FLOAT || !isfinite(v) || fabs(v) <= FLT_MAX;
+}
+
+static void array_destroy(par_object *o) {
+  par_array *a = (par_array *)o;
+  if (a->base) par_object_release(&a->base->hdr);
+  else free(a->data);
+  free(a);
+}
+
+const par_type par_array_type = {"parallel.array", array_destroy};
+const par_type par_value_type = {"parallel.value", array_destroy};
+
+par_array *par_array_new(const par_type *type, int elem, size_t n) {
+  par_array *a;
+  if (n > SIZE_MAX / 8) return NULL;
+  a = malloc(sizeof *a);
+  if (!a) return NULL;
+  a->data = calloc(n ? n : 1, elem_size[elem]);
+  if (!a->data) { free(a); return NULL; }
+  par_object_init(&a->hdr, type);
+  a->base = NULL;
+  a->n = n;
+  a->elem = elem;
+  return a;
+}
+
+par_array *par_array_view(par_array *a, size_t first, size_t n) {
+  par_array *v = malloc(sizeof *v);
+  par_array *owner = a->base ? a->base : a;
+  if (!v) return NULL;
+  par_object_init(&v->hdr, &par_array_type);
+  v->base = (par_array *)par_object_retain(&owner->hdr);
+  v->data = a->data + first * elem_size[a->elem];
+  v->n = n;
+  v->elem = a->elem;
+  return v;
+}
+
+/* Raw element bits, zero-extended, and back. */
+static uint64_t load_bits(const par_array *a, size_t i) {
+  void *p = a->data + i * elem_size[a->elem];
+  switch (elem_size[a->elem]) {
+    case 1: return atomic_load_explicit((_Atomic uint8_t *)p, RELAXED);
+    case 2: return atomic_load_explicit((_Atomic uint16_t *)p, RELAXED);
+    case 4: return atomic_load_explicit((_Atomic uint32_t *)p, RELAXED);
+    default: return atomic_load_explicit((_Atomic uint64_t *)p, RELAXED);
+  }
+}
+
+static void store_bits(par_array *a, size_t i, uint64_t b) {
+  void *p = a->data + i * elem_size[a->elem];
+  switch (elem_size[a->elem]) {
+    case 1: atomic_store_explicit((_Atomic uint8_t *)p, (uint8_t)b, RELAXED); break;
+    case 2: atomic_store_explicit((_Atomic uint16_t *)p, (uint16_t)b, RELAXED); break;
+    case 4: atomic_store_explicit((_Atomic uint32_t *)p, (uint32_t)b, RELAXED); break;
+    default: atomic_store_explicit((_Atomic uint64_t *)p, b, RELAXED); break;
+  }
+}
+
+static int cas_bits(par_array *a, size_t i, uint64_t *expected, uint64_t desired) {
+  void *p = a->data + i * elem_size[a->elem];
+  int ok;
+  switch (elem_size[a->elem]) {
+    case 1: {
+      uint8_t e = (uint8_t)*expected;
+      ok = atomic_compare_exchange_weak((_Atomic uint8_t *)p, &e, (uint8_t)desired);
+      *expected = e;
+      break;
+    }
+    case 2: {
+      uint16_t e = (uint16_t)*expected;
+      ok = atomic_compare_exchange_weak((_Atomic uint16_t *)p, &e, (uint16_t)desired);
+      *expected = e;
+      break;
+    }
+    case 4: {
+      uint32_t e = (uint32_t)*expected;
+      ok = atomic_compare_exchange_weak((_Atomic uint32_t *)p, &e, (uint32_t)desired);
+      *expected = e;
+      break;
+    }
+    default:
+      ok = atomic_compare_exchange_weak((_Atomic uint64_t *)p, expected, desired);
+      break;
+  }
+  return ok;
+}
+
+static par_scalar from_bits(int elem, uint64_t b) {
+  par_scalar s;
+  switch (elem) {
+    case PAR_INT8: s.i = (int8_t)b; break;
+    case PAR_INT16: s.i = (int16_t)b; break;
+    case PAR_INT32: s.i = (int32_t)b; break;
+    case PAR_FLOAT: {
+      uint32_t w = (uint32_t)b;
+      float f;
+      memcpy(&f, &w, sizeof f);
+      s.f = f;
+      break;
+    }
+    case PAR_DOUBLE: memcpy(&s.f, &b, sizeof s.f); break;
+    default: s.u = b; break;
+  }
+  return s;
+}
+
+static uint64_t to_bits(int elem, par_scalar s) {
+  switch (elem) {
+    case PAR_FLOAT: {
+      float f = (float)s.f;
+      uint32_t w;
+      memcpy(&w, &f, sizeof w);
+      return w;
+    }
+    case PAR_DOUBLE: {
+      uint64_t b;
+      memcpy(&b, &s.f, sizeof b);
+      return b;
+    }
+    default: return s.u;
+  }
+}
+
+par_scalar par_array_get(const par_array *a, size_t i) {
+  return from_bits(a->elem, load_bits(a, i));
+}
+
+void par_array_set(par_array *a, size_t i, par_scalar v) {
+  store_bits(a, i, to_bits(a->elem, v));
+}
+
+/* old + delta for the element type; 0 if it does not fit. */
+static int add_checked(int elem, par_scalar old, par_scalar delta, par_scalar *out) {
+  if (elem >= PAR_FLOAT) {
+    out->f = old.f + delta.f;
+    return par_elem_fits_float(elem, out->f);
+  }
+  if (elem == PAR_UINT64) {
+    uint64_t mag = delta.i < 0 ? 0 - (uint64_t)delta.i : (uint64_t)delta.i;
+    if (delta.i < 0) {
+      if (mag > old.u) return 0;
+      out->u = old.u - mag;
+    } else {
+      if (old.u > UINT64_MAX - mag) return 0;
+      out->u = old.u + mag;
+    }
+    return 1;
+  }
+  if (__builtin_add_overflow(old.i, delta.i, &out->i)) return 0;
+  return par_elem_fits_int(elem, out->i);
+}
+
+int par_array_add(par_array *a, size_t i, par_scalar delta, par_scalar *result) {
+  uint64_t bits = load_bits(a, i);
+  for (;;) {
+    par_scalar nv;
+    if (!add_checked(a->elem, from_bits(a->elem, bits), delta, &nv)) return PAR_ERROR;
+    if (cas_bits(a, i, &bits, to_bits(a->elem, nv))) {
+      *result = from_bits(a->elem, to_bits(a->elem, nv));
+      return PAR_OK;
+    }
+  }
+}
+
+int par_array_cas(par_array *a, size_t i, par_scalar expected, par_scalar desired) {
+  uint64_t want = to_bits(a->elem, expected), nb = to_bits(a->elem, desired);
+  for (;;) {
+    uint64_t seen = want;
+    if (cas_bits(a, i, &seen, nb)) return 1;
+    if (seen != want) return 0;
+    /* a weak CAS may fail spuriously: only a different value is a failure */
+  }
+}
+
+void par_array_fill(par_array *a, size_t i, size_t j, par_scalar v) {
+  uint64_t b = to_bits(a->elem, v);
+  for (; i < j; i++) store_bits(a, i, b);
+}
+
+par_scalar par_array_sum(const par_array *a, size_t i, size_t j, int *is_float) {
+  par_scalar s;
+  double f = 0;
+  int64_t total = 0;
+  int exact = a->elem < PAR_FLOAT;
+  for (; i < j; i++) {
+    par_scalar v = par_array_get(a, i);
+    if (!exact) {
+      if (a->elem >= PAR_FLOAT) f += v.f;
+      else if (a->elem == PAR_UINT64) f += (double)v.u;
+      else f += (double)v.i;
+    } else {
+      int64_t t;
+      if ((a->elem == PAR_UINT64 && v.u > INT64_MAX) ||
+          __builtin_add_overflow(total, v.i, &t)) {
+        exact = 0;
+        f = (double)total + (a->elem == PAR_UINT64 ? (double)v.u : (double)v.i);
+      } else {
+        total = t;
+      }
+    }
+  }
+  *is_float = !exact;
+  if (exact) s.i = total;
+  else s.f = f;
+  return s;
+}
+
+static int less(int elem, par_scalar x, par_scalar y) {
+  if (elem >= PAR_FLOAT) return x.f < y.f;
+  if (elem == PAR_UINT64) return x.u < y.u;
+  return x.i < y.i;
+}
+
+size_t par_array_argmin(const par_array *a, size_t i, size_t j, int max) {
+  size_t best = i;
+  par_scalar bv = par_array_get(a, i);
+  for (i++; i < j; i++) {
+    par_scalar v = par_array_get(a, i);
+    if (max ? less(a->elem, bv, v) : less(a->elem, v, bv)) {
+      best = i;
+      bv = v;
+    }
+  }
+  return best;
+}

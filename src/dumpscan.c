@@ -1,0 +1,157 @@
+#include "dumpscan.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Values of Lua 5.4's lopcodes.h / lobject.h that the dump format fixes. */
+#define OP_GETTABUP 11
+#define VNIL 0
+#define VFALSE 1
+#define VTRUE 17
+#define VNUMINT 3
+#define VNUMFLT 19
+#define VSHRSTR 4
+#define VLNGSTR 20
+#define MAX_DEPTH 200
+
+typedef struct reader {
+  const unsigned char *p, *end;
+  int bad;
+} reader;
+
+typedef struct str { const char *s; size_t len; } str;
+
+static int byte_(reader *r) {
+  if (r->p >= r->end) { r->bad = 1; return 0; }
+  return *r->p++;
+}
+
+static void skip(reader *r, size_t n) {
+  if ((size_t)(r->end - r->p) < n) { r->bad = 1; r->p = r->end; }
+  else r->p += n;
+}
+
+static size_t size_(reader *r) {
+  size_t x = 0;
+  int b;
+  do {
+    b = byte_(r);
+    if (x > (SIZE_MAX >> 7)) { r->bad = 1; return 0; }
+    x = (x << 7) | (size_t)(b & 0x7f);
+  } while (!r->bad && (b & 0x80) == 0);
+  return x;
+}
+
+static str string_(reader *r) {
+  str s = { NULL, 0 };
+  size_t n = size_(r);
+  if (n == 0 || r->bad) return s;
+  n--;
+  s.s = (const char *)r->p;
+  s.len = n;
+  skip(r, n);
+  return s;
+}
+
+static int add_name(dumpscan_names *out, str s) {
+  int i;
+  char *copy;
+  for (i = 0; i < out->n; i++)
+    if (strlen(out->names[i]) == s.len && memcmp(out->names[i], s.s, s.len) == 0) return 0;
+  if (memchr(s.s, 0, s.len)) return 0;
+  if (out->n == out->cap) {
+    int cap = out->cap ? out->cap * 2 : 8;
+    char **p = realloc(out->names, (size_t)cap * sizeof *p);
+    if (!p) return -1;
+    out->names = p;
+    out->cap = cap;
+  }
+  copy = malloc(s.len + 1);
+  if (!copy) return -1;
+  memcpy(copy, s.s, s.len);
+  copy[s.len] = 0;
+  out->names[out->n++] = copy;
+  return 0;
+}
+
+static int function_(reader *r, dumpscan_names *out, int depth) {
+  const unsigned char *code;
+  size_t ncode, nk, nup, i, n, env = (size_t)-1;
+  str *k = NULL;
+  int rc = 0;
+  if (depth > MAX_DEPTH) return -1;
+  string_(r);                       /* source */
+  size_(r); size_(r);               /* linedefined, lastlinedefined */
+  skip(r, 3);                       /* numparams, is_vararg, maxstacksize */
+  ncode = size_(r);
+  if (r->bad || ncode > (size_t)(r->end - r->p) / 4) return -1;
+  code = r->p;
+  skip(r, ncode * 4);
+  nk = size_(r);
+  if (r->bad || nk > (size_t)(r->end - r->p)) return -1;
+  k = calloc(nk ? nk : 1, sizeof *k);
+  if (!k) return -1;
+  for (i = 0; i < nk && !r->bad; i++) {
+    switch (byte_(r)) {
+      case VNIL: case VFALSE: case VTRUE: break;
+      case VNUMINT: case VNUMFLT: skip(r, 8); break;
+      case VSHRSTR: case VLNGSTR: k[i] = string_(r); break;
+      default: r->bad = 1;
+    }
+  }
+  nup = size_(r);
+  skip(r, nup * 3);
+  n = size_(r);                     /* nested functions */
+  for (i = 0; i < n && !r->bad && rc == 0; i++) rc = function_(r, out, depth + 1);
+  n = size_(r); skip(r, n);         /* lineinfo */
+  n = size_(r);                     /* abslineinfo */
+  for (i = 0; i < n && !r->bad; i++) { size_(r); size_(r); }
+  n = size_(r);                     /* locvars */
+  for (i = 0; i < n && !r->bad; i++) { string_(r); size_(r); size_(r); }
+  n = size_(r);                     /* upvalue names */
+  for (i = 0; i < n && !r->bad; i++) {
+    str s = string_(r);
+    if (s.len == 4 && memcmp(s.s, "_ENV", 4) == 0) env = i;
+  }
+  if (r->bad) rc = -1;
+  for (i = 0; rc == 0 && env != (size_t)-1 && i < ncode; i++) {
+    uint32_t ins;
+    memcpy(&ins, code + 4 * i, 4);
+    if ((ins & 0x7f) == OP_GETTABUP && ((ins >> 16) & 0xff) == env) {
+      size_t c = (ins >> 24) & 0xff;
+      if (c < nk && k[c].s) rc = add_name(out, k[c]);
+    }
+  }
+  free(k);
+  return rc;
+}
+
+int dumpscan_globals(const char *dump, size_t len, dumpscan_names *out) {
+  static const unsigned char header[] = {
+    0x1b, 'L', 'u', 'a', 0x54, 0, 0x19, 0x93, '\r', '\n', 0x1a, '\n', 4, 8, 8
+  };
+  reader r;
+  int64_t luac_int;
+  double luac_num;
+  memset(out, 0, sizeof *out);
+  if (len < sizeof header + 17 || memcmp(dump, header, sizeof header) != 0) return -1;
+  memcpy(&luac_int, dump + sizeof header, 8);
+  memcpy(&luac_num, dump + sizeof header + 8, 8);
+  if (luac_int != 0x5678 || luac_num != 370.5) return -1;
+  r.p = (const unsigned char *)dump + sizeof header + 17;  /* + sizeupvalues */
+  r.end = (const unsigned char *)dump + len;
+  r.bad = 0;
+  if (function_(&r, out, 0) != 0) {
+    dumpscan_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+void dumpscan_free(dumpscan_names *names) {
+  int i;
+  for (i = 0; i < names->n; i++) free(names->names[i]);
+  free(names->names);
+  memset(names, 0, sizeof *names);
+}

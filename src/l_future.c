@@ -1,0 +1,273 @@
+/* parallel.future and the waitset behind as_completed / wait. */
+#include <string.h>
+
+#include "lauxlib.h"
+#include "codec.h"
+#include "l_object.h"
+#include "l_pool.h"
+#include "l_wait.h"
+#include "core/clock.h"
+#include "core/future.h"
+#include "core/pool.h"
+
+static const char *const state_names[] = {
+  "pending", "running", "done", "failed", "cancelled"
+};
+
+static par_future *check_future(lua_State *L, int idx) {
+  return (par_future *)l_object_check(L, idx, &par_future_type);
+}
+
+static int try_future(void *ud, double deadline) {
+  return par_future_wait((par_future *)ud, deadline);
+}
+
+/* Waits for f from Lua; returns PAR_OK or PAR_TIMEOUT, raises on Ctrl-C. */
+static int wait_future(lua_State *L, par_future *f, double timeout) {
+  int r;
+  if (par_future_is_terminal(atomic_load(&f->state))) return PAR_OK;
+  r = l_wait(L, timeout, try_future, f);
+  if (r == PAR_INTERRUPTED) l_wait_raise(L);
+  return r;
+}
+
+/* Pushes error value, traceback and item index of a failed future. */
+static void push_failure(lua_State *L, par_future *f) {
+  if (f->result == NULL) {
+    lua_pushliteral(L, "worker failed to start");
+    lua_pushliteral(L, "");
+    lua_pushnil(L);
+  } else {
+    codec_decode(L, f->result);
+  }
+}
+
+/* Raises the error of a failed future as get() does. */
+static int raise_failure(lua_State *L, par_future *f) {
+  push_failure(L, f);
+  lua_pop(L, 1);                                  /* index */
+  if (lua_type(L, -2) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+  }
+  return lua_error(L);
+}
+
+/* future:get([timeout]) --> the task's return values */
+static int l_future_get(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  double timeout = l_opttimeout(L, 2);
+  if (wait_future(L, f, timeout) == PAR_TIMEOUT) return luaL_error(L, "timeout");
+  switch (atomic_load(&f->state)) {
+    case PAR_DONE: lua_settop(L, 1); return codec_decode(L, f->result);
+    case PAR_CANCELLED: return luaL_error(L, "cancelled");
+    default: return raise_failure(L, f);
+  }
+}
+
+/* future:wait([timeout]) --> boolean */
+static int l_future_wait(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  lua_pushboolean(L, wait_future(L, f, l_opttimeout(L, 2)) == PAR_OK);
+  return 1;
+}
+
+static int l_future_done(lua_State *L) {
+  lua_pushboolean(L, par_future_is_terminal(atomic_load(&check_future(L, 1)->state)));
+  return 1;
+}
+
+static int l_future_state(lua_State *L) {
+  lua_pushstring(L, state_names[atomic_load(&check_future(L, 1)->state)]);
+  return 1;
+}
+
+static int l_future_cancel(lua_State *L) {
+  lua_pushboolean(L, par_future_cancel(check_future(L, 1)));
+  return 1;
+}
+
+/* future:error() --> nil, or the error value and the traceback */
+static int l_future_error(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  int st = atomic_load(&f->state);
+  if (st == PAR_CANCELLED) {
+    lua_pushliteral(L, "cancelled");
+    lua_pushliteral(L, "");
+    return 2;
+  }
+  if (st != PAR_FAILED) return 0;
+  push_failure(L, f);
+  lua_pop(L, 1);
+  return 2;
+}
+
+/* future:_failure() --> error value, traceback, item index (map family) */
+static int l_future_failure(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  if (atomic_load(&f->state) != PAR_FAILED) return 0;
+  push_failure(L, f);
+  return 3;
+}
+
+/* future:interrupt() --> true if the task was running and is being stopped */
+static int l_future_interrupt(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  lua_pushboolean(L, f->pool && par_pool_interrupt(f->pool, f));
+  return 1;
+}
+
+static int l_future_tostring(lua_State *L) {
+  l_proxy *p = (l_proxy *)luaL_checkudata(L, 1, par_future_type.name);
+  if (!p->obj) lua_pushliteral(L, "parallel.future (closed)");
+  else lua_pushfstring(L, "parallel.future (%s): %p",
+                       state_names[atomic_load(&((par_future *)p->obj)->state)], (void *)p->obj);
+  return 1;
+}
+
+/* ------------------------------------------------------------- waitsets */
+
+#define WAITSET "parallel.waitset"
+
+typedef struct l_waitset { par_waitset *ws; } l_waitset;
+
+static l_waitset *check_waitset(lua_State *L) {
+  l_waitset *w = (l_waitset *)luaL_checkudata(L, 1, WAITSET);
+  if (!w->ws) luaL_error(L, "waitset is closed");
+  return w;
+}
+
+/* core.waitset(futures) --> a waitset whose :next() yields them as they finish */
+static int l_waitset_new(lua_State *L) {
+  l_waitset *w;
+  lua_Integer n, i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (!luaL_testudata(L, -1, par_future_type.name))
+      return luaL_error(L, "bad argument #1 (futures[%I] is not a future)", i);
+    lua_pop(L, 1);
+  }
+  w = (l_waitset *)lua_newuserdatauv(L, sizeof *w, 1);
+  w->ws = NULL;
+  luaL_setmetatable(L, WAITSET);
+  /* future pointer -> its proxy, so next() returns the caller's own objects */
+  lua_createtable(L, 0, (int)n);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_pushlightuserdata(L, ((l_proxy *)lua_touserdata(L, -1))->obj);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+  }
+  lua_setiuservalue(L, -2, 1);
+  w->ws = par_waitset_new((size_t)n);
+  if (!w->ws) return luaL_error(L, "not enough memory");
+  for (i = 1; i <= n; i++) {
+    l_proxy *p;
+    lua_rawgeti(L, 1, i);
+    p = (l_proxy *)lua_touserdata(L, -1);
+    if (!p->obj) return luaL_error(L, "parallel.future is closed");
+    if (!par_waitset_add(w->ws, (par_future *)p->obj)) return luaL_error(L, "not enough memory");
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+typedef struct next_call { par_waitset *ws; par_future *f; int status; } next_call;
+
+static int try_next(void *ud, double deadline) {
+  next_call *c = (next_call *)ud;
+  c->f = par_waitset_next(c->ws, deadline, &c->status);
+  return c->status;
+}
+
+/* ws:next([timeout]) --> the next finished future | nil, "timeout" | nil (all returned) */
+static int l_waitset_next(lua_State *L) {
+  l_waitset *w = check_waitset(L);
+  next_call c;
+  int r;
+  c.ws = w->ws;
+  c.f = NULL;
+  r = l_wait(L, l_opttimeout(L, 2), try_next, &c);
+  if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  if (r == PAR_TIMEOUT) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (!c.f) return 0;
+  lua_getiuservalue(L, 1, 1);
+  lua_pushlightuserdata(L, c.f);
+  lua_rawget(L, -2);
+  par_object_release(&c.f->hdr);
+  return 1;
+}
+
+/* ws:add(future): one more future to wait for */
+static int l_waitset_add(lua_State *L) {
+  l_waitset *w = check_waitset(L);
+  par_future *f = check_future(L, 2);
+  lua_getiuservalue(L, 1, 1);
+  lua_pushlightuserdata(L, f);
+  lua_pushvalue(L, 2);
+  lua_rawset(L, -3);
+  if (!par_waitset_add(w->ws, f)) return luaL_error(L, "not enough memory");
+  return 0;
+}
+
+static int l_waitset_pending(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)par_waitset_pending(check_waitset(L)->ws));
+  return 1;
+}
+
+static int l_waitset_gc(lua_State *L) {
+  l_waitset *w = (l_waitset *)luaL_checkudata(L, 1, WAITSET);
+  if (w->ws) {
+    par_waitset_release(w->ws);
+    w->ws = NULL;
+  }
+  return 0;
+}
+
+static const luaL_Reg future_methods[] = {
+  {"get", l_future_get},
+  {"wait", l_future_wait},
+  {"done", l_future_done},
+  {"state", l_future_state},
+  {"cancel", l_future_cancel},
+  {"error", l_future_error},
+  {"_failure", l_future_failure},
+  {"interrupt", l_future_interrupt},
+  {NULL, NULL}
+};
+
+static const luaL_Reg future_meta[] = {
+  {"__tostring", l_future_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg waitset_methods[] = {
+  {"next", l_waitset_next},
+  {"pending", l_waitset_pending},
+  {"add", l_waitset_add},
+  {"close", l_waitset_gc},
+  {NULL, NULL}
+};
+
+void l_future_open(lua_State *L) {
+  l_object_newmeta(L, &par_future_type, future_methods, future_meta);
+  luaL_newmetatable(L, WAITSET);
+  luaL_newlib(L, waitset_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_waitset_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_waitset_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_waitset_new);
+  lua_setfield(L, -2, "waitset");
+}

@@ -1,0 +1,257 @@
+/* parallel.pool: the Lua face of a core pool. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "codec.h"
+#include "l_object.h"
+#include "l_pool.h"
+#include "l_wait.h"
+#include "l_worker.h"
+#include "core/pool.h"
+
+static char *dup_field(lua_State *L, const char *field) {
+  const char *s;
+  char *copy = NULL;
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1) && lua_getfield(L, -1, field) == LUA_TSTRING) {
+    size_t n;
+    s = lua_tolstring(L, -1, &n);
+    copy = malloc(n + 1);
+    if (copy) memcpy(copy, s, n + 1);
+    lua_pop(L, 1);
+  } else if (lua_istable(L, -1)) {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return copy;
+}
+
+static int check_workers(lua_State *L, int idx, int arg) {
+  lua_Integer n;
+  int isint;
+  n = lua_tointegerx(L, idx, &isint);
+  if (!isint || n < 1 || n > 4096)
+    luaL_argerror(L, arg, "workers must be a positive integer");
+  return (int)n;
+}
+
+/* parallel.pool(n) or parallel.pool{workers=, init=, init_args=, memory_limit=} */
+static int l_pool_new(lua_State *L) {
+  int n = par_cpu_count_default();
+  worker_config *cfg;
+  par_pool *p;
+  par_msg *init = NULL;
+  lua_Integer limit = 0;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    int top;
+    if (lua_getfield(L, 1, "workers") != LUA_TNIL) n = check_workers(L, -1, 1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) {
+      int isint;
+      limit = lua_tointegerx(L, -1, &isint);
+      if (!isint || limit < 0) luaL_argerror(L, 1, "memory_limit must be a non-negative integer");
+    }
+    lua_pop(L, 1);
+    top = lua_gettop(L);
+    if (lua_getfield(L, 1, "init") != LUA_TNIL) {
+      int nargs = 0;
+      if (lua_type(L, -1) != LUA_TFUNCTION) luaL_argerror(L, 1, "init must be a function");
+      if (lua_getfield(L, 1, "init_args") == LUA_TTABLE) {
+        int t = lua_gettop(L), j, k = (int)lua_rawlen(L, t);
+        luaL_checkstack(L, k, "too many init_args");
+        for (j = 1; j <= k; j++) lua_rawgeti(L, t, j);
+        lua_remove(L, t);
+        nargs = k;
+      } else if (!lua_isnil(L, -1)) {
+        luaL_argerror(L, 1, "init_args must be a table");
+      } else {
+        lua_pop(L, 1);
+      }
+      init = codec_encode_call(L, top + 1, nargs + 1);
+    }
+    lua_settop(L, top);
+  } else if (!lua_isnoneornil(L, 1)) {
+    if (lua_type(L, 1) != LUA_TNUMBER)
+      luaL_typeerror(L, 1, "number or table");
+    n = check_workers(L, 1, 1);
+  }
+  cfg = calloc(1, sizeof *cfg);
+  if (!cfg) { par_msg_free(init); return luaL_error(L, "not enough memory"); }
+  cfg->init = init;
+  cfg->memory_limit = (size_t)limit;
+  cfg->path = dup_field(L, "path");
+  cfg->cpath = dup_field(L, "cpath");
+  /* Allocate the proxy first: once the threads run, nothing may raise. */
+  {
+    l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
+    proxy->obj = NULL;
+    proxy->owner = 1;
+    luaL_setmetatable(L, par_pool_type.name);
+    p = par_pool_new(n, &worker_ops, cfg);   /* cfg belongs to the pool now */
+    if (!p) {
+      worker_ops.free_ud(cfg);
+      return luaL_error(L, "cannot start %d worker threads", n);
+    }
+    proxy->obj = &p->hdr;
+  }
+  return 1;
+}
+
+static par_pool *check_open_pool(lua_State *L) {
+  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  if (atomic_load(&p->closed)) luaL_error(L, "pool is shut down");
+  return p;
+}
+
+static int submit_kind(lua_State *L, par_pool *p, int kind, int first, int n) {
+  par_msg *m = kind == TASK_CALL ? codec_encode_call(L, first, n)
+                                 : codec_encode(L, first, n, "args", 1);
+  par_future *f;
+  l_proxy *proxy;
+  /* The proxy exists before the future does, so no error can leak it. */
+  proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
+  proxy->obj = NULL;
+  proxy->owner = 0;
+  luaL_setmetatable(L, par_future_type.name);
+  f = par_future_new(kind, m);
+  if (!f) { par_msg_free(m); return luaL_error(L, "not enough memory"); }
+  proxy->obj = &f->hdr;
+  switch (par_pool_submit(p, f)) {
+    case PAR_OK: return 1;
+    case PAR_CLOSED: return luaL_error(L, "pool is shut down");
+    default: return luaL_error(L, "not enough memory");
+  }
+}
+
+/* pool:submit(fn, ...) --> future */
+static int l_pool_submit(lua_State *L) {
+  par_pool *p = check_open_pool(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  return submit_kind(L, p, TASK_CALL, 2, lua_gettop(L) - 1);
+}
+
+/* pool:_chunk(fn, items, first, star) --> future running fn over items */
+static int l_pool_chunk(lua_State *L) {
+  par_pool *p = check_open_pool(L);
+  int star = lua_toboolean(L, 5);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checkinteger(L, 4);
+  lua_settop(L, 4);
+  return submit_kind(L, p, star ? TASK_STARMAP : TASK_MAP, 2, 3);
+}
+
+static int opt_flag(lua_State *L, int idx, const char *field, int def) {
+  int v = def;
+  if (lua_getfield(L, idx, field) != LUA_TNIL) v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* pool:shutdown{wait = true, cancel = false} */
+static int l_pool_shutdown(lua_State *L) {
+  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  int wait = 1, cancel = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    wait = opt_flag(L, 2, "wait", 1);
+    cancel = opt_flag(L, 2, "cancel", 0);
+  }
+  /* A worker must not join its own pool. */
+  if (worker_pool_of(L) == p) wait = 0;
+  par_pool_shutdown(p, wait, cancel, 0);
+  return 0;
+}
+
+static void set_int(lua_State *L, const char *k, long long v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+/* pool:stats() */
+static int l_pool_stats(lua_State *L) {
+  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  int i;
+  lua_createtable(L, 0, 9);
+  set_int(L, "workers", p->nworkers);
+  set_int(L, "submitted", atomic_load(&p->submitted));
+  set_int(L, "completed", atomic_load(&p->completed));
+  set_int(L, "failed", atomic_load(&p->failed));
+  set_int(L, "cancelled", atomic_load(&p->cancelled));
+  set_int(L, "pending", atomic_load(&p->pending));
+  set_int(L, "running", atomic_load(&p->running));
+  lua_createtable(L, p->nworkers, 0);
+  for (i = 0; i < p->nworkers; i++) {
+    lua_pushnumber(L, (lua_Number)atomic_load(&p->workers[i].busy_ns) * 1e-9);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "busy");
+  lua_pushboolean(L, atomic_load(&p->closed));
+  lua_setfield(L, -2, "shutdown");
+  return 1;
+}
+
+/* pool:fd() --> a descriptor readable when futures of the pool finish */
+static int l_pool_fd(lua_State *L) {
+  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  int fd = par_pool_fd(p);
+  if (fd < 0) return luaL_error(L, "cannot create the completion descriptor");
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* pool:completed() --> the futures finished since the last call */
+static int l_pool_completed(lua_State *L) {
+  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  par_future *f;
+  lua_Integer i = 0;
+  lua_newtable(L);
+  f = par_pool_take_completed(p);
+  while (f) {
+    par_future *next = f->next_done;
+    l_object_push(L, &f->hdr);    /* the list's reference moves to the proxy */
+    lua_rawseti(L, -2, ++i);
+    f = next;
+  }
+  return 1;
+}
+
+static int l_pool_close(lua_State *L) {
+  l_proxy *proxy = (l_proxy *)luaL_checkudata(L, 1, par_pool_type.name);
+  if (proxy->obj) {
+    par_pool *p = (par_pool *)proxy->obj;
+    par_pool_shutdown(p, worker_pool_of(L) != p, 0, 0);
+  }
+  return 0;
+}
+
+/* The creating handle owns the threads: collecting it cancels what is
+ * queued, interrupts what runs and joins the workers. */
+static int l_pool_gc(lua_State *L) {
+  l_proxy *proxy = (l_proxy *)luaL_checkudata(L, 1, par_pool_type.name);
+  if (proxy->obj && proxy->owner) par_pool_shutdown((par_pool *)proxy->obj, 1, 1, 1);
+  return l_object_gc(L);
+}
+
+static const luaL_Reg pool_methods[] = {
+  {"submit", l_pool_submit},
+  {"_chunk", l_pool_chunk},
+  {"shutdown", l_pool_shutdown},
+  {"stats", l_pool_stats},
+  {"fd", l_pool_fd},
+  {"completed", l_pool_completed},
+  {NULL, NULL}
+};
+
+static const luaL_Reg pool_meta[] = {
+  {"__gc", l_pool_gc},
+  {"__close", l_pool_close},
+  {NULL, NULL}
+};
+
+void l_pool_open(lua_State *L) {
+  l_object_newmeta(L, &par_pool_type, pool_methods, pool_meta);
+  lua_pushcfunction(L, l_pool_new);
+  lua_setfield(L, -2, "pool");
+}

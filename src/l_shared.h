@@ -1,0 +1,24 @@
+/*
+ * Bindings of the shared objects: queues and pipes, synchronization
+ * primitives, shared arrays and values, shared dicts. Each *_open creates
+ * its metatables and adds its constructors to the table on top of the
+ * stack (the parallel.core module).
+ */
+#ifndef PAR_L_SHARED_H
+#define PAR_L_SHARED_H
+
+#include "lua.h"
+#include "core/msg.h"
+
+void l_queue_open(lua_State *L);   /* queue, pipe */
+void l_sync_open(lua_State *L);    /* lock, rlock, semaphore, condition, event, barrier */
+void l_array_open(lua_State *L);   /* array, value */
+void l_dict_open(lua_State *L);    /* dict */
+
+/* Per-state setup of l_message_decode (called by the *_open that use it). */
+void l_message_open(lua_State *L);
+/* Pushes the values of m and frees it, also when decoding raises (a
+ * module that fails to load in this state, out of memory). */
+int l_message_decode(lua_State *L, par_msg *m);
+
+#endif

@@ -1,0 +1,258 @@
+#include "l_worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "lualib.h"
+#include "codec.h"
+#include "l_wait.h"
+#include "core/future.h"
+
+static const char key_pool = 0;        /* registry: light userdata par_pool */
+static const char key_traceback = 0;   /* registry: traceback of the last error */
+
+typedef struct worker_ctx {
+  lua_State *L;
+  worker_config *cfg;
+  size_t used;                /* bytes allocated by L (memory limit) */
+  char *init_error;           /* set when init failed: every task fails with it */
+} worker_ctx;
+
+par_pool *worker_pool_of(lua_State *L) {
+  par_pool *p;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_pool);
+  p = (par_pool *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return p;
+}
+
+/* The allocator of worker states: refuses past the pool's memory limit, so
+ * a runaway task fails with "not enough memory" and the process lives on. */
+static void *worker_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  worker_ctx *w = (worker_ctx *)ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    w->used -= old;
+    return NULL;
+  }
+  if (w->cfg->memory_limit && nsize > old &&
+      w->used + (nsize - old) > w->cfg->memory_limit)
+    return NULL;
+  ptr = realloc(ptr, nsize);
+  if (ptr) w->used = w->used - old + nsize;
+  return ptr;
+}
+
+/* Message handler: remembers the traceback, keeps the error value as is. */
+static int msgh(lua_State *L) {
+  luaL_traceback(L, L, NULL, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_traceback);
+  return 1;
+}
+
+static int set_paths(lua_State *L) {
+  worker_ctx *w = (worker_ctx *)lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  luaL_requiref(L, "parallel.core", luaopen_parallel_core, 0);
+  lua_pop(L, 1);
+  lua_getglobal(L, "package");
+  if (w->cfg->path) { lua_pushstring(L, w->cfg->path); lua_setfield(L, -2, "path"); }
+  if (w->cfg->cpath) { lua_pushstring(L, w->cfg->cpath); lua_setfield(L, -2, "cpath"); }
+  lua_pop(L, 1);
+  /* The facade adds the Lua-written methods (map, imap...) to the pool
+   * handles tasks receive; a host without it still gets the core. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "parallel");
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+  if (w->cfg->init) {
+    int n = codec_decode(L, w->cfg->init);
+    lua_pushcfunction(L, msgh);
+    lua_insert(L, -n - 1);
+    lua_call(L, n - 1, 0);
+  }
+  return 0;
+}
+
+static void *worker_start(void *ud, int index, _Atomic int *interrupted) {
+  worker_ctx *w = calloc(1, sizeof *w);
+  lua_State *L;
+  if (!w) return NULL;
+  w->cfg = (worker_config *)ud;
+  L = lua_newstate(worker_alloc, w);
+  if (!L) { free(w); return NULL; }
+  w->L = L;
+  lua_pushlightuserdata(L, w->cfg->pool);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
+  l_wait_set_interrupt_flag(L, interrupted);
+  lua_pushinteger(L, index + 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
+  lua_pushcfunction(L, set_paths);
+  lua_pushlightuserdata(L, w);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    size_t n = strlen(msg ? msg : "?");
+    w->init_error = malloc(n + 1);
+    if (w->init_error) memcpy(w->init_error, msg ? msg : "?", n + 1);
+  }
+  lua_settop(L, 0);
+  return w;
+}
+
+/* Encodes the failure (error value, traceback, item index or nil) left on
+ * the stack by a failed call, in protected mode: a value that cannot
+ * travel is replaced by its description. */
+static int encode_failure(lua_State *L) {
+  par_msg **out = (par_msg **)lua_touserdata(L, 1);
+  *out = codec_encode(L, 2, 3, "error", 1);
+  return 0;
+}
+
+static void finish_failed(lua_State *L, par_future *f, int err, lua_Integer index) {
+  par_msg *m = NULL;
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, encode_failure);
+  lua_pushlightuserdata(L, &m);
+  lua_pushvalue(L, err);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_traceback) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "");
+  }
+  if (index) lua_pushinteger(L, index); else lua_pushnil(L);
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+    lua_pushcfunction(L, encode_failure);
+    lua_pushlightuserdata(L, &m);
+    lua_pushstring(L, luaL_tolstring(L, err, NULL));
+    lua_remove(L, -2);
+    lua_pushliteral(L, "");
+    if (index) lua_pushinteger(L, index); else lua_pushnil(L);
+    if (lua_pcall(L, 4, 0, 0) != LUA_OK) m = NULL;
+  }
+  lua_settop(L, base);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_traceback);
+  par_future_finish(f, PAR_FAILED, m);
+}
+
+/* Runs a map chunk: fn over items (unpacked for starmap); results in a
+ * table. On a failing item, finishes the future as failed with its index. */
+static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
+  int items = fn + 1, results, h;
+  lua_Integer first = lua_tointeger(L, fn + 2), i, n = (lua_Integer)lua_rawlen(L, items);
+  par_msg *m;
+  lua_createtable(L, (int)n, 0);
+  results = lua_gettop(L);
+  lua_pushcfunction(L, msgh);
+  h = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    int nargs = 1;
+    lua_pushvalue(L, fn);
+    lua_rawgeti(L, items, i);
+    if (star) {
+      lua_Integer j, k;
+      luaL_checktype(L, -1, LUA_TTABLE);
+      k = (lua_Integer)lua_rawlen(L, -1);
+      luaL_checkstack(L, (int)k, "too many arguments");
+      for (j = 1; j <= k; j++) lua_rawgeti(L, h + 2, j);
+      lua_remove(L, h + 2);
+      nargs = (int)k;
+    }
+    if (lua_pcall(L, nargs, 1, h) != LUA_OK) {
+      finish_failed(L, f, lua_gettop(L), first + i - 1);
+      return 1;
+    }
+    lua_rawseti(L, results, i);
+  }
+  lua_pushvalue(L, results);
+  lua_pushinteger(L, n);
+  m = codec_encode(L, -2, 2, "results", 1);
+  par_future_finish(f, PAR_DONE, m);
+  return 1;
+}
+
+/* Runs one future in protected mode; returns 1 once the future is finished. */
+static int run_protected(lua_State *L) {
+  par_future *f = (par_future *)lua_touserdata(L, 1);
+  int n, fn;
+  par_msg *m;
+  lua_settop(L, 0);
+  n = codec_decode(L, f->task);
+  par_msg_free(f->task);      /* claimed: the message is ours */
+  f->task = NULL;
+  if (f->kind != TASK_CALL) return run_chunk(L, f, 1, f->kind == TASK_STARMAP);
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, 1);
+  fn = 2;
+  if (lua_pcall(L, n - 1, LUA_MULTRET, 1) != LUA_OK) {
+    finish_failed(L, f, lua_gettop(L), 0);
+    return 1;
+  }
+  n = lua_gettop(L) - 1;
+  m = codec_encode(L, fn, n, "results", 1);
+  par_future_finish(f, PAR_DONE, m);
+  return 1;
+}
+
+static void worker_run(void *ctx, par_future *f) {
+  worker_ctx *w = (worker_ctx *)ctx;
+  lua_State *L = w ? w->L : NULL;
+  int finished;
+  if (!w) {                   /* the worker's state could not be created */
+    par_future_finish(f, PAR_FAILED, NULL);
+    return;
+  }
+  if (w->init_error) {
+    lua_pushfstring(L, "pool init failed: %s", w->init_error);
+    finish_failed(L, f, lua_gettop(L), 0);
+    lua_settop(L, 0);
+    return;
+  }
+  lua_pushcfunction(L, run_protected);
+  lua_pushlightuserdata(L, f);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_settop(L, 0);
+    return;
+  }
+  /* Decoding or encoding failed (e.g. a result that cannot travel). */
+  finished = par_future_is_terminal(atomic_load(&f->state));
+  if (!finished) finish_failed(L, f, lua_gettop(L), 0);
+  lua_settop(L, 0);
+}
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  luaL_error(L, "interrupted");
+}
+
+static void worker_interrupt(void *ctx) {
+  worker_ctx *w = (worker_ctx *)ctx;
+  /* lua_sethook is the one call Lua allows from another thread or a
+   * signal handler: it only sets fields the VM polls. */
+  lua_sethook(w->L, interrupt_hook, LUA_MASKCOUNT, 1);
+}
+
+static void worker_clear_interrupt(void *ctx) {
+  worker_ctx *w = (worker_ctx *)ctx;
+  lua_sethook(w->L, NULL, 0, 0);
+}
+
+static void worker_stop(void *ctx) {
+  worker_ctx *w = (worker_ctx *)ctx;
+  lua_close(w->L);
+  free(w->init_error);
+  free(w);
+}
+
+static void worker_free_config(void *ud) {
+  worker_config *cfg = (worker_config *)ud;
+  par_msg_free(cfg->init);
+  free(cfg->path);
+  free(cfg->cpath);
+  free(cfg);
+}
+
+const par_pool_ops worker_ops = {
+  worker_start, worker_run, worker_interrupt, worker_clear_interrupt,
+  worker_stop, worker_free_config
+};

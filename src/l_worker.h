@@ -1,0 +1,31 @@
+/*
+ * Worker states: the Lua side of a pool's worker threads. Each worker owns
+ * one lua_State with the standard libraries, the creator's package paths,
+ * parallel.core, and what the pool's init function set up; it runs the
+ * futures the pool hands it. Task kinds say what a future's message holds.
+ */
+#ifndef PAR_L_WORKER_H
+#define PAR_L_WORKER_H
+
+#include <stddef.h>
+#include "lua.h"
+#include "core/msg.h"
+#include "core/pool.h"
+
+enum { TASK_CALL = 0, TASK_MAP = 1, TASK_STARMAP = 2 };
+
+typedef struct worker_config {
+  par_msg *init;          /* init function and its arguments, or NULL */
+  char *path, *cpath;     /* the creator's package.path / cpath */
+  size_t memory_limit;    /* bytes per worker state; 0: none */
+  par_pool *pool;         /* not retained: the pool outlives its workers */
+} worker_config;
+
+extern const par_pool_ops worker_ops;
+
+/* The pool whose worker runs in L, or NULL in a state that is not a worker. */
+par_pool *worker_pool_of(lua_State *L);
+
+int luaopen_parallel_core(lua_State *L);
+
+#endif
