@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /*
  * The codec: Lua values to bytes and back (the transfer rules of API.md).
  *
@@ -151,8 +152,12 @@ static void enc_nomem(enc *e) {
   luaL_error(e->L, "not enough memory");
 }
 
+static inline void reserve(enc *e, size_t n) {
+  if (e->b->len + n > e->b->cap && !par_buf_reserve(e->b, n)) enc_nomem(e);
+}
+
 static void put(enc *e, const void *p, size_t n) {
-  if (!par_buf_reserve(e->b, n)) enc_nomem(e);
+  reserve(e, n);
   memcpy(e->b->data + e->b->len, p, n);
   e->b->len += n;
 }
@@ -226,11 +231,18 @@ static void names_refresh(enc *e) {
   loaded = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, loaded)) { count++; lua_pop(L, 1); }
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names) == LUA_TTABLE &&
-      lua_rawgeti(L, -1, 1) == LUA_TNUMBER && lua_tointeger(L, -1) == count) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names) != LUA_TTABLE) {
     lua_pop(L, 1);
+    lua_pushinteger(L, -1);         /* no cache yet: a count that never matches */
   } else {
-    lua_pop(L, 2);
+    lua_rawgeti(L, -1, 1);
+    lua_remove(L, -2);
+  }
+  if (lua_tointeger(L, -1) == count) {
+    lua_pop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names);
+  } else {
+    lua_pop(L, 1);
     lua_createtable(L, 1, 2);
     t = lua_gettop(L);
     lua_pushinteger(L, count);
@@ -288,11 +300,18 @@ static int names_lookup(enc *e, int idx, const char *field) {
   return 0;
 }
 
+/*
+ * One lua_next pass: the run of keys 1, 2, 3... that the traversal yields
+ * first (a sequence's array part) is written as bare values; every other
+ * pair is written as key and value. Both counts are patched in at the end.
+ */
 static void encode_table(enc *e, int idx) {
   lua_State *L = e->L;
-  lua_Unsigned n, i;
-  size_t hash_at;
+  size_t counts_at;
+  uint64_t narr = 0;
   uint32_t nhash = 0;
+  int in_run = 1, k;
+  part *pp;
   int ref = seen_check(e, idx);
   if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
   if (names_lookup(e, idx, "modules")) {
@@ -304,39 +323,42 @@ static void encode_table(enc *e, int idx) {
     return;
   }
   luaL_checkstack(L, 6, "value nested too deep");
-  n = lua_rawlen(L, idx);
   put_byte(e, T_TABLE);
-  put_size(e, (size_t)n);
-  hash_at = e->b->len;
+  counts_at = e->b->len;
+  put(e, &narr, sizeof narr);
   put(e, &nhash, sizeof nhash);
-  for (i = 1; i <= n; i++) {
-    part p = { P_INDEX, (lua_Integer)i, 0, NULL };
-    lua_rawgeti(L, idx, (lua_Integer)i);
-    push_part(e, p);
-    encode_value(e, lua_gettop(L));
-    pop_part(e);
-    lua_pop(L, 1);
+  {
+    part p0 = { P_INDEX, 0, 0, NULL };
+    push_part(e, p0);
   }
+  pp = &e->path[e->depth - 1];
   lua_pushnil(L);
+  k = lua_gettop(L);
   while (lua_next(L, idx)) {
-    int k = lua_gettop(L) - 1;
-    if (lua_isinteger(L, k)) {
-      lua_Integer ki = lua_tointeger(L, k);
-      if (ki >= 1 && (lua_Unsigned)ki <= n) { lua_pop(L, 1); continue; }
+    if (in_run) {
+      int isint;
+      lua_Integer ki = lua_tointegerx(L, k, &isint);
+      if (isint && lua_type(L, k) == LUA_TNUMBER && (uint64_t)ki == narr + 1) {
+        narr++;
+        pp->kind = P_INDEX;
+        pp->i = ki;
+        encode_value(e, k + 1);
+        lua_settop(L, k);
+        continue;
+      }
+      in_run = 0;
     }
-    {
-      part pk = { P_KEYOF, 0, k, NULL }, pv = { P_KEY, 0, k, NULL };
-      push_part(e, pk);
-      encode_value(e, k);
-      pop_part(e);
-      push_part(e, pv);
-      encode_value(e, k + 1);
-      pop_part(e);
-    }
+    pp->kind = P_KEYOF;
+    pp->idx = k;
+    encode_value(e, k);
+    pp->kind = P_KEY;
+    encode_value(e, k + 1);
     nhash++;
-    lua_pop(L, 1);
+    lua_settop(L, k);
   }
-  memcpy(e->b->data + hash_at, &nhash, sizeof nhash);
+  pop_part(e);
+  memcpy(e->b->data + counts_at, &narr, sizeof narr);
+  memcpy(e->b->data + counts_at + sizeof narr, &nhash, sizeof nhash);
   if (lua_getmetatable(L, idx)) {
     part p = { P_META, 0, 0, NULL };
     put_byte(e, T_META);
@@ -519,16 +541,23 @@ static void encode_value(enc *e, int idx) {
     case LUA_TNIL: put_byte(e, T_NIL); break;
     case LUA_TBOOLEAN: put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); break;
     case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        lua_Integer i = lua_tointeger(L, idx);
-        put_byte(e, T_INT);
-        put(e, &i, sizeof i);
+    {
+      unsigned char *w;
+      int isint;
+      lua_Integer i = lua_tointegerx(L, idx, &isint);
+      reserve(e, 9);
+      w = e->b->data + e->b->len;
+      if (isint && lua_isinteger(L, idx)) {
+        w[0] = T_INT;
+        memcpy(w + 1, &i, 8);
       } else {
         lua_Number d = lua_tonumber(L, idx);
-        put_byte(e, T_FLOAT);
-        put(e, &d, sizeof d);
+        w[0] = T_FLOAT;
+        memcpy(w + 1, &d, 8);
       }
+      e->b->len += 9;
       break;
+    }
     case LUA_TSTRING: {
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
@@ -698,11 +727,12 @@ static void decode_cfunc(dec *d) {
     return;
   }
   lua_pop(L, 1);
-  mlen = strlen(s);
+  mlen = strnlen(s, len);
+  if (mlen == len) dec_corrupt(d);
   push_module(d, s, mlen);
-  if (lua_type(L, -1) != LUA_TTABLE ||
-      lua_getfield(L, -1, s + mlen + 1) != LUA_TFUNCTION)
-    luaL_error(L, "cannot receive C function %s.%s", s, s + mlen + 1);
+  lua_pushlstring(L, s + mlen + 1, len - mlen - 1);
+  if (lua_type(L, -2) != LUA_TTABLE || lua_rawget(L, -2) != LUA_TFUNCTION)
+    luaL_error(L, "cannot receive C function %s.%s", lua_pushlstring(L, s, mlen), s + mlen + 1);
   lua_remove(L, -2);
   lua_pushlstring(L, s, len);
   lua_pushvalue(L, -2);
@@ -771,9 +801,10 @@ static void decode_function(dec *d) {
 
 static void decode_table(dec *d) {
   lua_State *L = d->L;
-  size_t narr = get_size(d), i;
+  uint64_t narr, i;
   uint32_t nhash;
   int t;
+  get_raw(d, &narr, sizeof narr);
   get_raw(d, &nhash, sizeof nhash);
   luaL_checkstack(L, 6, "message nested too deep");
   lua_createtable(L, narr > INT32_MAX ? 0 : (int)narr, nhash > INT32_MAX ? 0 : (int)nhash);

@@ -16,11 +16,11 @@
 #define TWO63 9223372036854775808.0
 
 static par_array *checkarray(lua_State *L, int idx) {
-  return (par_array *)l_object_check(L, idx, &par_array_type);
+  return (par_array *)l_shared_check(L, idx, &par_array_type);
 }
 
 static par_array *checkvalue(lua_State *L) {
-  return (par_array *)l_object_check(L, 1, &par_value_type);
+  return (par_array *)l_shared_check(L, 1, &par_value_type);
 }
 
 static const char *elemname(const par_array *a) {
@@ -281,17 +281,6 @@ static int l_value_set(lua_State *L) {
 static int l_value_add(lua_State *L) { return do_add(L, checkvalue(L), 0, 2); }
 static int l_value_cas(lua_State *L) { return do_cas(L, checkvalue(L), 0, 2); }
 
-static int l_value_index(lua_State *L) {
-  par_array *a = checkvalue(L);
-  const char *k = lua_tostring(L, 2);
-  if (lua_type(L, 2) == LUA_TSTRING && strcmp(k, "type") == 0) {
-    lua_pushstring(L, elemname(a));
-    return 1;
-  }
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
-  return 1;
-}
 
 static const luaL_Reg array_methods[] = {
   {"add", l_array_add},
@@ -337,8 +326,9 @@ static void index_closure(lua_State *L, const par_type *t, lua_CFunction f) {
 
 void l_array_open(lua_State *L) {
   l_object_newmeta(L, &par_array_type, array_methods, array_meta);
+  l_shared_meta(L, &par_array_type);
   index_closure(L, &par_array_type, l_array_index);
   l_object_newmeta(L, &par_value_type, value_methods, NULL);
-  index_closure(L, &par_value_type, l_value_index);
+  l_shared_meta(L, &par_value_type);
   luaL_setfuncs(L, constructors, 0);
 }

@@ -39,7 +39,8 @@ static int push_value(lua_State *L, par_queue *q, int idx, double timeout) {
   int r;
   op.q = q;
   op.m = codec_encode(L, idx, 1, "item", 0);
-  r = l_wait(L, timeout, push_try, &op);
+  r = par_queue_push(q, op.m, 0);
+  if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_try, &op);
   if (r != PAR_OK) par_msg_free(op.m);
   if (r == PAR_INTERRUPTED) l_wait_raise(L);
   if (r == PAR_NOMEM) luaL_error(L, "not enough memory");
@@ -52,7 +53,8 @@ static int pop_value(lua_State *L, par_queue *q, double timeout) {
   int r;
   op.q = q;
   op.m = NULL;
-  r = l_wait(L, timeout, pop_try, &op);
+  r = par_queue_pop(q, &op.m, 0);
+  if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, pop_try, &op);
   if (r == PAR_OK) return l_message_decode(L, op.m);
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   lua_pushnil(L);
@@ -63,7 +65,7 @@ static int pop_value(lua_State *L, par_queue *q, double timeout) {
 /* ---- queue ---- */
 
 static par_queue *checkqueue(lua_State *L) {
-  return (par_queue *)l_object_check(L, 1, &par_queue_type);
+  return (par_queue *)l_shared_check(L, 1, &par_queue_type);
 }
 
 static int l_queue_new(lua_State *L) {
@@ -119,7 +121,7 @@ static int l_queue_items(lua_State *L) {
 /* ---- pipe ---- */
 
 static par_pipe *checkpipe(lua_State *L) {
-  return (par_pipe *)l_object_check(L, 1, &par_pipe_type);
+  return (par_pipe *)l_shared_check(L, 1, &par_pipe_type);
 }
 
 static int l_pipe_new(lua_State *L) {
@@ -177,6 +179,8 @@ static const luaL_Reg constructors[] = {
 void l_queue_open(lua_State *L) {
   l_message_open(L);
   l_object_newmeta(L, &par_queue_type, queue_methods, queue_meta);
+  l_shared_meta(L, &par_queue_type);
   l_object_newmeta(L, &par_pipe_type, pipe_methods, NULL);
+  l_shared_meta(L, &par_pipe_type);
   luaL_setfuncs(L, constructors, 0);
 }

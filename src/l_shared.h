@@ -9,16 +9,24 @@
 
 #include "lua.h"
 #include "core/msg.h"
+#include "core/object.h"
 
 void l_queue_open(lua_State *L);   /* queue, pipe */
 void l_sync_open(lua_State *L);    /* lock, rlock, semaphore, condition, event, barrier */
 void l_array_open(lua_State *L);   /* array, value */
 void l_dict_open(lua_State *L);    /* dict */
 
+/* Helpers for these bindings (l_shared.c). */
+
 /* Per-state setup of l_message_decode (called by the *_open that use it). */
 void l_message_open(lua_State *L);
 /* Pushes the values of m and frees it, also when decoding raises (a
  * module that fails to load in this state, out of memory). */
 int l_message_decode(lua_State *L, par_msg *m);
+
+/* Registers the metatable of t (already created) for l_shared_check. */
+void l_shared_meta(lua_State *L, const par_type *t);
+/* l_object_check without the registry lookup by name on the fast path. */
+par_object *l_shared_check(lua_State *L, int idx, const par_type *t);
 
 #endif

@@ -86,6 +86,7 @@ int par_queue_push(par_queue *q, par_msg *m, double deadline) {
   for (;;) {
     if (q->closed) { r = PAR_CLOSED; break; }
     if (!q->capacity || q->count < q->capacity) break;
+    if (deadline <= 0) { r = PAR_TIMEOUT; break; }
     if (!spun) {
       spun = 1;
       pthread_mutex_unlock(&q->mu);
@@ -120,6 +121,7 @@ int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
   pthread_mutex_lock(&q->mu);
   while (q->count == 0) {
     if (q->closed) { r = PAR_CLOSED; break; }
+    if (deadline <= 0) { r = PAR_TIMEOUT; break; }
     if (!spun) {
       spun = 1;
       pthread_mutex_unlock(&q->mu);

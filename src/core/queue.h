@@ -24,6 +24,8 @@ extern const par_type par_queue_type;   /* "parallel.queue" */
 
 /* capacity 0: unbounded. NULL on out of memory. One reference to the caller. */
 par_queue *par_queue_new(size_t capacity);
+/* Deadlines are absolute (clock.h); 0 means do not wait at all, not even
+ * spin or read the clock (the binding's fast path). */
 /* PAR_OK, PAR_TIMEOUT (full until the deadline), PAR_CLOSED or PAR_NOMEM. */
 int par_queue_push(par_queue *q, par_msg *m, double deadline);
 /* PAR_OK (*out set), PAR_TIMEOUT, or PAR_CLOSED once closed and drained. */
