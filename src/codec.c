@@ -33,7 +33,7 @@ enum {
   T_CFUNC, T_FUNC, T_OBJ, T_ENV, T_JOIN, T_META, T_END
 };
 
-#define MAX_DEPTH 200
+#define MAX_DEPTH 1000
 #define PATH_MAX_PARTS (MAX_DEPTH + 8)
 
 /* ---------------------------------------------------------------- protos */
@@ -312,8 +312,9 @@ static void encode_table(enc *e, int idx) {
   uint32_t nhash = 0;
   int in_run = 1, k;
   part *pp;
-  int ref = seen_check(e, idx);
-  if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
+  int ref;
+  /* Modules go by name and take no back-reference number (the receiver
+   * numbers only the tables and functions it builds). */
   if (names_lookup(e, idx, "modules")) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
@@ -322,6 +323,8 @@ static void encode_table(enc *e, int idx) {
     lua_pop(L, 1);
     return;
   }
+  ref = seen_check(e, idx);
+  if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
   luaL_checkstack(L, 6, "value nested too deep");
   put_byte(e, T_TABLE);
   counts_at = e->b->len;
@@ -466,9 +469,56 @@ static int is_std_global(const char *name) {
   return 0;
 }
 
+/*
+ * Pushes env[name] for a function's _ENV table, following __index tables
+ * (a sandbox or a test runner's environment over _G) but never calling a
+ * metamethod: reading globals must not run user code nor raise.
+ */
+static int protected_get(lua_State *L) {
+  lua_gettable(L, 1);
+  return 1;
+}
+
+static int push_global(lua_State *L, int env, const char *name) {
+  int depth;
+  lua_pushvalue(L, env);
+  for (depth = 0; depth < 16; depth++) {
+    lua_pushstring(L, name);
+    if (lua_rawget(L, -2) != LUA_TNIL) {
+      lua_remove(L, -2);
+      return lua_type(L, -1);
+    }
+    lua_pop(L, 1);
+    if (!lua_getmetatable(L, -1)) break;
+    lua_pushliteral(L, "__index");
+    if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+      /* An __index function (a test runner's environment): ask it, in
+       * protected mode, so a strict-mode error means "not defined". */
+      lua_pop(L, 2);
+      lua_pushcfunction(L, protected_get);
+      lua_insert(L, -2);
+      lua_pushstring(L, name);
+      if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      }
+      return lua_type(L, -1);
+    }
+    if (lua_type(L, -1) != LUA_TTABLE) {
+      lua_pop(L, 2);
+      break;
+    }
+    lua_remove(L, -2);            /* the metatable */
+    lua_remove(L, -2);            /* the table it belonged to */
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  return LUA_TNIL;
+}
+
 static void encode_function(enc *e, int idx) {
   lua_State *L = e->L;
-  int ref, self, nup = 0, i, simple = 1;
+  int ref, self, nup = 0, i, simple = 1, env = 0;
   par_proto *p;
   const char *name;
   ref = seen_check(e, idx);
@@ -477,17 +527,23 @@ static void encode_function(enc *e, int idx) {
   p = get_proto(e, idx);
   put_byte(e, T_FUNC);
   put_size(e, add_ref(e, &p->hdr));
+  /* An upvalue named _ENV becomes the receiver's globals; its value here
+   * is where the globals the code reads are looked up. */
   while ((name = lua_getupvalue(L, idx, nup + 1)) != NULL) {
-    if (!(strcmp(name, "_ENV") == 0 && lua_rawequal(L, -1, e->globals))) simple = 0;
-    lua_pop(L, 1);
     nup++;
+    if (strcmp(name, "_ENV") == 0 && lua_type(L, -1) == LUA_TTABLE && !env) {
+      env = lua_gettop(L);
+      continue;                  /* kept on the stack */
+    }
+    simple = 0;
+    lua_pop(L, 1);
   }
   put_size(e, (size_t)nup);
   put_byte(e, simple);
   for (i = 1; !simple && i <= nup; i++) {
     void *id;
     name = lua_getupvalue(L, idx, i);
-    if (strcmp(name, "_ENV") == 0 && lua_rawequal(L, -1, e->globals)) {
+    if (strcmp(name, "_ENV") == 0 && env && lua_rawequal(L, -1, env)) {
       put_byte(e, T_ENV);
       lua_pop(L, 1);
       continue;
@@ -515,9 +571,9 @@ static void encode_function(enc *e, int idx) {
     lua_pop(L, 1);
   }
   /* The globals its code reads, as the sender has them now. */
-  for (i = 0; i < p->globals.n; i++) {
+  for (i = 0; env && i < p->globals.n; i++) {
     const char *g = p->globals.names[i];
-    int t = lua_getfield(L, e->globals, g);   /* raw enough: _G rarely has __index */
+    int t = push_global(L, env, g);
     if (t == LUA_TNIL ||
         (is_std_global(g) && (lua_iscfunction(L, -1) || t == LUA_TTABLE || t == LUA_TSTRING))) {
       lua_pop(L, 1);
@@ -533,6 +589,7 @@ static void encode_function(enc *e, int idx) {
     lua_pop(L, 1);
   }
   put_size(e, 0);
+  if (env) lua_remove(L, env);
 }
 
 static void encode_value(enc *e, int idx) {

@@ -2,6 +2,7 @@
 #include "lauxlib.h"
 #include "codec.h"
 #include "l_pool.h"
+#include "l_shared.h"
 #include "l_worker.h"
 
 /* core._methods(name) --> the method table of a parallel type, so that the
@@ -22,6 +23,10 @@ PAR_EXPORT int luaopen_parallel_core(lua_State *L) {
   l_pool_open(L);
   l_future_open(L);
   l_util_open(L);
+  l_queue_open(L);
+  l_sync_open(L);
+  l_array_open(L);
+  l_dict_open(L);
   lua_pushcfunction(L, l_methods);
   lua_setfield(L, -2, "_methods");
   lua_pushliteral(L, "0.1.0");

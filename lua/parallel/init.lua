@@ -46,6 +46,13 @@ local function check_opts(opts, n, fname)
   return opts
 end
 
+--- parallel.pool(n | {workers =, init =, init_args =, memory_limit =}) --> pool
+-- (a call, not a tail call, so that errors name 'pool')
+function M.pool(...)
+  local p = core.pool(...)
+  return p
+end
+
 local Pool = core._methods("parallel.pool")
 local Future = core._methods("parallel.future")
 
@@ -267,7 +274,7 @@ function M.wait(futures, opts)
   opts = opts or {}
   local when = opts.return_when or "all"
   if when ~= "all" and when ~= "first" and when ~= "first_error" then
-    argerror(2, "wait", "invalid return_when '" .. tostring(when) .. "'")
+    argerror(2, "wait", "invalid option '" .. tostring(when) .. "'")
   end
   local ws = core.waitset(futures)
   local deadline = opts.timeout and now() + opts.timeout

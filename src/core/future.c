@@ -73,6 +73,8 @@ static void wake_all(par_future *f) {
 }
 
 void par_future_finish(par_future *f, int state, par_msg *result) {
+  /* Count before waking anyone: a waiter that reads stats next sees it. */
+  if (f->pool) par_pool_count(f->pool, state);
   pthread_mutex_lock(&f->mu);
   f->result = result;
   atomic_store(&f->state, state);
@@ -85,16 +87,14 @@ int par_future_cancel(par_future *f) {
   int expected = PAR_PENDING;
   par_msg *task;
   if (!atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) return 0;
+  if (f->pool) par_pool_count(f->pool, PAR_CANCELLED);
   pthread_mutex_lock(&f->mu);
   task = f->task;
   f->task = NULL;
   wake_all(f);
   pthread_mutex_unlock(&f->mu);
   par_msg_free(task);
-  if (f->pool) {
-    par_pool_notice_cancel(f->pool);
-    par_pool_notice_done(f->pool, f);
-  }
+  if (f->pool) par_pool_notice_done(f->pool, f);
   return 1;
 }
 

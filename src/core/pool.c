@@ -83,7 +83,6 @@ static void *worker_main(void *arg) {
     w->current = NULL;
     pthread_mutex_unlock(&w->mu);
     if (atomic_exchange(&w->interrupted, 0) && w->ctx) p->ops->clear_interrupt(w->ctx);
-    atomic_fetch_sub(&p->running, 1);
     par_object_release(&f->hdr);
   }
   if (w->ctx) p->ops->stop(w->ctx);
@@ -211,16 +210,26 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   }
 }
 
-void par_pool_notice_cancel(par_pool *p) {
-  atomic_fetch_add(&p->cancelled, 1);
-  atomic_fetch_sub(&p->pending, 1);
+void par_pool_count(par_pool *p, int state) {
+  switch (state) {
+    case PAR_DONE:
+      atomic_fetch_add(&p->completed, 1);
+      atomic_fetch_sub(&p->running, 1);
+      break;
+    case PAR_FAILED:
+      atomic_fetch_add(&p->failed, 1);
+      atomic_fetch_sub(&p->running, 1);
+      break;
+    case PAR_CANCELLED:
+      atomic_fetch_add(&p->cancelled, 1);
+      atomic_fetch_sub(&p->pending, 1);
+      break;
+    default: break;
+  }
 }
 
 void par_pool_notice_done(par_pool *p, par_future *f) {
-  int st = atomic_load(&f->state);
-  if (st == PAR_DONE) atomic_fetch_add(&p->completed, 1);
-  else if (st == PAR_FAILED) atomic_fetch_add(&p->failed, 1);
-  if (p->notify_fd < 0) return;     /* racy read is fine: set once, before use */
+  if (atomic_load(&p->notify_fd) < 0) return;
   pthread_mutex_lock(&p->mu);
   par_object_retain(&f->hdr);
   f->next_done = NULL;
@@ -237,9 +246,9 @@ void par_pool_notice_done(par_pool *p, par_future *f) {
 
 int par_pool_fd(par_pool *p) {
   pthread_mutex_lock(&p->mu);
-  if (p->notify_fd < 0) p->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (atomic_load(&p->notify_fd) < 0) atomic_store(&p->notify_fd, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   pthread_mutex_unlock(&p->mu);
-  return p->notify_fd;
+  return atomic_load(&p->notify_fd);
 }
 
 par_future *par_pool_take_completed(par_pool *p) {

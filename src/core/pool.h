@@ -70,7 +70,7 @@ struct par_pool {
   par_worker *workers;
   _Atomic long long submitted, completed, failed, cancelled, running, pending;
   /* Completion notices for event loops (par_pool_fd). */
-  int notify_fd;                  /* -1 until asked for */
+  _Atomic int notify_fd;          /* -1 until asked for */
   par_future *done_head, *done_tail;
 };
 
@@ -85,8 +85,8 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt);
 int par_pool_interrupt(par_pool *p, par_future *f);
 
 /* Called by futures. */
+void par_pool_count(par_pool *p, int state);   /* before waking waiters */
 void par_pool_notice_done(par_pool *p, par_future *f);
-void par_pool_notice_cancel(par_pool *p);
 
 /* Event-loop support: a descriptor readable when futures have finished,
  * and the list of those finished since the last call. */

@@ -1,0 +1,660 @@
+-- Value transfer (API.md, "What can travel between threads"), row by row.
+-- Each value is sent through pool:apply both as a round trip (sent to a worker
+-- and back) and inspected inside the worker (booleans computed there).
+
+if not package.searchpath("parallel.core", package.cpath) then
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
+local parallel = require "parallel"
+
+-- The error message of fn(...), which must raise.
+local function error_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return e
+end
+
+-- Asserts that fn raises exactly msg, allowing only a "file:line: " position prefix.
+local function assert_raises(msg, fn, ...)
+  local e = error_of(fn, ...)
+  assert.is_string(e)
+  assert.equal(msg, (e:gsub("^[^\n]-:%d+: ", "", 1)))
+end
+
+-- Asserts that fn raises a string error containing text (plain).
+local function assert_raises_containing(text, fn, ...)
+  local e = error_of(fn, ...)
+  assert.is_string(e)
+  assert.is_truthy(e:find(text, 1, true), ("%q not found in %q"):format(text, e))
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Runs a Lua script in a child lua5.4 (10 s limit); returns stdout, stderr, exit code.
+local function run_lua(code)
+  local base = os.tmpname()
+  local script, errf = base .. ".lua", base .. ".err"
+  local f = assert(io.open(script, "w")); f:write(code); f:close()
+  local cmd = ("LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
+    shell_quote(package.path), shell_quote(package.cpath), script, errf)
+  local p = io.popen(cmd, "r")
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local ef = io.open(errf, "r")
+  local err = ef and ef:read("a") or ""
+  if ef then ef:close() end
+  os.remove(script); os.remove(errf); os.remove(base)
+  return out, err, code
+end
+
+-- Global helpers defined by this "sending script" (busted's file environment).
+function codec_spec_square(x) return x * x end
+function codec_spec_sum_sq(x) return codec_spec_square(x) + codec_spec_square(x + 1) end
+CODEC_SPEC_LIMIT = 1000
+
+describe("codec", function()
+  local pool
+
+  local function rt(...) return pool:apply(function(...) return ... end, ...) end
+
+  lazy_setup(function() pool = parallel.pool(2) end)
+  lazy_teardown(function() if pool then pool:shutdown{cancel = true} end end)
+
+  describe("nil", function()
+    it("travels as an argument and a result", function()
+      local n, isnil = pool:apply(function(...) return select("#", ...), (...) == nil end, nil)
+      assert.equal(1, n)
+      assert.is_true(isnil)
+      assert.equal(1, select("#", rt(nil)))
+      assert.is_nil((rt(nil)))
+    end)
+
+    it("keeps nils between arguments and between results", function()
+      local r = table.pack(pool:apply(function(a, b, c)
+        return select("#", a, b, c), a, b, c
+      end, 1, nil, 3))
+      assert.same({n = 4, 3, 1, nil, 3}, r)
+      local back = table.pack(rt(nil, 2, nil))
+      assert.equal(3, back.n)
+      assert.is_nil(back[1]); assert.equal(2, back[2]); assert.is_nil(back[3])
+    end)
+  end)
+
+  describe("booleans", function()
+    it("travel by value", function()
+      assert.is_true(rt(true))
+      assert.is_false(rt(false))
+      assert.is_true(pool:apply(function(t, f)
+        return type(t) == "boolean" and t == true and type(f) == "boolean" and f == false
+      end, true, false))
+    end)
+  end)
+
+  describe("strings", function()
+    it("travel binary-safe with \\0 bytes", function()
+      local s = "a\0b\0\0c\255\254" .. string.char(0, 1, 2)
+      assert.equal(s, rt(s))
+      assert.is_true(pool:apply(function(x)
+        return #x == 11 and x:byte(2) == 0 and x:byte(4) == 0 and x:byte(7) == 255 and x:byte(9) == 0
+      end, s))
+    end)
+
+    it("keep every byte value", function()
+      local t = {}
+      for i = 0, 255 do t[#t + 1] = string.char(i) end
+      local all = table.concat(t)
+      assert.equal(all, rt(all))
+      assert.is_true(pool:apply(function(x)
+        for i = 0, 255 do if x:byte(i + 1) ~= i then return false end end
+        return #x == 256
+      end, all))
+    end)
+
+    it("keep the empty string and a large string", function()
+      assert.equal("", rt(""))
+      local big = string.rep("ab\0", 400000)
+      assert.equal(big, rt(big))
+      assert.equal(#big, pool:apply(function(x) return #x end, big))
+    end)
+  end)
+
+  describe("numbers", function()
+    local cases = {
+      {"integer 3", 3, "integer"},
+      {"float 3.0", 3.0, "float"},
+      {"integer 0", 0, "integer"},
+      {"integer -1", -1, "integer"},
+      {"float 0.1", 0.1, "float"},
+      {"math.pi", math.pi, "float"},
+      {"math.maxinteger", math.maxinteger, "integer"},
+      {"math.mininteger", math.mininteger, "integer"},
+      {"float 2^53", 2.0 ^ 53, "float"},
+      {"float 2^63", 2.0 ^ 63, "float"},
+      {"math.huge", math.huge, "float"},
+      {"-math.huge", -math.huge, "float"},
+      {"float 1e308", 1e308, "float"},
+      {"the smallest denormal", 4.9406564584124654e-324, "float"},
+    }
+    for _, c in ipairs(cases) do
+      local name, v, mtype = c[1], c[2], c[3]
+      it("keep the value and subtype of " .. name, function()
+        local r = rt(v)
+        assert.equal(mtype, math.type(r))
+        assert.is_true(r == v)
+        assert.is_true(pool:apply(function(x, expected_type, expected_repr)
+          return math.type(x) == expected_type and string.format("%.17g", x) == expected_repr
+        end, v, mtype, string.format("%.17g", v)))
+      end)
+    end
+
+    it("keep -0.0 negative (1/x == -inf)", function()
+      local r = rt(-0.0)
+      assert.equal("float", math.type(r))
+      assert.equal(-math.huge, 1 / r)
+      assert.is_true(pool:apply(function(x) return math.type(x) == "float" and 1 / x == -math.huge end, -0.0))
+    end)
+
+    it("keep NaN", function()
+      local nan = 0 / 0
+      local r = rt(nan)
+      assert.equal("float", math.type(r))
+      assert.is_true(r ~= r)
+      assert.is_true(pool:apply(function(x) return math.type(x) == "float" and x ~= x end, nan))
+    end)
+
+    it("keep math.mininteger an integer in arithmetic on the other side", function()
+      assert.is_true(pool:apply(function(x) return x == math.mininteger and x - 1 == math.maxinteger end,
+        math.mininteger))
+    end)
+  end)
+
+  describe("tables", function()
+    it("are deep-copied, not shared with the sender", function()
+      local t = {a = 1, sub = {b = 2, list = {1, 2, 3}}}
+      local r = rt(t)
+      assert.are_not.equal(t, r)
+      assert.are_not.equal(t.sub, r.sub)
+      assert.same(t, r)
+      assert.equal(99, pool:apply(function(x) x.sub.b = 99; x.a = 99; return x.sub.b end, t))
+      assert.equal(1, t.a)
+      assert.equal(2, t.sub.b)
+    end)
+
+    it("keep keys of every sendable type", function()
+      local key_table = {k = true}
+      local t = {[1] = "one", [2.5] = "two and a half", [true] = "yes", [false] = "no",
+                 [-7] = "neg", [0] = "zero", [math.maxinteger] = "max", name = "str",
+                 ["a\0b"] = "binary key", [key_table] = "table key"}
+      local r = rt(t)
+      assert.equal("one", r[1]); assert.equal("two and a half", r[2.5])
+      assert.equal("yes", r[true]); assert.equal("no", r[false])
+      assert.equal("neg", r[-7]); assert.equal("zero", r[0]); assert.equal("max", r[math.maxinteger])
+      assert.equal("str", r.name); assert.equal("binary key", r["a\0b"])
+      local found
+      for k, v in pairs(r) do
+        if type(k) == "table" then found = {k, v} end
+      end
+      assert.is_table(found)
+      assert.same({k = true}, found[1])
+      assert.equal("table key", found[2])
+    end)
+
+    it("keep holes in arrays", function()
+      local r = rt({1, nil, 3, nil, 5})
+      assert.equal(1, r[1]); assert.is_nil(r[2]); assert.equal(3, r[3]); assert.is_nil(r[4]); assert.equal(5, r[5])
+    end)
+
+    it("keep cycles", function()
+      local t = {name = "root"}
+      t.self = t
+      t.child = {parent = t}
+      local r = rt(t)
+      assert.equal(r, r.self)
+      assert.equal(r, r.child.parent)
+      assert.is_true(pool:apply(function(x) return x.self == x and x.child.parent == x and x.name == "root" end, t))
+    end)
+
+    it("keep shared sub-tables shared (t.a == t.b)", function()
+      local s = {v = 1}
+      local t = {a = s, b = s, list = {s, s}}
+      local r = rt(t)
+      assert.equal(r.a, r.b)
+      assert.equal(r.a, r.list[1])
+      assert.equal(r.list[1], r.list[2])
+      assert.is_true(pool:apply(function(x)
+        x.a.v = 42
+        return x.a == x.b and x.b.v == 42 and x.list[2].v == 42
+      end, t))
+    end)
+
+    it("keep a table shared between two arguments and between two results", function()
+      local s = {}
+      assert.is_true(pool:apply(function(a, b) return a == b end, s, s))
+      local r1, r2 = pool:apply(function() local x = {}; return x, x end)
+      assert.equal(r1, r2)
+    end)
+
+    it("copy metatables, whose methods work on the other side", function()
+      local Point = {}
+      Point.__index = Point
+      function Point.norm2(p) return p.x * p.x + p.y * p.y end
+      Point.__tostring = function(p) return "(" .. p.x .. "," .. p.y .. ")" end
+      Point.__add = function(a, b) return setmetatable({x = a.x + b.x, y = a.y + b.y}, getmetatable(a)) end
+      local p = setmetatable({x = 3, y = 4}, Point)
+      assert.same({25, "(3,4)", "(6,8)"}, {pool:apply(function(q)
+        return q:norm2(), tostring(q), tostring(q + q)
+      end, p)})
+      local r = rt(p)
+      assert.is_table(getmetatable(r))
+      assert.equal(25, r:norm2())
+      assert.equal("(3,4)", tostring(r))
+    end)
+
+    it("keep one metatable shared by two objects", function()
+      local mt = {__index = {kind = "obj"}}
+      local a, b = setmetatable({}, mt), setmetatable({}, mt)
+      local ra, rb = rt(a, b)
+      assert.equal(getmetatable(ra), getmetatable(rb))
+      assert.is_true(pool:apply(function(x, y) return getmetatable(x) == getmetatable(y) and x.kind == "obj" end, a, b))
+    end)
+
+    it("are copied raw (a __len metamethod does not change the contents)", function()
+      local t = setmetatable({1, 2}, {__len = function() return 100 end})
+      local r = rt(t)
+      assert.equal(2, rawlen(r))
+      assert.equal(100, #r)
+    end)
+
+    it("travel when large (a 1,000,000-number list)", function()
+      local t = {}
+      for i = 1, 1000000 do t[i] = i end
+      local r = rt(t)
+      assert.equal(1000000, #r)
+      assert.equal(1000000, r[1000000])
+      assert.equal(500000500000, pool:apply(function(x)
+        local s = 0
+        for i = 1, #x do s = s + x[i] end
+        return s
+      end, t))
+    end)
+
+    it("travel when deeply nested (200 levels)", function()
+      local t = {}
+      local cur = t
+      for i = 1, 200 do cur.next = {depth = i}; cur = cur.next end
+      assert.equal(200, pool:apply(function(x)
+        local d = 0
+        while x.next do x = x.next; d = x.depth end
+        return d
+      end, t))
+    end)
+
+    it("do not crash the process when absurdly nested (100000 levels)", function()
+      local out, err, code = run_lua([[
+        local parallel = require "parallel"
+        local pool = parallel.pool(1)
+        local t = {}
+        local cur = t
+        for i = 1, 100000 do cur[1] = {}; cur = cur[1] end
+        local ok, e = pcall(pool.apply, pool, function(x) return x ~= nil end, t)
+        print(ok and "sent" or "raised")
+        pool:shutdown()
+      ]])
+      assert.equal(0, code, err)
+      assert.is_truthy(out:match("^sent") or out:match("^raised"))
+    end)
+  end)
+
+  describe("loaded modules", function()
+    it("travel by name (the receiver's own module)", function()
+      assert.equal(string, rt(string))
+      assert.equal(math, rt(math))
+      assert.equal(parallel, rt(parallel))
+      assert.is_true(pool:apply(function(s, m, p)
+        return s == string and m == math and p == require("parallel")
+      end, string, math, parallel))
+    end)
+
+    it("travel by name inside a table", function()
+      local r = rt({lib = table, os = os})
+      assert.equal(table, r.lib)
+      assert.equal(os, r.os)
+    end)
+
+    it("travel by name as upvalues of a function (string, parallel)", function()
+      local str = string
+      assert.equal("ABC", pool:apply(function(s) return str.upper(s) end, "abc"))
+      assert.is_true(pool:apply(function() return math.type(parallel.cpu_count()) == "integer" end))
+    end)
+
+    describe("of the user", function()
+      local dir, mpool, saved_path
+      lazy_setup(function()
+        dir = os.tmpname()
+        os.remove(dir)
+        os.execute("mkdir -p " .. dir)
+        local f = assert(io.open(dir .. "/codec_spec_mod.lua", "w"))
+        f:write("local M = {instances = (CODEC_SPEC_MOD_LOADS or 0) + 1}\n",
+                "CODEC_SPEC_MOD_LOADS = M.instances\n",
+                "function M.hello() return 'hello from module' end\n",
+                "return M\n")
+        f:close()
+        saved_path = package.path
+        package.path = dir .. "/?.lua;" .. package.path
+        mpool = parallel.pool(1)
+      end)
+      lazy_teardown(function()
+        if mpool then mpool:shutdown{cancel = true} end
+        package.path = saved_path
+        package.loaded.codec_spec_mod = nil
+        os.remove(dir .. "/codec_spec_mod.lua")
+        os.remove(dir)
+      end)
+
+      it("travels by name: the worker requires it (not a copy)", function()
+        local mod = require "codec_spec_mod"
+        local same, hello = mpool:apply(function(m)
+          return m == require("codec_spec_mod"), m.hello()
+        end, mod)
+        assert.is_true(same)
+        assert.equal("hello from module", hello)
+        assert.equal(mod, mpool:apply(function(m) return m end, mod))
+      end)
+
+      it("is required once per worker, not once per task", function()
+        local mod = require "codec_spec_mod"
+        for _ = 1, 3 do
+          assert.equal(1, mpool:apply(function(m) return m.instances end, mod))
+        end
+      end)
+    end)
+  end)
+
+  describe("Lua functions", function()
+    it("travel with their upvalues", function()
+      local k, cfg = 10, {scale = 3}
+      assert.equal(45, pool:apply(function(x) return (x + k) * cfg.scale end, 5))
+    end)
+
+    it("travel as arguments and as results", function()
+      assert.equal(42, pool:apply(function(g, x) return g(x) end, function(y) return y * 2 end, 21))
+      local g = pool:apply(function() local base = 100; return function(a) return a + base end end)
+      assert.equal(101, g(1))
+      local h = rt(function(a) return a + 1 end)
+      assert.equal(2, h(1))
+    end)
+
+    it("copy upvalues: the sender's variables are not changed", function()
+      local n = 1
+      local bump = function() n = n + 1; return n end
+      assert.equal(2, pool:apply(bump))
+      assert.equal(1, n)
+    end)
+
+    it("send the current upvalue values each time (no stale cache)", function()
+      local k = 1
+      local f = function() return k end
+      assert.equal(1, pool:apply(f))
+      k = 2
+      assert.equal(2, pool:apply(f))
+      local function make(v) return function() return v end end
+      assert.equal(10, pool:apply(make(10)))
+      assert.equal(20, pool:apply(make(20)))
+    end)
+
+    it("keep an upvalue shared by two closures shared (counter inc/get)", function()
+      local function counter()
+        local n = 0
+        return function() n = n + 1; return n end, function() return n end
+      end
+      local inc, get = counter()
+      inc()
+      assert.equal(3, pool:apply(function(i, g) i(); i(); return g() end, inc, get))
+      assert.equal(1, get())
+      local both = function() inc(); return get() end
+      assert.equal(2, pool:apply(both))
+      local i2, g2 = rt(inc, get)
+      i2(); i2()
+      assert.equal(3, g2())
+      assert.equal(1, get())
+    end)
+
+    it("keep a recursive local function working", function()
+      local function fact(n) if n <= 1 then return 1 end return n * fact(n - 1) end
+      assert.equal(3628800, pool:apply(fact, 10))
+      assert.equal(3628800, pool:apply(function(x) return fact(x) end, 10))
+    end)
+
+    it("keep mutually recursive local functions working", function()
+      local is_even, is_odd
+      function is_even(n) if n == 0 then return true end return is_odd(n - 1) end
+      function is_odd(n) if n == 0 then return false end return is_even(n - 1) end
+      assert.is_true(pool:apply(is_even, 10))
+      assert.is_true(pool:apply(is_odd, 7))
+    end)
+
+    it("get the receiver's globals as _ENV", function()
+      assert.is_true(pool:apply(function() return _ENV == _G and _G.string == string end))
+      local one = parallel.pool(1)
+      one:apply(function() codec_spec_worker_only = "set in worker" end)
+      assert.equal("set in worker", one:apply(function() return codec_spec_worker_only end))
+      one:shutdown()
+      assert.is_nil(rawget(_G, "codec_spec_worker_only"))
+      assert.is_nil(codec_spec_worker_only)
+    end)
+
+    it("keep their source position for error messages", function()
+      local e = error_of(pool.apply, pool, function() error("positioned") end)
+      assert.is_truthy(e:find("codec_spec%.lua:%d+: positioned"), e)
+    end)
+  end)
+
+  describe("global helpers of a function", function()
+    it("travel with it (a helper defined in the sending script)", function()
+      assert.equal(9, pool:apply(function(x) return codec_spec_square(x) end, 3))
+    end)
+
+    it("travel recursively (helpers of helpers) with global constants", function()
+      assert.equal(1001, pool:apply(function(x) return codec_spec_sum_sq(x) + CODEC_SPEC_LIMIT end, 0))
+    end)
+
+    it("work in a child script: helper, helper of helper, recursive global, constant, nested closure", function()
+      local out, err, code = run_lua([[
+        local parallel = require "parallel"
+        function square(x) return x * x end
+        function sum_sq(x) return square(x) + square(x + 1) end
+        function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
+        LIMIT = 1000
+        CONFIG = {factor = 10}
+        local pool = parallel.pool(2)
+        local r = pool:map(function(x)
+          local inner = function(y) return sum_sq(y) * CONFIG.factor end
+          return inner(x) + fib(10) + LIMIT
+        end, {1, 2, 3})
+        print(r.n, r[1], r[2], r[3])
+        pool:shutdown()
+      ]])
+      assert.equal(0, code, err)
+      assert.equal("3\t1105\t1185\t1305\n", out)
+    end)
+
+    it("are sent with their current values each time", function()
+      local out, err, code = run_lua([[
+        local parallel = require "parallel"
+        function h() return 1 end
+        K = "a"
+        local pool = parallel.pool(1)
+        local f = function() return h(), K end
+        print(pool:apply(f))
+        function h() return 2 end
+        K = "b"
+        print(pool:apply(f))
+        pool:shutdown()
+      ]])
+      assert.equal(0, code, err)
+      assert.equal("1\ta\n2\tb\n", out)
+    end)
+
+    it("do not replace the worker's standard library", function()
+      local out, err, code = run_lua([[
+        local parallel = require "parallel"
+        local pool = parallel.pool(1)
+        print(pool:apply(function() return type(print), type(string.format), math.type(1) end))
+        pool:shutdown()
+      ]])
+      assert.equal(0, code, err)
+      assert.equal("function\tfunction\tinteger\n", out)
+    end)
+  end)
+
+  describe("C functions", function()
+    it("travel by name when reachable from a loaded module", function()
+      assert.equal(math.sqrt, rt(math.sqrt))
+      assert.equal(string.format, rt(string.format))
+      assert.equal(4.0, pool:apply(function(f) return f(16) end, math.sqrt))
+      assert.is_true(pool:apply(function(f, g) return f == math.sqrt and g == string.format end,
+        math.sqrt, string.format))
+    end)
+
+    it("travel as upvalues and inside tables", function()
+      local fmt = string.format
+      assert.equal("003.1", pool:apply(function(x) return fmt("%05.1f", x) end, 3.14159))
+      assert.equal(3, pool:apply(function(t) return t.f(3.7) end, {f = math.floor}))
+    end)
+  end)
+
+  describe("shared objects", function()
+    it("travel by reference: a task receives a future and calls get on it", function()
+      local f1 = pool:submit(function() return 42 end)
+      local f2 = pool:submit(function(f) return f:get() + 1 end, f1)
+      assert.equal(43, f2:get())
+    end)
+
+    it("stay alive while a receiver holds them (reference counts)", function()
+      local f1 = pool:submit(function() parallel.sleep(0.1); return 7 end)
+      local f2 = pool:submit(function(f) return f:get() end, f1)
+      f1 = nil
+      collectgarbage(); collectgarbage()
+      assert.equal(7, f2:get())
+    end)
+
+    it("come back as the same object (a future round trip)", function()
+      local f1 = pool:submit(function() return "x" end)
+      local back = rt(f1)
+      assert.equal("x", back:get())
+      assert.equal(f1:state(), back:state())
+    end)
+
+    it("let a task submit to the pool it receives", function()
+      assert.equal(42, pool:apply(function(p, x)
+        return p:submit(function(y) return y * 2 end, x):get()
+      end, pool, 21))
+      local inner = pool:apply(function(p) return p:submit(function() return "inner" end) end, pool)
+      assert.equal("inner", inner:get())
+    end)
+  end)
+
+  describe("values that cannot travel", function()
+    local co = coroutine.create(function() end)
+
+    it("a coroutine fails with the path of the argument", function()
+      assert_raises("cannot send thread at args[1]", pool.submit, pool, function(x) return x end, co)
+      assert_raises("cannot send thread at args[1]", pool.apply, pool, function(x) return x end, co)
+    end)
+
+    it("a FILE* fails naming its type and path (args[2].log)", function()
+      assert_raises("cannot send userdata (FILE*) at args[2].log",
+        function() pool:submit(function(x) return x end, 1, {log = io.stdout}) end)
+      assert_raises("cannot send userdata (FILE*) at args[1]",
+        function() pool:submit(function(x) return x end, io.stdout) end)
+    end)
+
+    it("a userdata without __name fails as userdata", function()
+      local f = io.tmpfile()
+      local mt = debug.getmetatable(f)
+      debug.setmetatable(f, nil)
+      local ok, e = pcall(pool.submit, pool, function(x) return x end, f)
+      debug.setmetatable(f, mt)
+      f:close()
+      assert.is_false(ok)
+      assert.equal("cannot send userdata at args[1]", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+    end)
+
+    it("an unnamed C function fails as C function", function()
+      local it_fn = string.gmatch("a b", "%a")
+      assert_raises("cannot send C function at args[1]",
+        function() pool:submit(function(x) return x end, it_fn) end)
+    end)
+
+    it("a light userdata fails as light userdata", function()
+      local lud = debug.upvalueid(function() return co end, 1)
+      assert.equal("userdata", type(lud))
+      assert_raises("cannot send light userdata at args[1]",
+        function() pool:submit(function(x) return x end, lud) end)
+    end)
+
+    it("paths name integer keys as [3]", function()
+      assert_raises("cannot send thread at args[1][3]",
+        function() pool:submit(function(x) return x end, {1, 2, co}) end)
+    end)
+
+    it("paths name other string keys as [\"a b\"]", function()
+      assert_raises('cannot send thread at args[1]["a b"]',
+        function() pool:submit(function(x) return x end, {["a b"] = co}) end)
+      assert_raises('cannot send thread at args[1]["1x"]',
+        function() pool:submit(function(x) return x end, {["1x"] = co}) end)
+    end)
+
+    it("paths follow nested tables", function()
+      assert_raises("cannot send thread at args[1].a.b_2.c[1]",
+        function() pool:submit(function(x) return x end, {a = {b_2 = {c = {co}}}}) end)
+    end)
+
+    it("paths name a function's upvalues (fn.co)", function()
+      assert_raises("cannot send thread at fn.co", function() pool:submit(function() return co end) end)
+      local inner = function() return co end
+      assert_raises("cannot send thread at fn.inner.co", function() pool:submit(function() return inner() end) end)
+      assert_raises("cannot send thread at args[1].co",
+        function() pool:submit(function(g) return g end, function() return co end) end)
+    end)
+
+    it("paths name a global the function reads (fn.name)", function()
+      codec_spec_global_co = co
+      local ok, e = pcall(pool.submit, pool, function() return codec_spec_global_co end)
+      codec_spec_global_co = nil
+      assert.is_false(ok)
+      assert.equal("cannot send thread at fn.codec_spec_global_co", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+    end)
+
+    it("are never dropped silently: keys and metatables are checked too", function()
+      assert_raises_containing("cannot send thread at args[1]",
+        function() pool:submit(function(x) return x end, {[co] = 1}) end)
+      assert_raises_containing("cannot send userdata (FILE*) at args[1]",
+        function() pool:submit(function(x) return x end, setmetatable({}, {__index = io.stdout})) end)
+    end)
+
+    it("fail parallel.spawn with the argument's path", function()
+      assert_raises("cannot send thread at args[2]",
+        function() parallel.spawn(function(a, b) return a end, 1, co) end)
+    end)
+
+    it("fail map naming the offending item", function()
+      assert_raises_containing("cannot send thread at ",
+        function() pool:map(function(x) return x end, {1, co, 3}) end)
+    end)
+
+    it("a returned coroutine fails the task (results[1])", function()
+      local f = pool:submit(function() return coroutine.create(print) end)
+      assert_raises_containing("cannot send thread at results[1]", f.get, f)
+      assert.equal("failed", f:state())
+      assert_raises_containing("cannot send userdata (FILE*) at results[2].x",
+        function() pool:apply(function() return 1, {x = io.stdout} end) end)
+    end)
+
+    it("leave the pool usable", function()
+      pcall(pool.submit, pool, function(x) return x end, co)
+      assert.equal(5, pool:apply(function(x) return x end, 5))
+    end)
+  end)
+end)

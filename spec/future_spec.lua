@@ -1,0 +1,459 @@
+-- Futures and the functions over many futures (as_completed, wait, gather).
+
+if not package.searchpath("parallel.core", package.cpath) then
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
+local parallel = require "parallel"
+
+local function error_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return e
+end
+
+-- Asserts that fn raises exactly msg, allowing only a "file:line: " position prefix.
+local function assert_raises(msg, fn, ...)
+  local e = error_of(fn, ...)
+  assert.is_string(e)
+  assert.equal(msg, (e:gsub("^[^\n]-:%d+: ", "", 1)))
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Runs a Lua script in a child lua5.4 (10 s limit) after the shell prelude.
+local function run_lua(code, prelude)
+  local base = os.tmpname()
+  local script, errf = base .. ".lua", base .. ".err"
+  local f = assert(io.open(script, "w")); f:write(code); f:close()
+  local cmd = ("%s LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
+    prelude or "", shell_quote(package.path), shell_quote(package.cpath), script, errf)
+  local p = io.popen(cmd, "r")
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local ef = io.open(errf, "r")
+  local err = ef and ef:read("a") or ""
+  if ef then ef:close() end
+  os.remove(script); os.remove(errf); os.remove(base)
+  return out, err, code
+end
+
+local function new_event()
+  if type(parallel.event) == "function" then
+    local ok, ev = pcall(parallel.event)
+    if ok then return ev end
+  end
+end
+
+-- Occupies one worker of pool. Returns its future, a function that returns once
+-- the task runs, and a function that lets it finish. Without events the task
+-- just sleeps 0.5 s inside the worker.
+local function occupy(pool)
+  local started, go = new_event(), new_event()
+  local f = pool:submit(function(s, g)
+    if s then s:set() end
+    if g then g:wait(10) else parallel.sleep(0.5) end
+    return "released"
+  end, started, go)
+  local function running()
+    if started then started:wait(10) else f:wait(0.1) end
+  end
+  local function release() if go then go:set() end end
+  return f, running, release
+end
+
+describe("future", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool(2) end)
+  lazy_teardown(function() if pool then pool:shutdown{cancel = true} end end)
+
+  describe("get", function()
+    it("returns every value, nils in between included", function()
+      local r = table.pack(pool:submit(function() return 1, nil, 3 end):get())
+      assert.equal(3, r.n)
+      assert.same({n = 3, 1, nil, 3}, r)
+    end)
+
+    it("returns no value for a task returning none, and trailing nils", function()
+      assert.equal(0, select("#", pool:submit(function() end):get()))
+      assert.equal(2, select("#", pool:submit(function() return nil, nil end):get()))
+    end)
+
+    it("returns the same values when called again", function()
+      local f = pool:submit(function() return {k = 1}, "s" end)
+      local a1, b1 = f:get()
+      local a2, b2 = f:get()
+      assert.same({k = 1}, a1); assert.same(a1, a2)
+      assert.equal("s", b1); assert.equal(b1, b2)
+    end)
+
+    it("raises timeout when the task is not done in time, then still gets the result", function()
+      local p <close> = parallel.pool(1)
+      local f, _, release = occupy(p)
+      assert_raises("timeout", f.get, f, 0.01)
+      assert_raises("timeout", f.get, f, 0)
+      release()
+      assert.equal("released", f:get())
+    end)
+
+    it("re-raises a string error with the worker's traceback", function()
+      local f = pool:submit(function() error("boom") end)
+      local e = error_of(f.get, f)
+      assert.is_string(e)
+      assert.is_truthy(e:find("boom", 1, true), e)
+      assert.is_truthy(e:find("stack traceback", 1, true), e)
+      assert.is_truthy(e:find("future_spec%.lua:%d+: boom"), e)
+    end)
+
+    it("re-raises a table error as a table of the same content", function()
+      local f = pool:submit(function() error({code = 42, msg = "bad", nested = {1, 2}}) end)
+      local e = error_of(f.get, f)
+      assert.is_table(e)
+      assert.same({code = 42, msg = "bad", nested = {1, 2}}, e)
+    end)
+
+    it("raises cancelled for a cancelled future", function()
+      local p <close> = parallel.pool(1)
+      local a, _, release = occupy(p)
+      local f = p:submit(function() return 1 end)
+      assert.is_true(f:cancel())
+      assert_raises("cancelled", f.get, f)
+      release()
+      a:get()
+    end)
+  end)
+
+  describe("wait", function()
+    it("returns false on timeout, then true once finished", function()
+      local p <close> = parallel.pool(1)
+      local f, _, release = occupy(p)
+      assert.is_false(f:wait(0.01))
+      assert.is_false(f:wait(0))
+      release()
+      assert.is_true(f:wait())
+      assert.is_true(f:wait(0))
+    end)
+
+    it("returns true for a failed future and does not raise", function()
+      local f = pool:submit(function() error("x") end)
+      assert.is_true(f:wait())
+    end)
+
+    it("returns true for a cancelled future", function()
+      local p <close> = parallel.pool(1)
+      local a, _, release = occupy(p)
+      local f = p:submit(function() end)
+      f:cancel()
+      assert.is_true(f:wait(0))
+      release()
+      a:get()
+    end)
+  end)
+
+  describe("done", function()
+    it("is false until the task has finished, then true", function()
+      local p <close> = parallel.pool(1)
+      local f, _, release = occupy(p)
+      assert.is_false(f:done())
+      release()
+      f:wait()
+      assert.is_true(f:done())
+    end)
+
+    it("is true for failed and cancelled futures", function()
+      local p <close> = parallel.pool(1)
+      local a, _, release = occupy(p)
+      local c = p:submit(function() end)
+      c:cancel()
+      assert.is_true(c:done())
+      release()
+      a:get()
+      local e = p:submit(function() error("x") end)
+      e:wait()
+      assert.is_true(e:done())
+    end)
+  end)
+
+  describe("cancel", function()
+    it("cancels a queued task: true, state cancelled, and the task never runs", function()
+      local p <close> = parallel.pool(1)
+      local a, running, release = occupy(p)
+      running()
+      local f = p:submit(function() FUTURE_SPEC_RAN = true end)
+      assert.is_true(f:cancel())
+      assert.equal("cancelled", f:state())
+      release()
+      a:get()
+      assert.is_nil(p:apply(function() return FUTURE_SPEC_RAN end))
+    end)
+
+    it("returns false for a running task, which then completes", function()
+      local p <close> = parallel.pool(1)
+      local a, running, release = occupy(p)
+      running()
+      assert.equal("running", a:state())
+      assert.is_false(a:cancel())
+      release()
+      assert.equal("released", a:get())
+      assert.equal("done", a:state())
+    end)
+
+    it("returns false for a finished task", function()
+      local f = pool:submit(function() return 1 end)
+      f:get()
+      assert.is_false(f:cancel())
+      assert.equal("done", f:state())
+      local g = pool:submit(function() error("x") end)
+      g:wait()
+      assert.is_false(g:cancel())
+      assert.equal("failed", g:state())
+    end)
+  end)
+
+  describe("state", function()
+    it("goes pending, running, done", function()
+      local p <close> = parallel.pool(1)
+      local a, running, release = occupy(p)
+      local b = p:submit(function() return "b" end)
+      assert.equal("pending", b:state())
+      running()
+      assert.equal("running", a:state())
+      release()
+      a:get()
+      b:get()
+      assert.equal("done", a:state())
+      assert.equal("done", b:state())
+    end)
+
+    it("is failed after an error and cancelled after cancel", function()
+      local f = pool:submit(function() error("x") end)
+      f:wait()
+      assert.equal("failed", f:state())
+      local p <close> = parallel.pool(1)
+      local a, _, release = occupy(p)
+      local c = p:submit(function() end)
+      c:cancel()
+      assert.equal("cancelled", c:state())
+      release()
+      a:get()
+    end)
+  end)
+
+  describe("error", function()
+    it("is nil for a success", function()
+      local f = pool:submit(function() return 1 end)
+      f:wait()
+      assert.is_nil(f:error())
+    end)
+
+    it("gives the error value and a traceback string for a failure", function()
+      local f = pool:submit(function() error("err value") end)
+      f:wait()
+      local e, tb = f:error()
+      assert.is_string(e)
+      assert.is_truthy(e:find("err value", 1, true), e)
+      assert.is_string(tb)
+      assert.is_truthy(tb:find("stack traceback", 1, true), tb)
+    end)
+
+    it("gives a table error value as a table", function()
+      local f = pool:submit(function() error({code = 7}) end)
+      f:wait()
+      local e, tb = f:error()
+      assert.same({code = 7}, e)
+      assert.is_string(tb)
+    end)
+  end)
+
+  describe("a memory error in a task", function()
+    -- ulimit -v cannot coexist with a sanitizer runtime's huge reservations.
+    local sanitized = (os.getenv("LD_PRELOAD") or ""):find("san") ~= nil
+    ;(sanitized and pending or it)("fails only that task (not enough memory) and the worker stays usable", function()
+      local out, err, code = run_lua([[
+        local parallel = require "parallel"
+        local pool = parallel.pool(1)
+        local f = pool:submit(function() return #string.rep("x", 1500 * 1024 * 1024) end)
+        local ok, e = pcall(f.get, f)
+        print(ok, f:state())
+        print(e)
+        print(pool:apply(function(a, b) return a + b end, 1, 2))
+        pool:shutdown()
+      ]], "ulimit -v 1000000;")
+      assert.equal(0, code, err)
+      local first, rest = out:match("^([^\n]*)\n(.*)$")
+      assert.equal("false\tfailed", first)
+      assert.is_truthy(rest:find("not enough memory", 1, true), out)
+      assert.is_truthy(rest:find("\n3\n$"), out)
+    end)
+  end)
+end)
+
+describe("parallel.as_completed", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool(3) end)
+  lazy_teardown(function() if pool then pool:shutdown{cancel = true} end end)
+
+  it("yields every future exactly once", function()
+    local fs, seen, n = {}, {}, 0
+    for i = 1, 50 do fs[i] = pool:submit(function(x) parallel.sleep((x % 4) * 0.002); return x end, i) end
+    local index = {}
+    for i, f in ipairs(fs) do index[f] = i end
+    for f in parallel.as_completed(fs) do
+      local i = index[f]
+      assert.is_number(i)
+      assert.is_nil(seen[i])
+      seen[i] = true
+      n = n + 1
+      assert.is_true(f:done())
+    end
+    assert.equal(50, n)
+  end)
+
+  it("yields in completion order", function()
+    local slow = pool:submit(function() parallel.sleep(0.4); return "slow" end)
+    local fast = pool:submit(function() return "fast" end)
+    local mid = pool:submit(function() parallel.sleep(0.2); return "mid" end)
+    local order = {}
+    for f in parallel.as_completed({slow, fast, mid}) do order[#order + 1] = f:get() end
+    assert.same({"fast", "mid", "slow"}, order)
+  end)
+
+  it("yields failed futures too", function()
+    local fs = {pool:submit(function() error("x") end), pool:submit(function() return 1 end)}
+    local n = 0
+    for _ in parallel.as_completed(fs) do n = n + 1 end
+    assert.equal(2, n)
+  end)
+
+  it("yields nothing for an empty list", function()
+    for _ in parallel.as_completed({}) do error("yielded") end
+  end)
+
+  it("raises timeout when the rest are not done in time", function()
+    local p <close> = parallel.pool(1)
+    local a, _, release = occupy(p)
+    local quick = pool:submit(function() return 1 end)
+    local got = {}
+    local e = error_of(function()
+      for f in parallel.as_completed({a, quick}, 0.05) do got[#got + 1] = f end
+    end)
+    assert.equal("timeout", (tostring(e):gsub("^[^\n]-:%d+: ", "", 1)))
+    assert.equal(1, #got)
+    assert.equal(quick, got[1])
+    release()
+    a:get()
+  end)
+
+  it("finishes over 20000 futures", function()
+    local fs = {}
+    for i = 1, 20000 do fs[i] = pool:submit(function(x) return x end, i) end
+    local n, sum = 0, 0
+    for f in parallel.as_completed(fs) do n = n + 1; sum = sum + f:get() end
+    assert.equal(20000, n)
+    assert.equal(20000 * 20001 // 2, sum)
+  end)
+end)
+
+describe("parallel.wait", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool(2) end)
+  lazy_teardown(function() if pool then pool:shutdown{cancel = true} end end)
+
+  local function contains(list, x)
+    for _, v in ipairs(list) do if v == x then return true end end
+    return false
+  end
+
+  it("waits for all by default", function()
+    local fs = {}
+    for i = 1, 5 do fs[i] = pool:submit(function(x) parallel.sleep(0.01); return x end, i) end
+    local done, not_done = parallel.wait(fs)
+    assert.equal(5, #done)
+    assert.equal(0, #not_done)
+    for i = 1, 5 do assert.is_true(contains(done, fs[i])) end
+  end)
+
+  it("with return_when = all waits for all", function()
+    local fs = {pool:submit(function() return 1 end), pool:submit(function() error("x") end)}
+    local done, not_done = parallel.wait(fs, {return_when = "all"})
+    assert.equal(2, #done)
+    assert.equal(0, #not_done)
+  end)
+
+  it("with return_when = first returns when one finishes", function()
+    local p <close> = parallel.pool(1)
+    local slow, _, release = occupy(p)
+    local fast = pool:submit(function() return 1 end)
+    local done, not_done = parallel.wait({slow, fast}, {return_when = "first"})
+    assert.same({fast}, done)
+    assert.same({slow}, not_done)
+    release()
+    slow:get()
+  end)
+
+  it("with return_when = first_error returns at the first failure", function()
+    local p <close> = parallel.pool(1)
+    local slow, _, release = occupy(p)
+    local bad = pool:submit(function() error("x") end)
+    local done, not_done = parallel.wait({slow, bad}, {return_when = "first_error"})
+    assert.is_true(contains(done, bad))
+    assert.same({slow}, not_done)
+    release()
+    slow:get()
+  end)
+
+  it("with return_when = first_error waits for all when nothing fails", function()
+    local fs = {pool:submit(function() parallel.sleep(0.02); return 1 end), pool:submit(function() return 2 end)}
+    local done, not_done = parallel.wait(fs, {return_when = "first_error"})
+    assert.equal(2, #done)
+    assert.equal(0, #not_done)
+  end)
+
+  it("returns what is done at the timeout", function()
+    local p <close> = parallel.pool(1)
+    local slow, _, release = occupy(p)
+    local done, not_done = parallel.wait({slow}, {timeout = 0.02})
+    assert.same({}, done)
+    assert.same({slow}, not_done)
+    release()
+    slow:get()
+  end)
+
+  it("rejects an unknown return_when", function()
+    local f = pool:submit(function() end)
+    local e = error_of(parallel.wait, {f}, {return_when = "bogus"})
+    assert.is_truthy(tostring(e):find("invalid option 'bogus'", 1, true), tostring(e))
+  end)
+end)
+
+describe("parallel.gather", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool(2) end)
+  lazy_teardown(function() if pool then pool:shutdown{cancel = true} end end)
+
+  it("returns the list of first results in order", function()
+    local fs = {}
+    for i = 1, 5 do fs[i] = pool:submit(function(x) parallel.sleep((5 - x) * 0.005); return x * 10, "ignored" end, i) end
+    local r = parallel.gather(fs)
+    for i = 1, 5 do assert.equal(i * 10, r[i]) end
+  end)
+
+  it("returns an empty list for no futures", function()
+    local r = parallel.gather({})
+    assert.is_table(r)
+    assert.equal(0, #r)
+  end)
+
+  it("raises the first error", function()
+    local fs = {pool:submit(function() return 1 end), pool:submit(function() error("gather boom") end),
+                pool:submit(function() return 3 end)}
+    local e = error_of(parallel.gather, fs)
+    assert.is_truthy(tostring(e):find("gather boom", 1, true), tostring(e))
+  end)
+
+  it("raises a table error as a table", function()
+    local fs = {pool:submit(function() error({code = 5}) end)}
+    local e = error_of(parallel.gather, fs)
+    assert.same({code = 5}, e)
+  end)
+end)
