@@ -253,15 +253,22 @@ static void names_refresh(enc *e) {
     while (lua_next(L, loaded)) {
       if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
         int mod = lua_gettop(L);
+        /* A module loaded under two names (socket and socket.core) goes by
+         * the shorter: requiring it loads the whole thing. */
         lua_pushvalue(L, mod);
-        lua_pushvalue(L, mod - 1);
-        lua_rawset(L, t + 1);
+        if (lua_rawget(L, t + 1) != LUA_TSTRING || lua_rawlen(L, -1) > lua_rawlen(L, mod - 1)) {
+          lua_pushvalue(L, mod);
+          lua_pushvalue(L, mod - 1);
+          lua_rawset(L, t + 1);
+        }
+        lua_pop(L, 1);
         lua_pushnil(L);
         while (lua_next(L, mod)) {
           if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
             lua_pushvalue(L, -1);
             lua_rawget(L, t + 2);
-            if (lua_isnil(L, -1)) {  /* first name found wins */
+            /* the shortest module name wins, as for tables */
+            if (lua_isnil(L, -1) || strlen(lua_tostring(L, -1)) > lua_rawlen(L, mod - 1)) {
               lua_pop(L, 1);
               lua_pushvalue(L, -1);
               lua_pushfstring(L, "%s%c%s", lua_tostring(L, mod - 1), 0, lua_tostring(L, -3));
