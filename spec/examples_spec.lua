@@ -43,7 +43,7 @@ local function check(out, code, wanted)
   end
 end
 
-describe("examples", function()
+describe("examples #child", function()
   it("01 parallel map: same squares sequentially and on a pool of 4", function()
     local out, code = run("01_parallel_map.lua")
     check(out, code, { "Sequential execution time:", "Parallel execution time:", "Results match: true" })

@@ -64,7 +64,7 @@ local function interrupt(setup, block)
   return status, cleanup(), rest, elapsed
 end
 
-describe("a script that ends with a pool still open", function()
+describe("a script that ends with a pool still open #child", function()
   it("exits promptly with status 0 while tasks spin, sleep and wait in the queue", function()
     local out, err, status, elapsed = run_lua([[
       local parallel = require "parallel"
@@ -139,7 +139,7 @@ describe("a script that ends with a pool still open", function()
   end)
 end)
 
-describe("a pool garbage-collected while tasks run", function()
+describe("a pool garbage-collected while tasks run #child", function()
   it("lets the script continue: queued tasks cancelled, running ones interrupted", function()
     local out, err, status = run_lua([[
       local parallel = require "parallel"
@@ -173,7 +173,7 @@ describe("a pool garbage-collected while tasks run", function()
   end)
 end)
 
-describe("threads", function()
+describe("threads #child", function()
   local threads_fn = [[
     local function threads()
       for l in io.lines("/proc/self/status") do
@@ -240,7 +240,7 @@ describe("threads", function()
   end)
 end)
 
-describe("Ctrl-C", function()
+describe("Ctrl-C #child", function()
   local setup = [[local p = parallel.pool(1)
     local f = p:submit(function() while true do end end)]]
 

@@ -158,7 +158,7 @@ describe("parallel.queue", function()
       assert.equal("closed", why)
     end)
 
-    it("is interrupted by Ctrl-C in the main thread", function()
+    it("is interrupted by Ctrl-C in the main thread #child", function()
       local out, secs = interrupted([[
         local q = require("parallel").queue()
         q:pop()

@@ -6,6 +6,7 @@
 #include "lauxlib.h"
 #include "lualib.h"
 #include "codec.h"
+#include "l_embed.h"
 #include "l_wait.h"
 #include "core/future.h"
 
@@ -55,12 +56,12 @@ static int msgh(lua_State *L) {
 static int set_paths(lua_State *L) {
   worker_ctx *w = (worker_ctx *)lua_touserdata(L, 1);
   luaL_openlibs(L);
-  luaL_requiref(L, "parallel.core", luaopen_parallel_core, 0);
-  lua_pop(L, 1);
+  l_embed_prepare(L);
   lua_getglobal(L, "package");
   if (w->cfg->path) { lua_pushstring(L, w->cfg->path); lua_setfield(L, -2, "path"); }
   if (w->cfg->cpath) { lua_pushstring(L, w->cfg->cpath); lua_setfield(L, -2, "cpath"); }
   lua_pop(L, 1);
+  l_embed_run_hook(L);        /* the host's libraries, before init and tasks */
   /* The facade adds the Lua-written methods (map, imap...) to the pool
    * handles tasks receive; a host without it still gets the core. */
   lua_getglobal(L, "require");

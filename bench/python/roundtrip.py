@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Python counterpart of the Lua round-trip benchmark.
+
+One submit -> result() round trip of f(x) = x + 1 at a time (nothing else in flight),
+repeated; prints the median latency in microseconds for ThreadPoolExecutor and
+ProcessPoolExecutor (2 workers, warmed up before the clock).
+
+Output: name<TAB>value<TAB>unit lines.
+"""
+import argparse
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+
+def f(x):
+    return x + 1
+
+
+def roundtrip_us(executor, n):
+    for i in range(100):  # warm up
+        executor.submit(f, i).result()
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        r = executor.submit(f, i).result()
+        samples.append(time.perf_counter() - start)
+        assert r == i + 1
+    return statistics.median(samples) * 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    with ThreadPoolExecutor(max_workers=a.workers) as ex:
+        print(f"roundtrip_threadpool\t{roundtrip_us(ex, a.repeat):.2f}\tus", flush=True)
+    with ProcessPoolExecutor(max_workers=a.workers) as ex:
+        print(f"roundtrip_processpool\t{roundtrip_us(ex, a.repeat):.2f}\tus", flush=True)
+
+
+if __name__ == "__main__":
+    main()
