@@ -81,3 +81,16 @@ install: all
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# --- Embedding (issue 6): a C host linking libparallel.a statically ----------
+EMBED_LIBS ?= -llua5.4
+EMBED = $(BUILD)/embed/host
+
+$(EMBED): examples/embed/host.c include/parallel.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -pthread $(WARN) -I$(LUA_INCDIR) -Iinclude $(CFLAGS) -o $@ examples/embed/host.c $(LIBA) $(EMBED_LIBS) -lm
+
+embed: deps all $(EMBED)
+	$(EMBED) examples/embed/script.lua $(CURDIR)/lua
+
+.PHONY: embed

@@ -18,6 +18,7 @@ local socket = require "socket"
 local http = require "socket.http"
 
 local SCALE = 0.2 -- the tutorial's delays times this
+local IDLE = 30   -- seconds without a connection after which the server stops
 
 local function say(fmt, ...)
   io.write(string.format(fmt, ...) .. "\n")
@@ -26,7 +27,8 @@ end
 
 ------------------------------------------------------------------------------
 -- The server: runs on its own thread; pushes its port into `ready`, serves until
--- GET /quit.
+-- GET /quit (or until it has been idle for IDLE seconds, so that a client that died
+-- before sending /quit cannot leave it running forever).
 ------------------------------------------------------------------------------
 local function serve(ready)
   local server = assert(socket.bind("127.0.0.1", 0))
@@ -37,6 +39,7 @@ local function serve(ready)
   local reading = {} -- client -> request bytes read so far
   local pending = {} -- responses waiting for their delay: { client, due, body }
   local running = true
+  local last_activity = socket.gettime()
 
   local function respond(c, code, body)
     c:settimeout(2)
@@ -57,7 +60,7 @@ local function serve(ready)
     for _, s in ipairs(readable) do
       if s == server then
         local c = server:accept()
-        if c then c:settimeout(0); reading[c] = "" end
+        if c then c:settimeout(0); reading[c] = ""; last_activity = socket.gettime() end
       elseif reading[s] then
         local data, err, partial = s:receive(4096)
         local buf = reading[s] .. (data or partial or "")
@@ -90,6 +93,9 @@ local function serve(ready)
         table.remove(pending, i)
         respond(p.client, 200, p.body)
       end
+    end
+    if not next(reading) and not next(pending) and now - last_activity > IDLE then
+      running = false
     end
   end
   server:close()

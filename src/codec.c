@@ -528,12 +528,7 @@ static void encode_function(enc *e, int idx) {
   int ref, self, nup = 0, i, simple = 1, env = 0;
   par_proto *p;
   const char *name;
-  ref = seen_check(e, idx);
-  if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
-  self = e->nseen;
   p = get_proto(e, idx);
-  put_byte(e, T_FUNC);
-  put_size(e, add_ref(e, &p->hdr));
   /* An upvalue named _ENV becomes the receiver's globals; its value here
    * is where the globals the code reads are looked up. */
   while ((name = lua_getupvalue(L, idx, nup + 1)) != NULL) {
@@ -545,6 +540,21 @@ static void encode_function(enc *e, int idx) {
     simple = 0;
     lua_pop(L, 1);
   }
+  /* A function with no upvalue of its own and no globals cannot be part
+   * of a cycle, and decodes to the receiver's cached closure anyway: it
+   * takes no back-reference number (and the encode no seen table). */
+  if (!simple || p->globals.n > 0) {
+    ref = seen_check(e, idx);
+    if (ref) {
+      if (env) lua_remove(L, env);
+      put_byte(e, T_REF);
+      put_size(e, (size_t)ref);
+      return;
+    }
+  }
+  self = e->nseen;
+  put_byte(e, T_FUNC);
+  put_size(e, add_ref(e, &p->hdr));
   put_size(e, (size_t)nup);
   put_byte(e, simple);
   for (i = 1; !simple && i <= nup; i++) {
@@ -836,7 +846,7 @@ static void decode_function(dec *d) {
   simple = get_byte(d);
   push_closure(d, p, simple);
   f = lua_gettop(L);
-  register_ref(d, f);
+  if (!simple || p->globals.n > 0) register_ref(d, f);
   for (i = 1; !simple && i <= nup; i++) {
     int tag = *d->p;
     if (tag == T_ENV) {

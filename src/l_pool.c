@@ -173,14 +173,22 @@ static void set_int(lua_State *L, const char *k, long long v) {
 static int l_pool_stats(lua_State *L) {
   par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
   int i;
+  long long done, failed, cancelled, started, submitted;
   lua_createtable(L, 0, 9);
   set_int(L, "workers", p->nworkers);
-  set_int(L, "submitted", atomic_load(&p->submitted));
-  set_int(L, "completed", atomic_load(&p->completed));
-  set_int(L, "failed", atomic_load(&p->failed));
-  set_int(L, "cancelled", atomic_load(&p->cancelled));
-  set_int(L, "pending", atomic_load(&p->pending));
-  set_int(L, "running", atomic_load(&p->running));
+  /* started before submitted, done before started: no negative counts */
+  done = atomic_load(&p->completed);
+  failed = atomic_load(&p->failed);
+  cancelled = atomic_load(&p->cancelled);
+  started = atomic_load(&p->started);
+  submitted = atomic_load(&p->submitted);
+  set_int(L, "submitted", submitted);
+  set_int(L, "completed", done);
+  set_int(L, "failed", failed);
+  set_int(L, "cancelled", cancelled);
+  /* Read apart, the counters may disagree for a moment: never below 0. */
+  set_int(L, "pending", submitted - started - cancelled > 0 ? submitted - started - cancelled : 0);
+  set_int(L, "running", started - done - failed > 0 ? started - done - failed : 0);
   lua_createtable(L, p->nworkers, 0);
   for (i = 0; i < p->nworkers; i++) {
     lua_pushnumber(L, (lua_Number)atomic_load(&p->workers[i].busy_ns) * 1e-9);

@@ -136,34 +136,55 @@ static void finish_failed(lua_State *L, par_future *f, int err, lua_Integer inde
   par_future_finish(f, PAR_FAILED, m);
 }
 
-/* Runs a map chunk: fn over items (unpacked for starmap); results in a
- * table. On a failing item, finishes the future as failed with its index. */
+/* The loop of a map chunk, run under one protected call (not one per
+ * item): fn(items[i]) (or fn(table.unpack(items[i])) for starmap) into
+ * results[i]; *at tells which item was running when an error escaped. */
+typedef struct chunk_state { lua_Integer at; int star; } chunk_state;
+
+static int chunk_loop(lua_State *L) {
+  chunk_state *cs = (chunk_state *)lua_touserdata(L, 1);
+  lua_Integer i, n = (lua_Integer)lua_rawlen(L, 3);
+  /* 1: state, 2: fn, 3: items, 4: results */
+  for (i = 1; i <= n; i++) {
+    int nargs = 1;
+    cs->at = i;
+    lua_pushvalue(L, 2);
+    lua_rawgeti(L, 3, i);
+    if (cs->star) {
+      lua_Integer j, k;
+      int args = lua_gettop(L);
+      if (lua_type(L, args) != LUA_TTABLE)
+        luaL_error(L, "starmap: argument list %I is a %s, not a table", i, luaL_typename(L, args));
+      k = (lua_Integer)lua_rawlen(L, args);
+      luaL_checkstack(L, (int)k + 2, "too many arguments");
+      for (j = 1; j <= k; j++) lua_rawgeti(L, args, j);
+      lua_remove(L, args);
+      nargs = (int)k;
+    }
+    lua_call(L, nargs, 1);
+    lua_rawseti(L, 4, i);
+  }
+  return 0;
+}
+
 static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
-  int items = fn + 1, results, h;
-  lua_Integer first = lua_tointeger(L, fn + 2), i, n = (lua_Integer)lua_rawlen(L, items);
+  int items = fn + 1, results;
+  lua_Integer first = lua_tointeger(L, fn + 2), n = (lua_Integer)lua_rawlen(L, items);
+  chunk_state cs;
   par_msg *m;
+  cs.at = 0;
+  cs.star = star;
   lua_createtable(L, (int)n, 0);
   results = lua_gettop(L);
   lua_pushcfunction(L, msgh);
-  h = lua_gettop(L);
-  for (i = 1; i <= n; i++) {
-    int nargs = 1;
-    lua_pushvalue(L, fn);
-    lua_rawgeti(L, items, i);
-    if (star) {
-      lua_Integer j, k;
-      luaL_checktype(L, -1, LUA_TTABLE);
-      k = (lua_Integer)lua_rawlen(L, -1);
-      luaL_checkstack(L, (int)k, "too many arguments");
-      for (j = 1; j <= k; j++) lua_rawgeti(L, h + 2, j);
-      lua_remove(L, h + 2);
-      nargs = (int)k;
-    }
-    if (lua_pcall(L, nargs, 1, h) != LUA_OK) {
-      finish_failed(L, f, lua_gettop(L), first + i - 1);
-      return 1;
-    }
-    lua_rawseti(L, results, i);
+  lua_pushcfunction(L, chunk_loop);
+  lua_pushlightuserdata(L, &cs);
+  lua_pushvalue(L, fn);
+  lua_pushvalue(L, items);
+  lua_pushvalue(L, results);
+  if (lua_pcall(L, 4, 0, results + 1) != LUA_OK) {
+    finish_failed(L, f, lua_gettop(L), first + cs.at - 1);
+    return 1;
   }
   lua_pushvalue(L, results);
   lua_pushinteger(L, n);

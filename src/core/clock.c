@@ -22,14 +22,17 @@ double par_deadline(double timeout) {
   return par_now() + timeout;
 }
 
+static pthread_condattr_t monotonic_attr;
+static pthread_once_t monotonic_once = PTHREAD_ONCE_INIT;
+
+static void make_monotonic_attr(void) {
+  pthread_condattr_init(&monotonic_attr);
+  pthread_condattr_setclock(&monotonic_attr, CLOCK_MONOTONIC);
+}
+
 int par_cond_init(pthread_cond_t *cv) {
-  pthread_condattr_t attr;
-  int rc;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  rc = pthread_cond_init(cv, &attr);
-  pthread_condattr_destroy(&attr);
-  return rc;
+  pthread_once(&monotonic_once, make_monotonic_attr);
+  return pthread_cond_init(cv, &monotonic_attr);
 }
 
 static struct timespec to_timespec(double t) {

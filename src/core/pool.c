@@ -71,8 +71,7 @@ static void *worker_main(void *arg) {
       par_object_release(&f->hdr);
       continue;
     }
-    atomic_fetch_sub(&p->pending, 1);
-    atomic_fetch_add(&p->running, 1);
+    atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
     pthread_mutex_lock(&w->mu);
     w->current = f;
     pthread_mutex_unlock(&w->mu);
@@ -153,8 +152,7 @@ int par_pool_submit(par_pool *p, par_future *f) {
   p->fifo[(p->head + p->count) % p->cap] = (par_future *)par_object_retain(&f->hdr);
   p->count++;
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
-  atomic_fetch_add(&p->submitted, 1);
-  atomic_fetch_add(&p->pending, 1);
+  atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
   if (p->sleeping) pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
   return PAR_OK;
@@ -212,18 +210,9 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
 
 void par_pool_count(par_pool *p, int state) {
   switch (state) {
-    case PAR_DONE:
-      atomic_fetch_add(&p->completed, 1);
-      atomic_fetch_sub(&p->running, 1);
-      break;
-    case PAR_FAILED:
-      atomic_fetch_add(&p->failed, 1);
-      atomic_fetch_sub(&p->running, 1);
-      break;
-    case PAR_CANCELLED:
-      atomic_fetch_add(&p->cancelled, 1);
-      atomic_fetch_sub(&p->pending, 1);
-      break;
+    case PAR_DONE: atomic_fetch_add(&p->completed, 1); break;
+    case PAR_FAILED: atomic_fetch_add(&p->failed, 1); break;
+    case PAR_CANCELLED: atomic_fetch_add(&p->cancelled, 1); break;
     default: break;
   }
 }

@@ -21,6 +21,7 @@
 #define PAR_POOL_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include "object.h"
 #include "future.h"
 
@@ -68,7 +69,13 @@ struct par_pool {
   pthread_mutex_t join_mu;        /* serialises shutdowns */
   int nworkers;
   par_worker *workers;
-  _Atomic long long submitted, completed, failed, cancelled, running, pending;
+  /* Each counter has one writer side and its own cache line; pending and
+   * running are derived: pending = submitted - started - cancelled,
+   * running = started - completed - failed. */
+  _Alignas(64) _Atomic long long submitted;
+  _Alignas(64) _Atomic long long started;
+  _Alignas(64) _Atomic long long completed;
+  _Atomic long long failed, cancelled;
   /* Completion notices for event loops (par_pool_fd). */
   _Atomic int notify_fd;          /* -1 until asked for */
   par_future *done_head, *done_tail;
