@@ -94,3 +94,20 @@ embed: deps all $(EMBED)
 	$(EMBED) examples/embed/script.lua $(CURDIR)/lua
 
 .PHONY: embed
+
+# poll(2) for spec/fd_spec.lua (no lua-posix for Lua 5.4 on Debian bookworm).
+FDPOLL = build/test/fdpoll.so
+$(FDPOLL): spec/fdpoll.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ spec/fdpoll.c
+
+fdpoll: $(FDPOLL)
+test stress asan tsan valgrind: $(FDPOLL)
+
+.PHONY: fdpoll
+
+# Packaging: lint the rockspecs, install into a temporary tree, run against it.
+rock-check:
+	sh tools/check-rockspec.sh
+
+.PHONY: rock-check

@@ -369,6 +369,16 @@ describe("codec", function()
           assert.equal(1, mpool:apply(function(m) return m.instances end, mod))
         end
       end)
+
+      it("travels by name after a reload (package.loaded[name] replaced by a new table)", function()
+        local old = require "codec_spec_mod"
+        assert.equal(old, mpool:apply(function(m) return m end, old))
+        package.loaded.codec_spec_mod = nil
+        local new = require "codec_spec_mod"
+        assert.are_not.equal(old, new)
+        assert.equal(new, mpool:apply(function(m) return m end, new))
+        assert.is_true(mpool:apply(function(m) return m == require("codec_spec_mod") end, new))
+      end)
     end)
   end)
 

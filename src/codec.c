@@ -44,18 +44,22 @@ typedef struct par_proto {
   size_t len;
   char *dump;
   dumpscan_names globals;
+  char *factory;          /* see make_factory; NULL: load the dump per closure */
+  size_t factory_len;
 } par_proto;
 
 static void proto_destroy(par_object *o) {
   par_proto *p = (par_proto *)o;
   dumpscan_free(&p->globals);
   free(p->dump);
+  free(p->factory);
   free(p);
 }
 
 static const par_type proto_type = { "parallel.proto", proto_destroy };
 static _Atomic uint64_t next_proto_id = 1;
 static _Atomic int scanner_works = 0;   /* 0 untested, 1 works, -1 not */
+static _Atomic int factory_works = 0;   /* idem, for make_factory */
 
 /* Registry keys. */
 static const char key_scratch = 0;   /* userdata: par_buf scratch */
@@ -229,8 +233,13 @@ static void names_refresh(enc *e) {
   if (e->have_names) return;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   loaded = lua_gettop(L);
+  /* The signature of package.loaded: its size and the identity of its
+   * values, so that a replaced module (a reload) is noticed too. */
   lua_pushnil(L);
-  while (lua_next(L, loaded)) { count++; lua_pop(L, 1); }
+  while (lua_next(L, loaded)) {
+    count = count * 31 + (lua_Integer)(uintptr_t)lua_topointer(L, -1) + 1;
+    lua_pop(L, 1);
+  }
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_pushinteger(L, -1);         /* no cache yet: a count that never matches */
@@ -401,6 +410,63 @@ static int push_dump(lua_State *L) {
   return rc == 0;
 }
 
+/*
+ * A factory for closures of a prototype with upvalues: the chunk
+ *   local a1, ..., an  return function() <the prototype> end
+ * built by compiling that source with a stand-in function and splicing the
+ * prototype in its place, its upvalue descriptors made to capture a1..an.
+ * Each call of the loaded chunk returns a new closure with n fresh upvalues,
+ * so a receiving state loads the prototype once instead of once per task.
+ */
+static int make_factory(lua_State *L, par_proto *p) {
+  dumpscan_layout target, tmpl;
+  luaL_Buffer B;
+  size_t n, i, tlen, total;
+  const char *t;
+  char *out;
+  if (dumpscan_layout_of(p->dump, p->len, &target) != 0) return 0;
+  n = target.nupvals;
+  if (n == 0 || n > 200) return 0;
+  luaL_buffinit(L, &B);
+  luaL_addstring(&B, "local a1");
+  for (i = 2; i <= n; i++) {
+    lua_pushfstring(L, ", a%d", (int)i);
+    luaL_addvalue(&B);
+  }
+  luaL_addstring(&B, " return function() return a1");
+  for (i = 2; i <= n; i++) {
+    lua_pushfstring(L, ", a%d", (int)i);
+    luaL_addvalue(&B);
+  }
+  luaL_addstring(&B, " end");
+  luaL_pushresult(&B);
+  if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=parallel factory", "t") != LUA_OK) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_remove(L, -2);
+  if (!push_dump(L)) { lua_pop(L, 1); return 0; }
+  lua_remove(L, -2);
+  t = lua_tolstring(L, -1, &tlen);
+  if (dumpscan_layout_of(t, tlen, &tmpl) != 0 || tmpl.nprotos != 1) { lua_pop(L, 1); return 0; }
+  total = tmpl.protos_at + (p->len - target.func_start) + (tlen - tmpl.protos_end);
+  out = malloc(total);
+  if (!out) { lua_pop(L, 1); return 0; }
+  memcpy(out, t, tmpl.protos_at);
+  memcpy(out + tmpl.protos_at, p->dump + target.func_start, p->len - target.func_start);
+  for (i = 0; i < n; i++) {          /* instack, index of a(i+1), kind: a plain local */
+    unsigned char *u = (unsigned char *)out + tmpl.protos_at + (target.upvals_at - target.func_start) + 3 * i;
+    u[0] = 1;
+    u[1] = (unsigned char)i;
+    u[2] = 0;
+  }
+  memcpy(out + tmpl.protos_at + (p->len - target.func_start), t + tmpl.protos_end, tlen - tmpl.protos_end);
+  lua_pop(L, 1);
+  p->factory = out;
+  p->factory_len = total;
+  return 1;
+}
+
 static int proto_box_gc(lua_State *L) {
   par_proto **box = (par_proto **)lua_touserdata(L, 1);
   if (*box) { par_object_release(&(*box)->hdr); *box = NULL; }
@@ -449,6 +515,7 @@ static par_proto *get_proto(enc *e, int idx) {
     if (scanner_works != 1 || dumpscan_globals(s, len, &p->globals) != 0)
       memset(&p->globals, 0, sizeof p->globals);
     *box = p;
+    if (factory_works == 1) make_factory(L, p);
     lua_pushvalue(L, -3);           /* dump string */
     lua_pushvalue(L, -2);           /* box */
     lua_rawset(L, -4);
@@ -816,23 +883,31 @@ static void decode_cfunc(dec *d) {
 
 /* Pushes a closure of p: the cached one when it needs no upvalues of its
  * own (simple), else a fresh one. */
+/* Pushes a closure of p: for a simple one, the cached closure itself;
+ * otherwise a new closure from the cached factory (or, without one, from
+ * the dump), whose upvalues the caller sets. */
 static void push_closure(dec *d, par_proto *p, int simple) {
   lua_State *L = d->L;
-  if (simple) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
-    if (lua_rawgeti(L, -1, (lua_Integer)p->id) == LUA_TFUNCTION) {
-      lua_remove(L, -2);
-      return;
-    }
+  lua_Integer key = simple ? (lua_Integer)p->id : -(lua_Integer)p->id;
+  int cached;
+  if (!simple && !p->factory) {
+    if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK) lua_error(L);
+    return;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
+  cached = lua_rawgeti(L, -1, key) == LUA_TFUNCTION;
+  if (!cached) {
     lua_pop(L, 1);
-  }
-  if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK)
-    lua_error(L);
-  if (simple) {
+    if (simple) {
+      if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK) lua_error(L);
+    } else if (luaL_loadbufferx(L, p->factory, p->factory_len, "=parallel", "b") != LUA_OK) {
+      lua_error(L);
+    }
     lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, (lua_Integer)p->id);
-    lua_remove(L, -2);
+    lua_rawseti(L, -3, key);
   }
+  lua_remove(L, -2);
+  if (!simple) lua_call(L, 0, 1);
 }
 
 static void decode_function(dec *d) {
@@ -1018,6 +1093,41 @@ static void self_test(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* Checks make_factory on this Lua: a closure made by a factory must have
+ * its own upvalues, settable, as a loaded one does. */
+static void factory_self_test(lua_State *L) {
+  par_proto p;
+  int ok = 0, top = lua_gettop(L);
+  if (atomic_load(&factory_works) != 0) return;
+  memset(&p, 0, sizeof p);
+  if (luaL_loadstring(L, "local k, j = 1, 2 return function(x) return x + k * j end") == LUA_OK) {
+    lua_call(L, 0, 1);
+    if (push_dump(L)) {
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      p.dump = (char *)s;
+      p.len = len;
+      if (make_factory(L, &p) &&
+          luaL_loadbufferx(L, p.factory, p.factory_len, "=test", "b") == LUA_OK) {
+        lua_pushvalue(L, -1);
+        lua_call(L, 0, 1);                 /* a closure */
+        lua_pushvalue(L, -2);
+        lua_call(L, 0, 1);                 /* another one */
+        lua_pushinteger(L, 10); lua_setupvalue(L, -3, 1);
+        lua_pushinteger(L, 3); lua_setupvalue(L, -3, 2);
+        lua_pushinteger(L, 20); lua_setupvalue(L, -2, 1);
+        lua_pushinteger(L, 5); lua_setupvalue(L, -2, 2);
+        lua_pushvalue(L, -2); lua_pushinteger(L, 1); lua_call(L, 1, 1);
+        lua_pushvalue(L, -2); lua_pushinteger(L, 1); lua_call(L, 1, 1);
+        ok = lua_tointeger(L, -2) == 31 && lua_tointeger(L, -1) == 101;
+      }
+      free(p.factory);
+    }
+  }
+  lua_settop(L, top);
+  atomic_store(&factory_works, ok ? 1 : -1);
+}
+
 void codec_open(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &key_scratch);
   if (!lua_isnil(L, -1)) { lua_pop(L, 1); return; }
@@ -1035,4 +1145,5 @@ void codec_open(lua_State *L) {
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cfcache);
   self_test(L);
+  factory_self_test(L);
 }

@@ -127,19 +127,26 @@ static int function_(reader *r, dumpscan_names *out, int depth) {
   return rc;
 }
 
-int dumpscan_globals(const char *dump, size_t len, dumpscan_names *out) {
+/* Checks the header; returns the offset of the main function or 0. */
+static size_t header_(const char *dump, size_t len) {
   static const unsigned char header[] = {
     0x1b, 'L', 'u', 'a', 0x54, 0, 0x19, 0x93, '\r', '\n', 0x1a, '\n', 4, 8, 8
   };
-  reader r;
   int64_t luac_int;
   double luac_num;
-  memset(out, 0, sizeof *out);
-  if (len < sizeof header + 17 || memcmp(dump, header, sizeof header) != 0) return -1;
+  if (len < sizeof header + 17 || memcmp(dump, header, sizeof header) != 0) return 0;
   memcpy(&luac_int, dump + sizeof header, 8);
   memcpy(&luac_num, dump + sizeof header + 8, 8);
-  if (luac_int != 0x5678 || luac_num != 370.5) return -1;
-  r.p = (const unsigned char *)dump + sizeof header + 17;  /* + sizeupvalues */
+  if (luac_int != 0x5678 || luac_num != 370.5) return 0;
+  return sizeof header + 17;     /* + the main closure's sizeupvalues byte */
+}
+
+int dumpscan_globals(const char *dump, size_t len, dumpscan_names *out) {
+  reader r;
+  size_t start = header_(dump, len);
+  memset(out, 0, sizeof *out);
+  if (!start) return -1;
+  r.p = (const unsigned char *)dump + start;
   r.end = (const unsigned char *)dump + len;
   r.bad = 0;
   if (function_(&r, out, 0) != 0) {
@@ -154,4 +161,43 @@ void dumpscan_free(dumpscan_names *names) {
   for (i = 0; i < names->n; i++) free(names->names[i]);
   free(names->names);
   memset(names, 0, sizeof *names);
+}
+
+int dumpscan_layout_of(const char *dump, size_t len, dumpscan_layout *out) {
+  reader r;
+  size_t start = header_(dump, len), n, i;
+  const unsigned char *base = (const unsigned char *)dump;
+  dumpscan_names ignored;
+  memset(out, 0, sizeof *out);
+  memset(&ignored, 0, sizeof ignored);
+  if (!start) return -1;
+  r.p = base + start;
+  r.end = base + len;
+  r.bad = 0;
+  out->func_start = start;
+  string_(&r);
+  size_(&r); size_(&r);
+  skip(&r, 3);
+  n = size_(&r);
+  if (r.bad || n > (size_t)(r.end - r.p) / 4) return -1;
+  skip(&r, n * 4);
+  n = size_(&r);
+  for (i = 0; i < n && !r.bad; i++) {
+    switch (byte_(&r)) {
+      case VNIL: case VFALSE: case VTRUE: break;
+      case VNUMINT: case VNUMFLT: skip(&r, 8); break;
+      case VSHRSTR: case VLNGSTR: string_(&r); break;
+      default: r.bad = 1;
+    }
+  }
+  out->nupvals = size_(&r);
+  out->upvals_at = (size_t)(r.p - base);
+  skip(&r, out->nupvals * 3);
+  out->nprotos = size_(&r);
+  out->protos_at = (size_t)(r.p - base);
+  for (i = 0; i < out->nprotos && !r.bad; i++)
+    if (function_(&r, &ignored, 1) != 0) r.bad = 1;
+  dumpscan_free(&ignored);
+  out->protos_end = (size_t)(r.p - base);
+  return r.bad ? -1 : 0;
 }

@@ -19,4 +19,16 @@ typedef struct dumpscan_names {
 int dumpscan_globals(const char *dump, size_t len, dumpscan_names *out);
 void dumpscan_free(dumpscan_names *names);
 
+/* Where the parts of a chunk's main function lie, as byte offsets. */
+typedef struct dumpscan_layout {
+  size_t func_start;      /* the main function (after header + sizeupvalues) */
+  size_t upvals_at;       /* its upvalue descriptors: nupvals x (instack, idx, kind) */
+  size_t nupvals;
+  size_t protos_at;       /* its first nested function */
+  size_t protos_end;      /* just past its last nested function */
+  size_t nprotos;
+} dumpscan_layout;
+
+int dumpscan_layout_of(const char *dump, size_t len, dumpscan_layout *out);
+
 #endif

@@ -1,0 +1,45 @@
+rockspec_format = "3.0"
+package = "parallel"
+version = "scm-1"
+source = {
+   url = "git+https://github.com/lua-parallel/parallel.git",
+   branch = "main",
+}
+description = {
+   summary = "Thread pools, futures, queues and shared memory for Lua 5.4",
+   detailed = [[
+Python-style concurrent.futures and multiprocessing for Lua 5.4 on POSIX threads:
+pools with submit/map/imap, futures, queues and pipes, locks and events, shared
+arrays and dicts. Each worker runs its own lua_State; values are copied between
+them. The C core can also be linked statically into a host that embeds Lua
+(include/parallel.h).
+]],
+   homepage = "https://github.com/lua-parallel/parallel",
+   license = "MIT",
+   labels = { "concurrency", "threads", "parallel" },
+}
+supported_platforms = { "linux", "bsd", "macosx" }
+dependencies = {
+   "lua >= 5.4, < 5.5",
+}
+-- The Makefile builds parallel.core from every src/*.c and src/core/*.c with
+-- -std=c11 -pthread -fvisibility=hidden and the include dirs (src/, include/,
+-- Lua's); `make install` puts parallel/core.so in LIBDIR and the facade
+-- (lua/parallel/init.lua as `parallel`, lua/parallel/progress.lua as
+-- `parallel.progress`) in LUADIR. The builtin backend cannot pass -std or
+-- -pthread per module, hence make. BUILD keeps the rock's objects apart from
+-- a developer's build/.
+build = {
+   type = "make",
+   build_variables = {
+      CFLAGS = "$(CFLAGS)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      BUILD = "build/rock",
+   },
+   install_variables = {
+      BUILD = "build/rock",
+      PREFIX = "$(PREFIX)",
+      LUA_LIBDIR = "$(LIBDIR)",
+      LUA_SHAREDIR = "$(LUADIR)",
+   },
+}
