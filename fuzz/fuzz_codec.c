@@ -30,6 +30,7 @@
 #include "lauxlib.h"
 #include "lualib.h"
 #include "codec.h"
+#include "dumpscan.h"
 #include "l_object.h"
 #include "core/msg.h"
 
@@ -468,9 +469,17 @@ static dumpbuf dump_of(lua_State *L, int idx) {
   return d;
 }
 
+/* Same code: equal dumps, except that the main function's upvalue
+ * descriptors (instack, idx, kind) may differ, since a receiver makes
+ * closures from a factory that captures the upvalues as its locals. */
 static int same_dump(lua_State *A, int ia, lua_State *B, int ib) {
   dumpbuf da = dump_of(A, ia), db = dump_of(B, ib);
-  int same = da.n == db.n && memcmp(da.p, db.p, da.n) == 0;
+  dumpscan_layout la, lb;
+  int same = da.n == db.n && dumpscan_layout_of(da.p, da.n, &la) == 0 &&
+             dumpscan_layout_of(db.p, db.n, &lb) == 0 && la.upvals_at == lb.upvals_at &&
+             la.nupvals == lb.nupvals && memcmp(da.p, db.p, la.upvals_at) == 0 &&
+             memcmp(da.p + la.upvals_at + 3 * la.nupvals, db.p + la.upvals_at + 3 * la.nupvals,
+                    da.n - la.upvals_at - 3 * la.nupvals) == 0;
   free(da.p);
   free(db.p);
   return same;

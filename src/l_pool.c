@@ -242,7 +242,14 @@ static int l_pool_gc(lua_State *L) {
   return l_object_gc(L);
 }
 
+/* pool:_closed() --> true once shut down (the facade checks before mapping) */
+static int l_pool_closed(lua_State *L) {
+  lua_pushboolean(L, atomic_load(&((par_pool *)l_object_check(L, 1, &par_pool_type))->closed));
+  return 1;
+}
+
 static const luaL_Reg pool_methods[] = {
+  {"_closed", l_pool_closed},
   {"submit", l_pool_submit},
   {"_chunk", l_pool_chunk},
   {"shutdown", l_pool_shutdown},

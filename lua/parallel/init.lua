@@ -14,8 +14,10 @@ M._VERSION = core._VERSION
 local now, ceil, max, min = core.now, math.ceil, math.max, math.min
 local type, error, select, tmove = type, error, select, table.move
 
-local function argerror(n, fname, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+-- Errors name the caller's line: `level` counts from the public function
+-- (the map family's implementations are tail-called, so they count as it).
+local function argerror(n, fname, msg, level)
+  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), level or 3)
 end
 
 local function typename(v)
@@ -25,25 +27,29 @@ local function typename(v)
 end
 
 local function check(v, want, n, fname)
-  if type(v) ~= want then argerror(n, fname, want .. " expected, got " .. (v == nil and "nil" or typename(v))) end
+  if type(v) ~= want then argerror(n, fname, want .. " expected, got " .. (v == nil and "nil" or typename(v)), 4) end
 end
 
 local function check_opts(opts, n, fname)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. typename(opts)) end
+  if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. typename(opts), 4) end
   local cs = opts.chunksize
   if cs ~= nil and (math.type(cs) ~= "integer" or cs < 1) then
-    argerror(n, fname, "chunksize must be a positive integer")
+    argerror(n, fname, "chunksize must be a positive integer", 4)
   end
   local t = opts.timeout
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
-    argerror(n, fname, "timeout must be a non-negative number")
+    argerror(n, fname, "timeout must be a non-negative number", 4)
   end
   local p = opts.progress
   if p ~= nil and type(p) ~= "boolean" and type(p) ~= "function" then
-    argerror(n, fname, "progress must be a boolean or a function")
+    argerror(n, fname, "progress must be a boolean or a function", 4)
   end
   return opts
+end
+
+local function check_open(pool)
+  if pool:_closed() then error("pool is shut down", 3) end
 end
 
 --- parallel.pool(n | {workers =, init =, init_args =, memory_limit =}) --> pool
@@ -87,6 +93,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
   check(fn, "function", 1, fname)
   check(list, "table", 2, fname)
   opts = check_opts(opts, 3, fname)
+  check_open(pool)
   local n = #list
   local results = { n = n }
   if n == 0 then return results end
@@ -106,7 +113,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
     local f = ws:next(remaining(deadline))
     if not f then
       cancel_all(futures)
-      error("timeout", 3)
+      error("timeout", 2)
     end
     if f:state() ~= "done" then
       cancel_all(futures)
@@ -154,6 +161,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     argerror(2, fname, "table or function expected, got " .. (list == nil and "nil" or typename(list)))
   end
   opts = check_opts(opts, 3, fname)
+  check_open(pool)
   local workers = workers_of(pool)
   local total = type(list) == "table" and #list or nil
   local cs = opts.chunksize or (total and default_chunksize(total, workers)) or 16
@@ -370,10 +378,10 @@ function M.speedup(t_seq, t_par, n)
 end
 
 local function check_fraction(s, n, fname)
-  check(s, "number", 1, fname)
-  check(n, "number", 2, fname)
-  if not (s >= 0 and s <= 1) then argerror(1, fname, "serial fraction must be in [0, 1]") end
-  if not (n >= 1) then argerror(2, fname, "processors must be at least 1") end
+  if type(s) ~= "number" then argerror(1, fname, "number expected, got " .. typename(s), 4) end
+  if type(n) ~= "number" then argerror(2, fname, "number expected, got " .. typename(n), 4) end
+  if not (s >= 0 and s <= 1) then argerror(1, fname, "serial fraction must be in [0, 1]", 4) end
+  if not (n >= 1) then argerror(2, fname, "processors must be at least 1", 4) end
 end
 
 --- parallel.amdahl(serial_fraction, n) --> 1 / (S + (1 - S) / N)
