@@ -786,6 +786,63 @@ par_msg *codec_encode_call(lua_State *L, int first, int n) {
   return encode(L, first, n, "args", 1, 1);
 }
 
+par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
+                            lua_Integer label) {
+  enc e;
+  int top;
+  lua_Integer i;
+  uint64_t narr = (uint64_t)(last - first + 1);
+  uint32_t nhash = 0;
+  part *pp;
+  par_msg *m;
+  fn = lua_absindex(L, fn);
+  list = lua_absindex(L, list);
+  top = lua_gettop(L);
+  luaL_checkstack(L, 8, NULL);
+  e.L = L;
+  e.b = scratch(L);
+  par_buf_reset(e.b);
+  e.nseen = 0;
+  e.have_names = 0;
+  e.depth = 0;
+  e.root = "fn";
+  e.call = 0;
+  e.root_index = 0;
+  lua_pushnil(L);
+  e.seen = lua_gettop(L);
+  lua_pushnil(L);
+  e.names = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  e.globals = lua_gettop(L);
+  put_size(&e, 3);
+  encode_value(&e, fn);
+  /* list[first..last] as one table, numbered like any table */
+  e.root = "list";
+  e.nseen++;
+  put_byte(&e, T_TABLE);
+  put(&e, &narr, sizeof narr);
+  put(&e, &nhash, sizeof nhash);
+  {
+    part p0 = { P_INDEX, 0, 0, NULL };
+    push_part(&e, p0);
+  }
+  pp = &e.path[0];
+  for (i = first; i <= last; i++) {
+    pp->i = i;
+    lua_rawgeti(L, list, i);
+    encode_value(&e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  pop_part(&e);
+  put_byte(&e, T_END);
+  put_byte(&e, T_INT);
+  put(&e, &label, sizeof label);
+  m = par_buf_finish(e.b);
+  if (!m) enc_nomem(&e);
+  lua_settop(L, top);
+  return m;
+}
+
 /* ------------------------------------------------------------- decoding */
 
 typedef struct dec {
@@ -1051,6 +1108,49 @@ int codec_decode(lua_State *L, const par_msg *m) {
   lua_rotate(L, base - 1, (int)n);
   lua_pop(L, 2);
   return (int)n;
+}
+
+lua_Integer codec_decode_into(lua_State *L, const par_msg *m, int dest, lua_Integer offset) {
+  dec d;
+  uint64_t narr, i;
+  uint32_t nhash;
+  lua_Integer n = 0;
+  int top;
+  dest = lua_absindex(L, dest);
+  top = lua_gettop(L);
+  d.L = L;
+  d.m = m;
+  d.p = m->data;
+  d.end = m->data + m->len;
+  d.nrefs = 0;
+  luaL_checkstack(L, 8, NULL);
+  lua_pushnil(L);
+  d.refs = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  d.globals = lua_gettop(L);
+  if (get_size(&d) != 2 || get_byte(&d) != T_TABLE) dec_corrupt(&d);
+  get_raw(&d, &narr, sizeof narr);
+  get_raw(&d, &nhash, sizeof nhash);
+  register_ref(&d, dest);     /* keeps the numbering of the sender */
+  for (i = 1; i <= narr; i++) {
+    decode_value(&d);
+    lua_rawseti(L, dest, offset + (lua_Integer)i - 1);
+  }
+  for (;;) {
+    int tag = get_byte(&d);
+    if (tag == T_END) break;
+    if (tag != T_INT) dec_corrupt(&d);      /* results are keyed by index */
+    {
+      lua_Integer k;
+      get_raw(&d, &k, sizeof k);
+      decode_value(&d);
+      lua_rawseti(L, dest, offset + k - 1);
+    }
+  }
+  if (get_byte(&d) != T_INT) dec_corrupt(&d);
+  get_raw(&d, &n, sizeof n);
+  lua_settop(L, top);
+  return n;
 }
 
 /* ------------------------------------------------------------------ open */

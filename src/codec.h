@@ -23,6 +23,16 @@ par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int inde
  * the n-1 values after it are its arguments ("args[1]", ...). */
 par_msg *codec_encode_call(lua_State *L, int first, int n);
 
+/* Encodes a map chunk: the function at fn, then list[first..last] as one
+ * table (errors name the items "list[i]"), then `label`, the index an
+ * error in the chunk's first item is reported under. */
+par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
+                            lua_Integer label);
+
+/* Decodes the (results, n) message of a map chunk straight into
+ * dest[offset ..]; returns n. */
+lua_Integer codec_decode_into(lua_State *L, const par_msg *m, int dest, lua_Integer offset);
+
 /* Pushes the values of m; returns how many. Raises only on out of memory. */
 int codec_decode(lua_State *L, const par_msg *m);
 

@@ -113,6 +113,17 @@ static int l_future_failure(lua_State *L) {
   return 3;
 }
 
+/* future:_into(dest, offset) --> n: a finished map chunk's results stored
+ * straight into dest[offset ..] (the map family) */
+static int l_future_into(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (atomic_load(&f->state) != PAR_DONE || f->kind == 0)
+    return luaL_error(L, "not a finished map chunk");
+  lua_pushinteger(L, codec_decode_into(L, f->result, 2, luaL_checkinteger(L, 3)));
+  return 1;
+}
+
 /* future:interrupt() --> true if the task was running and is being stopped */
 static int l_future_interrupt(lua_State *L) {
   par_future *f = check_future(L, 1);
@@ -241,6 +252,7 @@ static const luaL_Reg future_methods[] = {
   {"cancel", l_future_cancel},
   {"error", l_future_error},
   {"_failure", l_future_failure},
+  {"_into", l_future_into},
   {"interrupt", l_future_interrupt},
   {NULL, NULL}
 };

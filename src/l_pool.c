@@ -104,13 +104,11 @@ static par_pool *check_open_pool(lua_State *L) {
   return p;
 }
 
-static int submit_kind(lua_State *L, par_pool *p, int kind, int first, int n) {
-  par_msg *m = kind == TASK_CALL ? codec_encode_call(L, first, n)
-                                 : codec_encode(L, first, n, "args", 1);
+/* Pushes a future for the task message m and queues it on p. */
+static int push_task(lua_State *L, par_pool *p, int kind, par_msg *m) {
   par_future *f;
-  l_proxy *proxy;
   /* The proxy exists before the future does, so no error can leak it. */
-  proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
+  l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
   proxy->obj = NULL;
   proxy->owner = 0;
   luaL_setmetatable(L, par_future_type.name);
@@ -128,18 +126,21 @@ static int submit_kind(lua_State *L, par_pool *p, int kind, int first, int n) {
 static int l_pool_submit(lua_State *L) {
   par_pool *p = check_open_pool(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  return submit_kind(L, p, TASK_CALL, 2, lua_gettop(L) - 1);
+  return push_task(L, p, TASK_CALL, codec_encode_call(L, 2, lua_gettop(L) - 1));
 }
 
-/* pool:_chunk(fn, items, first, star) --> future running fn over items */
+/* pool:_chunk(fn, list, first, last, star [, label]) --> future running fn
+ * over list[first..last] (starmap: unpacking each item); errors name items
+ * from `label` on (default first) */
 static int l_pool_chunk(lua_State *L) {
   par_pool *p = check_open_pool(L);
-  int star = lua_toboolean(L, 5);
+  lua_Integer first = luaL_checkinteger(L, 4), last = luaL_checkinteger(L, 5);
+  int star = lua_toboolean(L, 6);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checkinteger(L, 4);
-  lua_settop(L, 4);
-  return submit_kind(L, p, star ? TASK_STARMAP : TASK_MAP, 2, 3);
+  luaL_argcheck(L, first >= 1 && last >= first, 4, "empty chunk");
+  lua_Integer label = luaL_optinteger(L, 7, first);
+  return push_task(L, p, star ? TASK_STARMAP : TASK_MAP, codec_encode_chunk(L, 2, 3, first, last, label));
 }
 
 static int opt_flag(lua_State *L, int idx, const char *field, int def) {

@@ -100,8 +100,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
   local cs = opts.chunksize or default_chunksize(n, workers_of(pool))
   local futures, firsts = {}, {}
   for first = 1, n, cs do
-    local last = min(first + cs - 1, n)
-    local f = pool:_chunk(fn, tmove(list, first, last, 1, {}), first, star)
+    local f = pool:_chunk(fn, list, first, min(first + cs - 1, n), star)
     futures[#futures + 1] = f
     firsts[f] = first
   end
@@ -120,9 +119,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
       if report then report(done, n, true) end
       raise_item(f)
     end
-    local res, count = f:get()
-    tmove(res, 1, count, firsts[f], results)
-    done = done + count
+    done = done + f:_into(results, firsts[f])
     if report then report(done, n) end
   end
   if report then report(done, n, true) end
@@ -186,7 +183,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
         items[k] = v
       end
       if k == 0 then break end
-      local f = pool:_chunk(fn, items, index + 1, false)
+      local f = pool:_chunk(fn, items, 1, k, false, index + 1)
       firsts[f], counts[f] = index + 1, k
       index = index + k
       nflight = nflight + 1

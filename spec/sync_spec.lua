@@ -1,0 +1,260 @@
+-- parallel.semaphore, condition, event and barrier.
+
+if not package.searchpath("parallel.core", package.cpath) then
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
+local parallel = require "parallel"
+
+local function assert_raises(msg, fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  assert.equal(msg, (tostring(e):gsub("^[^\n]-:%d+: ", "", 1)))
+end
+
+describe("parallel.semaphore", function()
+  describe("constructor", function()
+    it("starts at n, 1 by default", function()
+      assert.equal(3, parallel.semaphore(3):value())
+      assert.equal(1, parallel.semaphore():value())
+    end)
+
+    it("rejects a negative value", function()
+      assert_raises("bad argument #1 to 'semaphore' (value must be non-negative)",
+        function() parallel.semaphore(-1) end)
+    end)
+  end)
+
+  describe("acquire", function()
+    it("decrements, then times out at zero", function()
+      local s = parallel.semaphore(1)
+      assert.is_true(s:acquire())
+      assert.equal(0, s:value())
+      assert.is_false(s:acquire(0))
+      assert.is_false(s:acquire(0.01))
+    end)
+
+    it("wakes up when another thread releases", function()
+      local s = parallel.semaphore(0)
+      local f = parallel.spawn(function(s) s:release() end, s)
+      assert.is_true(s:acquire(10))
+      f:get()
+    end)
+  end)
+
+  describe("release", function()
+    it("adds k", function()
+      local s = parallel.semaphore(0)
+      s:release(3)
+      assert.equal(3, s:value())
+    end)
+
+    it("rejects a count below 1", function()
+      local s = parallel.semaphore(0)
+      assert_raises("bad argument #1 to 'release' (count must be positive)",
+        function() s:release(0) end)
+    end)
+  end)
+
+  describe("with", function()
+    it("acquires and releases around fn", function()
+      local s = parallel.semaphore(2)
+      assert.equal(1, s:with(function() return s:value() end))
+      assert.equal(2, s:value())
+    end)
+  end)
+
+  describe("across threads", function()
+    it("never lets more than n threads in #stress", function()
+      local s, inside, most = parallel.semaphore(2), parallel.value("int32", 0),
+        parallel.value("int32", 0)
+      local fs = {}
+      for t = 1, 4 do
+        fs[t] = parallel.spawn(function(s, inside, most)
+          for _ = 1, 2000 do
+            s:acquire()
+            local now = inside:add(1)
+            local m = most:get()
+            while now > m and not most:cas(m, now) do m = most:get() end
+            inside:add(-1)
+            s:release()
+          end
+        end, s, inside, most)
+      end
+      for t = 1, 4 do fs[t]:get() end
+      assert.is_true(most:get() <= 2)
+      assert.equal(2, s:value())
+    end)
+  end)
+end)
+
+describe("parallel.condition", function()
+  describe("constructor", function()
+    it("accepts a lock or an rlock", function()
+      assert.matches("^parallel.condition", tostring(parallel.condition(parallel.lock())))
+      assert.matches("^parallel.condition", tostring(parallel.condition(parallel.rlock())))
+      assert.matches("^parallel.condition", tostring(parallel.condition()))
+    end)
+
+    it("rejects anything else", function()
+      assert_raises("bad argument #1 to 'condition' (parallel.lock or parallel.rlock expected, got table)",
+        function() parallel.condition({}) end)
+    end)
+  end)
+
+  describe("acquire and release", function()
+    it("use the underlying lock", function()
+      local l = parallel.lock()
+      local c = parallel.condition(l)
+      c:acquire()
+      assert.is_true(l:locked())
+      c:release()
+      assert.is_false(l:locked())
+    end)
+  end)
+
+  describe("wait", function()
+    it("raises unless the lock is held", function()
+      assert_raises("lock is not held", function() parallel.condition(parallel.lock()):wait(0) end)
+      assert_raises("rlock is not held by this thread", function() parallel.condition():wait(0) end)
+    end)
+
+    it("returns false on timeout and holds the lock again", function()
+      local r = parallel.rlock()
+      local c = parallel.condition(r)
+      c:acquire(); c:acquire()
+      assert.is_false(c:wait(0.01))
+      c:release()
+      assert.is_true(r:locked())
+      c:release()
+      assert.is_false(r:locked())
+    end)
+
+    it("returns true when notified by another thread", function()
+      local c, box = parallel.condition(), parallel.dict()
+      local f = parallel.spawn(function(c, box)
+        c:acquire()
+        box.ready = true
+        c:notify()
+        c:release()
+      end, c, box)
+      c:acquire()
+      while not box.ready do assert.is_true(c:wait(10)) end
+      c:release()
+      f:get()
+    end)
+  end)
+
+  describe("notify", function()
+    it("wakes n waiters, notify_all the rest", function()
+      local c, q, arrived = parallel.condition(parallel.lock()), parallel.queue(), parallel.semaphore(0)
+      local fs = {}
+      for t = 1, 3 do
+        fs[t] = parallel.spawn(function(c, q, arrived)
+          c:acquire()
+          arrived:release()
+          local ok = c:wait(30)
+          c:release()
+          q:push(ok)
+        end, c, q, arrived)
+      end
+      for _ = 1, 3 do arrived:acquire() end
+      -- every waiter is inside wait once it released the lock
+      c:acquire(); c:notify(2); c:release()
+      assert.is_true(q:pop(10))
+      assert.is_true(q:pop(10))
+      assert.equal("timeout", select(2, q:pop(0.05)))
+      c:acquire(); c:notify_all(); c:release()
+      assert.is_true(q:pop(10))
+      for t = 1, 3 do fs[t]:get() end
+    end)
+
+    it("does nothing without waiters", function()
+      local c = parallel.condition()
+      c:notify(); c:notify_all()
+    end)
+  end)
+end)
+
+describe("parallel.event", function()
+  describe("set, clear and is_set", function()
+    it("toggle the flag", function()
+      local e = parallel.event()
+      assert.is_false(e:is_set())
+      e:set()
+      assert.is_true(e:is_set())
+      e:clear()
+      assert.is_false(e:is_set())
+    end)
+  end)
+
+  describe("wait", function()
+    it("returns false on timeout", function()
+      assert.is_false(parallel.event():wait(0.01))
+      assert.is_false(parallel.event():wait(0))
+    end)
+
+    it("returns true at once when set", function()
+      local e = parallel.event()
+      e:set()
+      assert.is_true(e:wait())
+    end)
+
+    it("wakes every waiting thread", function()
+      local e, fs = parallel.event(), {}
+      for t = 1, 3 do fs[t] = parallel.spawn(function(e) return e:wait(30) end, e) end
+      e:set()
+      for t = 1, 3 do assert.is_true(fs[t]:get()) end
+    end)
+  end)
+end)
+
+describe("parallel.barrier", function()
+  describe("constructor", function()
+    it("rejects fewer than one party", function()
+      assert_raises("bad argument #1 to 'barrier' (parties must be positive)",
+        function() parallel.barrier(0) end)
+    end)
+
+    it("reports its parties", function()
+      assert.equal(3, parallel.barrier(3):parties())
+    end)
+  end)
+
+  describe("wait", function()
+    it("returns at once for one party", function()
+      assert.equal(1, parallel.barrier(1):wait())
+    end)
+
+    it("returns nil, 'timeout' and withdraws", function()
+      local b = parallel.barrier(2)
+      local v, why = b:wait(0.01)
+      assert.is_nil(v)
+      assert.equal("timeout", why)
+      -- the withdrawn arrival does not count
+      local f = parallel.spawn(function(b) return b:wait(30) end, b)
+      local mine = b:wait(30)
+      local theirs = f:get()
+      assert.same({1, 2}, mine < theirs and {mine, theirs} or {theirs, mine})
+    end)
+
+    it("gives each thread a distinct arrival index, round after round", function()
+      local n, rounds = 3, 50
+      local b, fs = parallel.barrier(n), {}
+      for t = 1, n do
+        fs[t] = parallel.spawn(function(b, rounds)
+          local got = {}
+          for r = 1, rounds do got[r] = b:wait(30) end
+          return got
+        end, b, rounds)
+      end
+      local per = {}
+      for t = 1, n do per[t] = fs[t]:get() end
+      for r = 1, rounds do
+        local seen = {}
+        for t = 1, n do seen[per[t][r]] = true end
+        for i = 1, n do assert.is_true(seen[i]) end
+      end
+    end)
+  end)
+end)
