@@ -316,7 +316,7 @@ static void gen_value(gen *g, int depth) {
   unsigned op;
   luaL_checkstack(L, 20, "fuzz: stack");
   if (g->n == 0 || ++g->nodes > MAX_NODES || depth > MAX_DEPTH) op = byte_(g) % 9;
-  else op = byte_(g) % 21;
+  else op = byte_(g) % 24;
   switch (op) {
     case 0: lua_pushnil(L); break;
     case 1: lua_pushboolean(L, byte_(g) & 1); break;
@@ -329,8 +329,8 @@ static void gen_value(gen *g, int depth) {
     case 8: if (g->nobjs > 0) { lua_rawgeti(L, g->objs, 1 + (lua_Integer)(byte_(g) % (unsigned)g->nobjs)); }
             else lua_pushinteger(L, 0);
             break;
-    case 9: case 10: gen_table(g, depth, byte_(g) % 4 == 0); break;
-    case 11: case 12: gen_function(g, depth, 0); break;
+    case 9: case 10: case 20: case 21: gen_table(g, depth, byte_(g) % 4 == 0); break;
+    case 11: case 12: case 22: gen_function(g, depth, 0); break;
     case 13: gen_same_proto(g, depth); break;
     case 14: push_shared(g); break;
     case 15: push_cfunction(g); break;
@@ -363,7 +363,7 @@ static void gen_value(gen *g, int depth) {
       if (byte_(g) % 8 == 0) push_unsendable(g);
       else lua_pushnumber(L, 19.0);
       break;
-    default: gen_value(g, depth + 1); break;
+    default: gen_value(g, depth + 1); break;   /* 23: one level down */
   }
 }
 
@@ -851,6 +851,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   n = lua_gettop(A);
   m = encode_all(A, n, &g);
+  if (getenv("FUZZ_VERBOSE"))
+    fprintf(stderr, "values %d nodes %d objects %d shared %d bad %d deep %d -> %s %zu bytes, %zu refs\n",
+            n, g.nodes, g.nobjs, g.nshared, g.bad, g.deep, m ? "message" : "error",
+            m ? m->len : 0, m ? m->nrefs : 0);
   if (m) {
     decode_compare(A, B, m, n);
     decode_compare(A, B, m, n);         /* one message, decoded twice */

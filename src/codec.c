@@ -66,7 +66,7 @@ static const char key_scratch = 0;   /* userdata: par_buf scratch */
 static const char key_protos = 0;    /* weak-keyed: closure -> proto box */
 static const char key_bydump = 0;    /* weak-valued: dump string -> proto box */
 static const char key_loaded = 0;    /* id -> cached closure (receiver) */
-static const char key_names = 0;     /* table: [1]=count, modules[t]=name, cfuncs[f]="mod\0field" */
+static const char key_names = 0;     /* table: [1]=signature, modules[t]=name, cfuncs[f]="mod\0field" */
 static const char key_cfcache = 0;   /* receiver: "mod\0field" -> C function */
 
 /* ------------------------------------------------------------- encoding */
@@ -228,8 +228,8 @@ static int seen_check(enc *e, int idx) {
  */
 static void names_refresh(enc *e) {
   lua_State *L = e->L;
-  lua_Integer count = 0;
-  int loaded, t;
+  lua_Unsigned sig = 0;
+  int loaded, t, fresh;
   if (e->have_names) return;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   loaded = lua_gettop(L);
@@ -237,24 +237,18 @@ static void names_refresh(enc *e) {
    * values, so that a replaced module (a reload) is noticed too. */
   lua_pushnil(L);
   while (lua_next(L, loaded)) {
-    count = count * 31 + (lua_Integer)(uintptr_t)lua_topointer(L, -1) + 1;
+    sig = sig * 31u + (lua_Unsigned)(uintptr_t)lua_topointer(L, -1) + 1u;
     lua_pop(L, 1);
   }
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_pushinteger(L, -1);         /* no cache yet: a count that never matches */
-  } else {
-    lua_rawgeti(L, -1, 1);
-    lua_remove(L, -2);
-  }
-  if (lua_tointeger(L, -1) == count) {
-    lua_pop(L, 1);
+  fresh = lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names) == LUA_TTABLE &&
+          lua_rawgeti(L, -1, 1) == LUA_TNUMBER && (lua_Unsigned)lua_tointeger(L, -1) == sig;
+  lua_settop(L, loaded);
+  if (fresh) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_names);
   } else {
-    lua_pop(L, 1);
     lua_createtable(L, 1, 2);
     t = lua_gettop(L);
-    lua_pushinteger(L, count);
+    lua_pushinteger(L, (lua_Integer)sig);
     lua_rawseti(L, t, 1);
     lua_newtable(L);   /* modules: table -> name */
     lua_newtable(L);   /* cfuncs: function -> "mod\0field" */
