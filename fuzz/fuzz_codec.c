@@ -345,7 +345,7 @@ static void gen_value(gen *g, int depth) {
       break;
     }
     case 18:        /* a chain nested up to past the codec's depth limit */
-      if (byte_(g) % 8 == 0) {
+      if (byte_(g) % 32 == 0) {
         int k, len = 900 + (int)byte_(g);
         g->deep = 1;
         luaL_checkstack(L, 4, "fuzz: stack");
@@ -360,7 +360,7 @@ static void gen_value(gen *g, int depth) {
       }
       break;
     case 19:
-      if (byte_(g) % 8 == 0) push_unsendable(g);
+      if (byte_(g) % 16 == 0) push_unsendable(g);
       else lua_pushnumber(L, 19.0);
       break;
     default: gen_value(g, depth + 1); break;   /* 23: one level down */

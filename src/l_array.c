@@ -16,11 +16,11 @@
 #define TWO63 9223372036854775808.0
 
 static par_array *checkarray(lua_State *L, int idx) {
-  return (par_array *)l_shared_check(L, idx, &par_array_type);
+  return (par_array *)l_object_check(L, idx, &par_array_type);
 }
 
 static par_array *checkvalue(lua_State *L) {
-  return (par_array *)l_shared_check(L, 1, &par_value_type);
+  return (par_array *)l_object_check(L, 1, &par_value_type);
 }
 
 static const char *elemname(const par_array *a) {
@@ -326,9 +326,7 @@ static void index_closure(lua_State *L, const par_type *t, lua_CFunction f) {
 
 void l_array_open(lua_State *L) {
   l_object_newmeta(L, &par_array_type, array_methods, array_meta);
-  l_shared_meta(L, &par_array_type);
   index_closure(L, &par_array_type, l_array_index);
   l_object_newmeta(L, &par_value_type, value_methods, NULL);
-  l_shared_meta(L, &par_value_type);
   luaL_setfuncs(L, constructors, 0);
 }

@@ -18,7 +18,7 @@
 #define KEYBUF 64
 
 static par_dict *checkdict(lua_State *L) {
-  return (par_dict *)l_shared_check(L, 1, &par_dict_type);
+  return (par_dict *)l_object_check(L, 1, &par_dict_type);
 }
 
 typedef struct key {
@@ -293,7 +293,6 @@ static const luaL_Reg constructors[] = {
 void l_dict_open(lua_State *L) {
   l_message_open(L);
   l_object_newmeta(L, &par_dict_type, dict_methods, dict_meta);
-  l_shared_meta(L, &par_dict_type);
   luaL_getmetatable(L, par_dict_type.name);
   lua_getfield(L, -1, "__index");
   lua_pushcclosure(L, l_dict_index, 1);

@@ -6,11 +6,19 @@
  * proxies from foreign userdata without trusting their memory layout. */
 static const char marker_key = 0;
 
+/* Each type's metatable is also kept in the registry under the address of
+ * its par_type: one pointer lookup instead of a lookup by name, on every
+ * method call. */
+void l_object_setmeta(lua_State *L, const par_type *t) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, t);
+  lua_setmetatable(L, -2);
+}
+
 l_proxy *l_object_push(lua_State *L, par_object *o) {
   l_proxy *p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
   p->obj = o;
   p->owner = 0;
-  luaL_setmetatable(L, o->type->name);
+  l_object_setmeta(L, o->type);
   return p;
 }
 
@@ -19,12 +27,22 @@ l_proxy *l_object_push_ref(lua_State *L, par_object *o) {
   l_proxy *p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
   p->obj = par_object_retain(o);
   p->owner = 0;
-  luaL_setmetatable(L, o->type->name);
+  l_object_setmeta(L, o->type);
   return p;
 }
 
 l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type *t) {
-  l_proxy *p = (l_proxy *)luaL_checkudata(L, idx, t->name);
+  l_proxy *p = (l_proxy *)lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    int same;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, t);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same) p = NULL;
+  } else {
+    p = NULL;
+  }
+  if (!p) p = (l_proxy *)luaL_checkudata(L, idx, t->name);   /* raises the error */
   if (p->obj == NULL) luaL_error(L, "%s is closed", t->name);
   return p;
 }
@@ -76,5 +94,5 @@ void l_object_newmeta(lua_State *L, const par_type *t, const luaL_Reg *methods,
   lua_pushcfunction(L, l_object_tostring);
   lua_setfield(L, -2, "__tostring");
   if (metamethods) luaL_setfuncs(L, metamethods, 0);
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, t);
 }

@@ -20,6 +20,8 @@ typedef struct l_proxy {
 
 /* Pushes a new proxy that takes over one reference to o (no extra retain). */
 l_proxy *l_object_push(lua_State *L, par_object *o);
+/* Sets the metatable of type t on the value on top of the stack. */
+void l_object_setmeta(lua_State *L, const par_type *t);
 /* Like l_object_push but retains o first. */
 l_proxy *l_object_push_ref(lua_State *L, par_object *o);
 

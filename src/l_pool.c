@@ -87,7 +87,7 @@ static int l_pool_new(lua_State *L) {
     l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
     proxy->obj = NULL;
     proxy->owner = 1;
-    luaL_setmetatable(L, par_pool_type.name);
+    l_object_setmeta(L, &par_pool_type);
     p = par_pool_new(n, &worker_ops, cfg);   /* cfg belongs to the pool now */
     if (!p) {
       worker_ops.free_ud(cfg);
@@ -111,7 +111,7 @@ static int push_task(lua_State *L, par_pool *p, int kind, par_msg *m) {
   l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
   proxy->obj = NULL;
   proxy->owner = 0;
-  luaL_setmetatable(L, par_future_type.name);
+  l_object_setmeta(L, &par_future_type);
   f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); return luaL_error(L, "not enough memory"); }
   proxy->obj = &f->hdr;

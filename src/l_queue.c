@@ -65,7 +65,7 @@ static int pop_value(lua_State *L, par_queue *q, double timeout) {
 /* ---- queue ---- */
 
 static par_queue *checkqueue(lua_State *L) {
-  return (par_queue *)l_shared_check(L, 1, &par_queue_type);
+  return (par_queue *)l_object_check(L, 1, &par_queue_type);
 }
 
 static int l_queue_new(lua_State *L) {
@@ -121,7 +121,7 @@ static int l_queue_items(lua_State *L) {
 /* ---- pipe ---- */
 
 static par_pipe *checkpipe(lua_State *L) {
-  return (par_pipe *)l_shared_check(L, 1, &par_pipe_type);
+  return (par_pipe *)l_object_check(L, 1, &par_pipe_type);
 }
 
 static int l_pipe_new(lua_State *L) {
@@ -179,8 +179,6 @@ static const luaL_Reg constructors[] = {
 void l_queue_open(lua_State *L) {
   l_message_open(L);
   l_object_newmeta(L, &par_queue_type, queue_methods, queue_meta);
-  l_shared_meta(L, &par_queue_type);
   l_object_newmeta(L, &par_pipe_type, pipe_methods, NULL);
-  l_shared_meta(L, &par_pipe_type);
   luaL_setfuncs(L, constructors, 0);
 }

@@ -3,7 +3,6 @@
 
 #include "lauxlib.h"
 #include "codec.h"
-#include "l_object.h"
 
 /*
  * The message being decoded waits in a per-state box: if codec_decode
@@ -53,21 +52,4 @@ int l_message_decode(lua_State *L, par_msg *m) {
   if (b) b->m = NULL;
   par_msg_free(m);
   return n;
-}
-
-void l_shared_meta(lua_State *L, const par_type *t) {
-  luaL_getmetatable(L, t->name);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, t);
-}
-
-par_object *l_shared_check(lua_State *L, int idx, const par_type *t) {
-  l_proxy *p = (l_proxy *)lua_touserdata(L, idx);
-  if (p && p->obj && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, t);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same) return p->obj;
-  }
-  return l_object_check(L, idx, t);   /* raises the right error */
 }

@@ -24,9 +24,4 @@ void l_message_open(lua_State *L);
  * module that fails to load in this state, out of memory). */
 int l_message_decode(lua_State *L, par_msg *m);
 
-/* Registers the metatable of t (already created) for l_shared_check. */
-void l_shared_meta(lua_State *L, const par_type *t);
-/* l_object_check without the registry lookup by name on the fast path. */
-par_object *l_shared_check(lua_State *L, int idx, const par_type *t);
-
 #endif

@@ -53,7 +53,7 @@ static const char *release(par_object *o) {
 
 static par_object *checklockish(lua_State *L) {
   const par_type *t = (const par_type *)lua_touserdata(L, lua_upvalueindex(1));
-  return l_shared_check(L, 1, t);
+  return l_object_check(L, 1, t);
 }
 
 static int l_lockish_acquire(lua_State *L) {
@@ -142,7 +142,7 @@ static int l_rlock_new(lua_State *L) {
 /* ---- semaphore ---- */
 
 static par_semaphore *checksemaphore(lua_State *L) {
-  return (par_semaphore *)l_shared_check(L, 1, &par_semaphore_type);
+  return (par_semaphore *)l_object_check(L, 1, &par_semaphore_type);
 }
 
 static int l_semaphore_new(lua_State *L) {
@@ -171,7 +171,7 @@ static int l_semaphore_value(lua_State *L) {
 /* ---- condition ---- */
 
 static par_condition *checkcondition(lua_State *L) {
-  return (par_condition *)l_shared_check(L, 1, &par_condition_type);
+  return (par_condition *)l_object_check(L, 1, &par_condition_type);
 }
 
 static int l_condition_new(lua_State *L) {
@@ -266,7 +266,7 @@ static int l_condition_notify_all(lua_State *L) {
 /* ---- event ---- */
 
 static par_event *checkevent(lua_State *L) {
-  return (par_event *)l_shared_check(L, 1, &par_event_type);
+  return (par_event *)l_object_check(L, 1, &par_event_type);
 }
 
 static int l_event_new(lua_State *L) {
@@ -307,7 +307,7 @@ static int l_event_wait(lua_State *L) {
 /* ---- barrier ---- */
 
 static par_barrier *checkbarrier(lua_State *L) {
-  return (par_barrier *)l_shared_check(L, 1, &par_barrier_type);
+  return (par_barrier *)l_object_check(L, 1, &par_barrier_type);
 }
 
 static int l_barrier_new(lua_State *L) {
@@ -421,7 +421,6 @@ static const luaL_Reg constructors[] = {
  * own (which may override them, like semaphore's release). */
 static void lockish_meta(lua_State *L, const par_type *t, const luaL_Reg *own) {
   l_object_newmeta(L, t, NULL, NULL);
-  l_shared_meta(L, t);
   luaL_getmetatable(L, t->name);
   lua_getfield(L, -1, "__index");
   lua_pushlightuserdata(L, (void *)t);
@@ -437,9 +436,7 @@ void l_sync_open(lua_State *L) {
   lockish_meta(L, &par_semaphore_type, semaphore_methods);
   lockish_meta(L, &par_condition_type, condition_methods);
   l_object_newmeta(L, &par_event_type, event_methods, NULL);
-  l_shared_meta(L, &par_event_type);
   l_object_newmeta(L, &par_barrier_type, barrier_methods, NULL);
-  l_shared_meta(L, &par_barrier_type);
   luaL_newmetatable(L, GUARD);
   luaL_setfuncs(L, guard_meta, 0);
   lua_pop(L, 1);

@@ -1,0 +1,154 @@
+-- future:interrupt() and pool{memory_limit =}: a stopped or starved task fails
+-- with an error, the worker and the process live on.
+
+if not package.searchpath("parallel.core", package.cpath) then
+  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+  package.cpath = "./build/?.so;" .. package.cpath
+end
+local parallel = require "parallel"
+
+-- The error a finished future carries, as a string.
+local function failure(f)
+  local ok, e = pcall(f.get, f, 10)
+  assert.is_false(ok, "expected the task to fail")
+  return tostring(e)
+end
+
+-- Submits a task that sets `started` once it runs, then blocks in `body`;
+-- returns its future once it is running.
+local function running(pool, body, ...)
+  local started = parallel.event()
+  local f = pool:submit(function(ev, fn, ...)
+    ev:set()
+    return fn(...)
+  end, started, body, ...)
+  assert.is_true(started:wait(10), "the task did not start")
+  return f
+end
+
+-- Interrupts f and checks it fails with "interrupted" within a second.
+local function assert_interrupted(f)
+  local t0 = parallel.now()
+  assert.is_true(f:interrupt() ~= false)
+  assert.is_true(f:wait(5), "the task was not interrupted")
+  assert.is_true(parallel.now() - t0 < 1, "interrupting took too long")
+  assert.equal("failed", f:state())
+  assert.matches("interrupted", failure(f))
+end
+
+describe("future:interrupt", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool(2) end)
+  lazy_teardown(function() if pool then pool:shutdown{cancel = true} end end)
+
+  it("stops a task spinning in `while true do end`", function()
+    local f = running(pool, function() while true do end end)
+    assert_interrupted(f)
+  end)
+
+  it("stops a task that catches errors in a loop (pcall cannot swallow it)", function()
+    local f = running(pool, function()
+      while true do pcall(function() while true do end end) end
+    end)
+    assert_interrupted(f)
+  end)
+
+  it("wakes a task sleeping in parallel.sleep", function()
+    local f = running(pool, function() parallel.sleep(60) return "slept" end)
+    assert_interrupted(f)
+  end)
+
+  it("wakes a task blocked in queue:pop", function()
+    local q = parallel.queue()
+    local f = running(pool, function(q) return q:pop() end, q)
+    assert_interrupted(f)
+    assert.equal(0, #q)
+  end)
+
+  it("wakes a task blocked in queue:push on a full queue", function()
+    local q = parallel.queue(1)
+    q:push(1)
+    local f = running(pool, function(q) return q:push(2) end, q)
+    assert_interrupted(f)
+    assert.equal(1, #q)
+  end)
+
+  it("wakes a task blocked in lock:acquire, and the lock stays usable", function()
+    local l = parallel.lock()
+    assert.is_true(l:acquire())
+    local f = running(pool, function(l) l:acquire() return "acquired" end, l)
+    assert_interrupted(f)
+    l:release()
+    assert.is_true(l:acquire(1))
+    l:release()
+  end)
+
+  it("wakes a task waiting on an event, a semaphore and a future", function()
+    local ev, sem = parallel.event(), parallel.semaphore(0)
+    assert_interrupted(running(pool, function(e) return e:wait() end, ev))
+    assert_interrupted(running(pool, function(s) return s:acquire() end, sem))
+    local gate = parallel.event()
+    local other = parallel.pool(1)
+    local g = other:submit(function(e) return e:wait() end, gate)
+    assert_interrupted(running(pool, function(g) return g:get() end, g))
+    gate:set()
+    assert.is_true(g:get(10))
+    other:shutdown()
+  end)
+
+  it("leaves the worker usable: later tasks run normally", function()
+    for _ = 1, 3 do
+      assert_interrupted(running(pool, function() while true do end end))
+    end
+    local futures = {}
+    for i = 1, 20 do futures[i] = pool:submit(function(x) return x * 2 end, i) end
+    for i = 1, 20 do assert.equal(2 * i, futures[i]:get(10)) end
+    -- the interruption does not leak into the next task: a loop runs to its end
+    assert.equal(1e6, pool:submit(function() local n = 0 for _ = 1, 1e6 do n = n + 1 end return n end):get(10))
+  end)
+
+  it("does nothing to a finished or a queued future", function()
+    local f = pool:submit(function() return 7 end)
+    assert.equal(7, f:get(10))
+    f:interrupt()
+    assert.equal("done", f:state())
+    assert.equal(7, f:get())
+
+    local one = parallel.pool(1)
+    local gate = parallel.event()
+    local blocker = one:submit(function(e) return e:wait(10) end, gate)
+    local queued = one:submit(function() return "ran" end)
+    queued:interrupt()
+    gate:set()
+    assert.is_true(blocker:get(10))
+    assert.equal("ran", queued:get(10))
+    one:shutdown()
+  end)
+end)
+
+describe("pool{memory_limit}", function()
+  it("fails a task allocating past the limit with not enough memory; the next task succeeds", function()
+    local p <close> = parallel.pool{workers = 1, memory_limit = 16 * 1024 * 1024}
+    local f = p:submit(function()
+      local t = {}
+      for i = 1, 1e8 do t[i] = string.rep("x", 100) .. i end
+      return #t
+    end)
+    assert.matches("not enough memory", failure(f))
+    assert.equal("ok", p:submit(function() return "ok" end):get(10))
+    -- and again, with one big string
+    f = p:submit(function() return #string.rep("y", 64 * 1024 * 1024) end)
+    assert.matches("not enough memory", failure(f))
+    assert.equal(42, p:submit(function() local t = {} for i = 1, 1000 do t[i] = i end return #t - 958 end):get(10))
+  end)
+
+  it("gives the memory back: many failing tasks in a row, then a normal one", function()
+    local p <close> = parallel.pool{workers = 2, memory_limit = 8 * 1024 * 1024}
+    local futures = {}
+    for i = 1, 10 do
+      futures[i] = p:submit(function() return #string.rep("z", 32 * 1024 * 1024) end)
+    end
+    for i = 1, 10 do assert.matches("not enough memory", failure(futures[i])) end
+    assert.same({ n = 3, 2, 4, 6 }, p:map(function(x) return 2 * x end, { 1, 2, 3 }))
+  end)
+end)
