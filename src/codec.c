@@ -33,6 +33,9 @@ enum {
   T_CFUNC, T_FUNC, T_OBJ, T_ENV, T_JOIN, T_META, T_END
 };
 
+/* The first byte of a message. */
+enum { MSG_SCALARS = 0x51, MSG_STRUCTURED = 0x52 };
+
 #define MAX_DEPTH 1000
 #define PATH_MAX_PARTS (MAX_DEPTH + 8)
 
@@ -755,12 +758,21 @@ static par_msg *encode(lua_State *L, int first, int n, const char *root, int ind
   e.depth = 0;
   e.root = root;
   e.call = call;
-  lua_pushnil(L);
-  e.seen = lua_gettop(L);
-  lua_pushnil(L);
-  e.names = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  e.globals = lua_gettop(L);
+  /* Scalars alone (queue items, most results) need none of the tables
+   * below; the first byte tells the decoder so. */
+  for (i = 0; i < n; i++) {
+    int t = lua_type(L, first + i);
+    if (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA) break;
+  }
+  put_byte(&e, i < n ? MSG_STRUCTURED : MSG_SCALARS);
+  if (i < n) {
+    lua_pushnil(L);
+    e.seen = lua_gettop(L);
+    lua_pushnil(L);
+    e.names = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    e.globals = lua_gettop(L);
+  }
   put_size(&e, (size_t)n);
   for (i = 0; i < n; i++) {
     e.root_index = indexed || call ? i + 1 : 0;
@@ -808,6 +820,7 @@ par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, l
   e.names = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   e.globals = lua_gettop(L);
+  put_byte(&e, MSG_STRUCTURED);
   put_size(&e, 3);
   encode_value(&e, fn);
   /* list[first..last] as one table, numbered like any table */
@@ -1089,6 +1102,14 @@ int codec_decode(lua_State *L, const par_msg *m) {
   d.end = m->data + m->len;
   d.nrefs = 0;
   luaL_checkstack(L, 8, NULL);
+  if (get_byte(&d) == MSG_SCALARS) {
+    d.refs = d.globals = 0;      /* never used by scalars */
+    n = get_size(&d);
+    if (n > (size_t)1000000) dec_corrupt(&d);
+    luaL_checkstack(L, (int)n + 4, "too many values");
+    for (i = 0; i < n; i++) decode_value(&d);
+    return (int)n;
+  }
   lua_pushnil(L);
   d.refs = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
@@ -1122,7 +1143,8 @@ lua_Integer codec_decode_into(lua_State *L, const par_msg *m, int dest, lua_Inte
   d.refs = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   d.globals = lua_gettop(L);
-  if (get_size(&d) != 2 || get_byte(&d) != T_TABLE) dec_corrupt(&d);
+  if (get_byte(&d) != MSG_STRUCTURED || get_size(&d) != 2 || get_byte(&d) != T_TABLE)
+    dec_corrupt(&d);
   get_raw(&d, &narr, sizeof narr);
   get_raw(&d, &nhash, sizeof nhash);
   register_ref(&d, dest);     /* keeps the numbering of the sender */
