@@ -73,11 +73,19 @@ local function fuzz(calls, seed)
   local cancelled = blocker:submit(function() return 2 end)
   cancelled:cancel()
 
+  -- Private handles for the end of the run (the fuzz may close its own).
+  local function handle(o)
+    local q = parallel.queue()
+    q:push(o)
+    return (q:pop())
+  end
+  local mine = { gate = handle(gate), never = handle(never), never2 = handle(never2), queued = handle(queued) }
+
   local pool = parallel.pool(2)
   local done = pool:submit(function(...) return ... end, 1, "two", { 3 })
   local failed = pool:submit(function() error("boom") end)
   local failed_t = pool:submit(function() error({ code = 7 }) end)
-  local chunk = pool:_chunk(function(x) return x * 2 end, { 1, 2, 3 }, 1, false)
+  local chunk = pool:_chunk(function(x) return x * 2 end, { 1, 2, 3 }, 1, 3, false)
   assert(done:wait(10) and failed:wait(10) and failed_t:wait(10) and chunk:wait(10))
 
   local full = parallel.queue(1)
@@ -101,7 +109,6 @@ local function fuzz(calls, seed)
     parallel.value("int64", 0), parallel.value("double", 2.5), parallel.value("uint8", 3),
     parallel.dict(), parallel.waitset { done, failed, never },
   }
-  objects[#objects].x = nil
   local d = objects[#objects - 1]
   d.a, d[1], d[true] = 1, { 2 }, "t"
   local MAX_OBJECTS = 200
@@ -191,6 +198,7 @@ local function fuzz(calls, seed)
   end
   targets[#targets + 1] = { name = "pairs(dict)", self = "dict", pairs = true }
   targets[#targets + 1] = { name = "tostring", tostring = true }
+  targets[#targets + 1] = { name = "__close", close = true }
   table.sort(targets, function(a, b) return a.name < b.name end)
 
   local stats = { calls = 0, ok = 0, errors = 0, skipped = 0 }
@@ -200,6 +208,12 @@ local function fuzz(calls, seed)
   local function prepare(t)
     local a = args()
     if t.tostring then return tostring, { n = 1, value() } end
+    if t.close then
+      -- objects made during the run, so that the first ones stay open
+      if #objects <= 40 then return nil end
+      local o = objects[random(41, #objects)]
+      return function() return getmetatable(o).__close(o) end, { n = 0 }
+    end
     local self
     if t.self then
       self = random(10) == 1 and value() or object_of(t.self)
@@ -231,16 +245,20 @@ local function fuzz(calls, seed)
     -- calls with no timeout that block while the object is taken
     if t.method == "with" or t.method == "hold" then
       local k = kind(self)
-      if (k == "lock" or k == "condition") and self:locked() then return nil end
-      if k == "semaphore" and self:value() == 0 then return nil end
+      if k == "lock" or k == "condition" then
+        local ok, taken = pcall(self.locked, self)
+        if ok and taken then return nil end
+      elseif k == "semaphore" then
+        local ok, n = pcall(self.value, self)
+        if ok and n == 0 then return nil end
+      end
     end
     if name == "sleep" and (long_wait(a[1]) or a.n == 0) then a[1] = pick { 0, 0.001, -1, 0 / 0, "x" }; a.n = math.max(a.n, 1) end
     if name == "pool" and tonumber(a[1]) and tonumber(a[1]) > 4 then a[1] = 2 end
     if name == "gather" and (has_blocked(a[1]) or a[1] == objects) then return nil end
-    if name == "wait" and type(a[2]) ~= "table" or (type(a[2]) == "table" and long_wait(a[2].timeout)) then
-      if name == "wait" then
-        if has_blocked(a[1]) then a[2] = { timeout = 0.001, return_when = type(a[2]) == "table" and a[2].return_when or nil }; a.n = math.max(a.n, 2) end
-      end
+    if name == "wait" and has_blocked(a[1]) and (type(a[2]) ~= "table" or long_wait(rawget(a[2], "timeout"))) then
+      a[2] = { timeout = 0.001, return_when = type(a[2]) == "table" and rawget(a[2], "return_when") or nil }
+      a.n = math.max(a.n, 2)
     end
     if name == "as_completed" and long_wait(a[2]) then a[2] = 0.001; a.n = math.max(a.n, 2) end
     if (name == "array" or name == "value") and tonumber(a[2]) and tonumber(a[2]) > 1e6 and tonumber(a[2]) < 2 ^ 40 then
@@ -253,14 +271,12 @@ local function fuzz(calls, seed)
     return fn, a
   end
 
-  local current
   for i = 1, calls do
     local t = targets[random(#targets)]
     local fn, a = prepare(t)
     if not fn then
       stats.skipped = stats.skipped + 1
     else
-      current = i
       stats.calls = stats.calls + 1
       per_target[t.name] = (per_target[t.name] or 0) + 1
       local res = table.pack(pcall(fn, table.unpack(a, 1, a.n)))
@@ -275,16 +291,15 @@ local function fuzz(calls, seed)
     end
     if i % 5000 == 0 then collectgarbage() end
   end
-  current = nil
 
   -- Everything still works: the blocked tasks end, a fresh pool runs tasks.
-  gate:set()
-  for _, f in ipairs { never, never2, queued } do assert.is_true(f:wait(10)) end
+  mine.gate:set()
+  for _, f in ipairs { mine.never, mine.never2, mine.queued } do assert.is_true(f:wait(10)) end
   local p = parallel.pool(2)
   assert.same({ n = 3, 2, 4, 6 }, p:map(function(x) return 2 * x end, { 1, 2, 3 }))
   p:shutdown()
   blocker:shutdown()
-  pool:shutdown { cancel = true }
+  pcall(pool.shutdown, pool, { cancel = true })
   local missing = {}
   for _, t in ipairs(targets) do if not per_target[t.name] then missing[#missing + 1] = t.name end end
   print(("api fuzz: %d calls (%d returned, %d raised), %d skipped, %d targets%s"):format(

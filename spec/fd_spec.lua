@@ -140,9 +140,42 @@ describe("pool:completed", function()
     assert.same({}, p:completed())
   end)
 
-  -- Known gaps (issue 6 report): each call makes new handles on the futures,
-  -- and a future may be reported although it had finished (and woken its
-  -- waiters) before pool:fd() was first called.
-  pending("hands back the future objects that submit returned (usable as table keys)")
-  pending("does not report futures that finished before pool:fd() was first called")
+  it("hands back the future objects that submit returned (usable as table keys)", function()
+    local p <close> = parallel.pool(2)
+    local fd = p:fd()
+    local index = {}
+    for i = 1, 50 do index[p:submit(function(k) return k end, i)] = i end
+    local got = collect(p, fd, 50)
+    for _, f in ipairs(got) do
+      assert.is_not_nil(index[f], "completed() returned a handle submit did not")
+      assert.equal(index[f], f:get())
+      index[f] = nil
+    end
+    assert.is_nil(next(index))
+  end)
+
+  it("does not report futures that finished before pool:fd() was first called", function()
+    for _ = 1, 50 do
+      local p <close> = parallel.pool(1)
+      local early = p:submit(function() return "early" end)
+      assert.is_true(early:wait(10))
+      local fd = p:fd()
+      local late = p:submit(function() return "late" end)
+      local got = collect(p, fd, 1)
+      assert.equal(1, #got)
+      assert.equal(late, got[1])
+    end
+  end)
+
+  it("lists a future as soon as a wait on it returns", function()
+    local p <close> = parallel.pool(2)
+    p:fd()
+    for i = 1, 200 do
+      local f = p:submit(function(k) return k end, i)
+      assert.is_true(f:wait(10))
+      local listed = p:completed()
+      assert.equal(1, #listed)
+      assert.equal(f, listed[1])
+    end
+  end)
 end)

@@ -6,6 +6,49 @@
  * proxies from foreign userdata without trusting their memory layout. */
 static const char marker_key = 0;
 
+/* Weak-valued registry table: object address -> this state's live proxy,
+ * so that an object coming back (a decoded argument, pool:completed())
+ * is the very handle the script already holds: == and table keys work. */
+static const char proxies_key = 0;
+
+static int proxies(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &proxies_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &proxies_key);
+  }
+  return lua_gettop(L);
+}
+
+void l_object_remember(lua_State *L, int idx) {
+  l_proxy *p = (l_proxy *)lua_touserdata(L, idx);
+  idx = lua_absindex(L, idx);
+  proxies(L);
+  lua_pushvalue(L, idx);
+  lua_rawsetp(L, -2, p->obj);
+  lua_pop(L, 1);
+}
+
+/* Pushes the live proxy of o in this state and returns it, or NULL. */
+static l_proxy *known(lua_State *L, par_object *o) {
+  l_proxy *p;
+  proxies(L);
+  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA) {
+    p = (l_proxy *)lua_touserdata(L, -1);
+    if (p->obj == o) {
+      lua_remove(L, -2);
+      return p;
+    }
+  }
+  lua_pop(L, 2);
+  return NULL;
+}
+
 /* Each type's metatable is also kept in the registry under the address of
  * its par_type: one pointer lookup instead of a lookup by name, on every
  * method call. */
@@ -14,20 +57,32 @@ void l_object_setmeta(lua_State *L, const par_type *t) {
   lua_setmetatable(L, -2);
 }
 
-l_proxy *l_object_push(lua_State *L, par_object *o) {
-  l_proxy *p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
-  p->obj = o;
+l_proxy *l_object_push_ref(lua_State *L, par_object *o) {
+  l_proxy *p = known(L, o);
+  if (p) return p;
+  /* Allocate before retaining: a memory error must not leak the ref. */
+  p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->obj = NULL;
   p->owner = 0;
   l_object_setmeta(L, o->type);
+  p->obj = par_object_retain(o);
+  l_object_remember(L, -1);
   return p;
 }
 
-l_proxy *l_object_push_ref(lua_State *L, par_object *o) {
-  /* Allocate before retaining: a memory error must not leak the ref. */
-  l_proxy *p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
-  p->obj = par_object_retain(o);
+l_proxy *l_object_push(lua_State *L, par_object *o) {
+  /* The reference handed over: kept by a new proxy, dropped if a live
+   * proxy already holds one. */
+  l_proxy *p = known(L, o);
+  if (p) {
+    par_object_release(o);
+    return p;
+  }
+  p = (l_proxy *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->obj = o;
   p->owner = 0;
   l_object_setmeta(L, o->type);
+  l_object_remember(L, -1);
   return p;
 }
 
@@ -64,6 +119,13 @@ int l_object_gc(lua_State *L) {
   l_proxy *p = (l_proxy *)lua_touserdata(L, 1);
   if (p && lua_rawlen(L, 1) == sizeof *p && p->obj) {
     par_object *o = p->obj;
+    /* a closed handle is no longer the object's handle in this state */
+    proxies(L);
+    if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA && lua_touserdata(L, -1) == (void *)p) {
+      lua_pushnil(L);
+      lua_rawsetp(L, -3, o);
+    }
+    lua_pop(L, 2);
     p->obj = NULL;
     par_object_release(o);
   }

@@ -18,8 +18,12 @@ typedef struct l_proxy {
   int owner;           /* created by this state's constructor (pools use it) */
 } l_proxy;
 
-/* Pushes a new proxy that takes over one reference to o (no extra retain). */
+/* Pushes the proxy of o, taking over one reference to o (no extra retain).
+ * When this state already has a live proxy of o, that one is pushed. */
 l_proxy *l_object_push(lua_State *L, par_object *o);
+/* Registers the proxy at idx as its object's handle in this state (the
+ * push functions do it; constructors that build proxies by hand call it). */
+void l_object_remember(lua_State *L, int idx);
 /* Sets the metatable of type t on the value on top of the stack. */
 void l_object_setmeta(lua_State *L, const par_type *t);
 /* Like l_object_push but retains o first. */

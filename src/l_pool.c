@@ -94,6 +94,7 @@ static int l_pool_new(lua_State *L) {
       return luaL_error(L, "cannot start %d worker threads", n);
     }
     proxy->obj = &p->hdr;
+    l_object_remember(L, -1);
   }
   return 1;
 }
@@ -115,6 +116,7 @@ static int push_task(lua_State *L, par_pool *p, int kind, par_msg *m) {
   f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); return luaL_error(L, "not enough memory"); }
   proxy->obj = &f->hdr;
+  l_object_remember(L, -1);
   switch (par_pool_submit(p, f)) {
     case PAR_OK: return 1;
     case PAR_CLOSED: return luaL_error(L, "pool is shut down");

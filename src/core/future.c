@@ -73,14 +73,15 @@ static void wake_all(par_future *f) {
 }
 
 void par_future_finish(par_future *f, int state, par_msg *result) {
-  /* Count before waking anyone: a waiter that reads stats next sees it. */
+  /* Count and list before anyone can see the outcome: a waiter that reads
+   * stats or pool:completed() next finds this future there. */
   if (f->pool) par_pool_count(f->pool, state);
   pthread_mutex_lock(&f->mu);
   f->result = result;
-  atomic_store(&f->state, state);
+  if (f->pool) par_pool_notice_done(f->pool, f, state);
+  else atomic_store(&f->state, state);
   wake_all(f);
   pthread_mutex_unlock(&f->mu);
-  if (f->pool) par_pool_notice_done(f->pool, f);
 }
 
 int par_future_cancel(par_future *f) {
@@ -91,10 +92,10 @@ int par_future_cancel(par_future *f) {
   pthread_mutex_lock(&f->mu);
   task = f->task;
   f->task = NULL;
+  if (f->pool) par_pool_notice_done(f->pool, f, PAR_CANCELLED);
   wake_all(f);
   pthread_mutex_unlock(&f->mu);
   par_msg_free(task);
-  if (f->pool) par_pool_notice_done(f->pool, f);
   return 1;
 }
 

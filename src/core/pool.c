@@ -217,20 +217,27 @@ void par_pool_count(par_pool *p, int state) {
   }
 }
 
-void par_pool_notice_done(par_pool *p, par_future *f) {
-  if (atomic_load(&p->notify_fd) < 0) return;
-  pthread_mutex_lock(&p->mu);
-  par_object_retain(&f->hdr);
-  f->next_done = NULL;
-  if (p->done_tail) p->done_tail->next_done = f;
-  else p->done_head = f;
-  p->done_tail = f;
-  pthread_mutex_unlock(&p->mu);
-  {
-    uint64_t one = 1;
-    ssize_t r = write(p->notify_fd, &one, sizeof one);
-    (void)r;
+/* With f's mutex held: stores the outcome, and lists f for pool:completed()
+ * in the same critical section, so no one sees the one without the other. */
+void par_pool_notice_done(par_pool *p, par_future *f, int state) {
+  uint64_t one = 1;
+  if (atomic_load(&p->notify_fd) < 0) {
+    atomic_store(&f->state, state);
+    return;
   }
+  pthread_mutex_lock(&p->mu);
+  if (atomic_load(&p->notify_fd) >= 0) {
+    par_object_retain(&f->hdr);
+    f->next_done = NULL;
+    if (p->done_tail) p->done_tail->next_done = f;
+    else p->done_head = f;
+    p->done_tail = f;
+    /* under the mutex: a drained descriptor never turns readable again
+     * with nothing listed */
+    if (write(p->notify_fd, &one, sizeof one) < 0) { /* counter full: already readable */ }
+  }
+  atomic_store(&f->state, state);
+  pthread_mutex_unlock(&p->mu);
 }
 
 int par_pool_fd(par_pool *p) {

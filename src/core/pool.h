@@ -7,6 +7,10 @@
  * interrupt reaches only the task it was meant for. The counters are
  * atomics read by stats without the lock.
  *
+ * Lock order: a future's mutex, then the pool's `mu` (a finishing future
+ * lists itself for pool:completed()), or then a waitset's mutex. Nothing
+ * takes a future's mutex while holding the pool's.
+ *
  * The pool knows nothing of Lua: par_pool_ops, supplied by the binding,
  * opens a worker's state, runs one future in it and closes it. A worker
  * that finds nothing to do spins briefly, then sleeps; a submit signals
@@ -93,7 +97,7 @@ int par_pool_interrupt(par_pool *p, par_future *f);
 
 /* Called by futures. */
 void par_pool_count(par_pool *p, int state);   /* before waking waiters */
-void par_pool_notice_done(par_pool *p, par_future *f);
+void par_pool_notice_done(par_pool *p, par_future *f, int state);
 
 /* Event-loop support: a descriptor readable when futures have finished,
  * and the list of those finished since the last call. */
