@@ -192,7 +192,7 @@ describe("stress #stress", function()
         f:wait(0.001)
       end
       p = nil
-      if i % 10 == 0 then collectgarbage(); collectgarbage()end
+      if i % 10 == 0 then collectgarbage(); collectgarbage() end
     end
     collectgarbage(); collectgarbage()
     -- pools shut down without waiting finish on their own

@@ -743,45 +743,54 @@ static par_buf *scratch(lua_State *L) {
   return b;
 }
 
+/* Starts an encode into this state's scratch buffer: the first byte says
+ * whether the message holds structured values, which need the seen table,
+ * the module index and the globals (three stack slots); scalars do not. */
+static void enc_begin(enc *e, lua_State *L, const char *root, int structured) {
+  luaL_checkstack(L, 8, NULL);
+  e->L = L;
+  e->b = scratch(L);
+  par_buf_reset(e->b);   /* drops what an earlier memory error left */
+  e->nseen = 0;
+  e->have_names = 0;
+  e->depth = 0;
+  e->root = root;
+  e->root_index = 0;
+  e->call = 0;
+  put_byte(e, structured ? MSG_STRUCTURED : MSG_SCALARS);
+  if (structured) {
+    lua_pushnil(L);
+    e->seen = lua_gettop(L);
+    lua_pushnil(L);
+    e->names = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    e->globals = lua_gettop(L);
+  }
+}
+
+static par_msg *enc_finish(enc *e, int top) {
+  par_msg *m = par_buf_finish(e->b);
+  if (!m) enc_nomem(e);
+  lua_settop(e->L, top);
+  return m;
+}
+
 static par_msg *encode(lua_State *L, int first, int n, const char *root, int indexed, int call) {
   enc e;
-  int i, top;
-  par_msg *m;
+  int i, top = lua_gettop(L);
   first = lua_absindex(L, first);
-  top = lua_gettop(L);
-  luaL_checkstack(L, 8, NULL);
-  e.L = L;
-  e.b = scratch(L);
-  par_buf_reset(e.b);   /* drops what an earlier memory error left */
-  e.nseen = 0;
-  e.have_names = 0;
-  e.depth = 0;
-  e.root = root;
-  e.call = call;
-  /* Scalars alone (queue items, most results) need none of the tables
-   * below; the first byte tells the decoder so. */
   for (i = 0; i < n; i++) {
     int t = lua_type(L, first + i);
     if (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA) break;
   }
-  put_byte(&e, i < n ? MSG_STRUCTURED : MSG_SCALARS);
-  if (i < n) {
-    lua_pushnil(L);
-    e.seen = lua_gettop(L);
-    lua_pushnil(L);
-    e.names = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-    e.globals = lua_gettop(L);
-  }
+  enc_begin(&e, L, root, i < n);
+  e.call = call;
   put_size(&e, (size_t)n);
   for (i = 0; i < n; i++) {
     e.root_index = indexed || call ? i + 1 : 0;
     encode_value(&e, first + i);
   }
-  m = par_buf_finish(e.b);
-  if (!m) enc_nomem(&e);
-  lua_settop(L, top);
-  return m;
+  return enc_finish(&e, top);
 }
 
 par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int indexed) {
@@ -795,32 +804,14 @@ par_msg *codec_encode_call(lua_State *L, int first, int n) {
 par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
                             lua_Integer label) {
   enc e;
-  int top;
+  int top = lua_gettop(L);
   lua_Integer i;
   uint64_t narr = (uint64_t)(last - first + 1);
   uint32_t nhash = 0;
-  part *pp;
-  par_msg *m;
+  part p0 = { P_INDEX, 0, 0, NULL };
   fn = lua_absindex(L, fn);
   list = lua_absindex(L, list);
-  top = lua_gettop(L);
-  luaL_checkstack(L, 8, NULL);
-  e.L = L;
-  e.b = scratch(L);
-  par_buf_reset(e.b);
-  e.nseen = 0;
-  e.have_names = 0;
-  e.depth = 0;
-  e.root = "fn";
-  e.call = 0;
-  e.root_index = 0;
-  lua_pushnil(L);
-  e.seen = lua_gettop(L);
-  lua_pushnil(L);
-  e.names = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  e.globals = lua_gettop(L);
-  put_byte(&e, MSG_STRUCTURED);
+  enc_begin(&e, L, "fn", 1);
   put_size(&e, 3);
   encode_value(&e, fn);
   /* list[first..last] as one table, numbered like any table */
@@ -829,13 +820,9 @@ par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, l
   put_byte(&e, T_TABLE);
   put(&e, &narr, sizeof narr);
   put(&e, &nhash, sizeof nhash);
-  {
-    part p0 = { P_INDEX, 0, 0, NULL };
-    push_part(&e, p0);
-  }
-  pp = &e.path[0];
+  push_part(&e, p0);
   for (i = first; i <= last; i++) {
-    pp->i = i;
+    e.path[0].i = i;
     lua_rawgeti(L, list, i);
     encode_value(&e, lua_gettop(L));
     lua_pop(L, 1);
@@ -844,10 +831,7 @@ par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, l
   put_byte(&e, T_END);
   put_byte(&e, T_INT);
   put(&e, &label, sizeof label);
-  m = par_buf_finish(e.b);
-  if (!m) enc_nomem(&e);
-  lua_settop(L, top);
-  return m;
+  return enc_finish(&e, top);
 }
 
 /* ------------------------------------------------------------- decoding */
@@ -1092,36 +1076,37 @@ static void decode_value(dec *d) {
   }
 }
 
+/* Starts a decode of m; for a structured message, pushes the two helper
+ * slots (back-references, globals) and returns 1. */
+static int dec_begin(dec *d, lua_State *L, const par_msg *m) {
+  d->L = L;
+  d->m = m;
+  d->p = m->data;
+  d->end = m->data + m->len;
+  d->nrefs = 0;
+  d->refs = d->globals = 0;      /* never used by scalars */
+  luaL_checkstack(L, 8, NULL);
+  if (get_byte(d) == MSG_SCALARS) return 0;
+  lua_pushnil(L);
+  d->refs = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  d->globals = lua_gettop(L);
+  return 1;
+}
+
 int codec_decode(lua_State *L, const par_msg *m) {
   dec d;
   size_t n, i;
-  int base;
-  d.L = L;
-  d.m = m;
-  d.p = m->data;
-  d.end = m->data + m->len;
-  d.nrefs = 0;
-  luaL_checkstack(L, 8, NULL);
-  if (get_byte(&d) == MSG_SCALARS) {
-    d.refs = d.globals = 0;      /* never used by scalars */
-    n = get_size(&d);
-    if (n > (size_t)1000000) dec_corrupt(&d);
-    luaL_checkstack(L, (int)n + 4, "too many values");
-    for (i = 0; i < n; i++) decode_value(&d);
-    return (int)n;
-  }
-  lua_pushnil(L);
-  d.refs = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  d.globals = lua_gettop(L);
-  base = d.globals;
+  int structured = dec_begin(&d, L, m);
   n = get_size(&d);
   if (n > (size_t)1000000) dec_corrupt(&d);
   luaL_checkstack(L, (int)n + 4, "too many values");
   for (i = 0; i < n; i++) decode_value(&d);
-  /* Drop the two helper slots below the values. */
-  lua_rotate(L, base - 1, (int)n);
-  lua_pop(L, 2);
+  if (structured) {
+    /* Drop the two helper slots below the values. */
+    lua_rotate(L, d.refs, (int)n);
+    lua_pop(L, 2);
+  }
   return (int)n;
 }
 
@@ -1133,18 +1118,7 @@ lua_Integer codec_decode_into(lua_State *L, const par_msg *m, int dest, lua_Inte
   int top;
   dest = lua_absindex(L, dest);
   top = lua_gettop(L);
-  d.L = L;
-  d.m = m;
-  d.p = m->data;
-  d.end = m->data + m->len;
-  d.nrefs = 0;
-  luaL_checkstack(L, 8, NULL);
-  lua_pushnil(L);
-  d.refs = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  d.globals = lua_gettop(L);
-  if (get_byte(&d) != MSG_STRUCTURED || get_size(&d) != 2 || get_byte(&d) != T_TABLE)
-    dec_corrupt(&d);
+  if (!dec_begin(&d, L, m) || get_size(&d) != 2 || get_byte(&d) != T_TABLE) dec_corrupt(&d);
   get_raw(&d, &narr, sizeof narr);
   get_raw(&d, &nhash, sizeof nhash);
   register_ref(&d, dest);     /* keeps the numbering of the sender */
