@@ -11,10 +11,7 @@
 -- PARALLEL_FUZZ_SEED picks the seed (printed); a failing call is printed
 -- with its index so that the run can be replayed.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
 local parallel = require "parallel"
 local core = require "parallel.core"
 

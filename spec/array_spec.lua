@@ -1,16 +1,8 @@
 -- parallel.array: typed shared memory, bounds and range checks, atomics.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local assert_raises = support.assert_raises
 local parallel = require "parallel"
-
-local function assert_raises(msg, fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.equal(msg, (tostring(e):gsub("^[^\n]-:%d+: ", "", 1)))
-end
 
 local ranges = {
   int8 = {-128, 127}, uint8 = {0, 255}, int16 = {-32768, 32767}, uint16 = {0, 65535},

@@ -2,34 +2,9 @@
 -- Each value is sent through pool:apply both as a round trip (sent to a worker
 -- and back) and inspected inside the worker (booleans computed there).
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local error_of, assert_raises, assert_raises_containing, shell_quote = support.error_of, support.assert_raises, support.assert_raises_containing, support.shell_quote
 local parallel = require "parallel"
-
--- The error message of fn(...), which must raise.
-local function error_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return e
-end
-
--- Asserts that fn raises exactly msg, allowing only a "file:line: " position prefix.
-local function assert_raises(msg, fn, ...)
-  local e = error_of(fn, ...)
-  assert.is_string(e)
-  assert.equal(msg, (e:gsub("^[^\n]-:%d+: ", "", 1)))
-end
-
--- Asserts that fn raises a string error containing text (plain).
-local function assert_raises_containing(text, fn, ...)
-  local e = error_of(fn, ...)
-  assert.is_string(e)
-  assert.is_truthy(e:find(text, 1, true), ("%q not found in %q"):format(text, e))
-end
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- Runs a Lua script in a child lua5.4 (10 s limit); returns stdout, stderr, exit code.
 local function run_lua(code)

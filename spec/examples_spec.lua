@@ -3,6 +3,8 @@
 -- The child gets LUA_PATH / LUA_CPATH from the environment (the Makefile exports them),
 -- or paths to this checkout's lua/ and build/ when they are not set.
 
+local support = require "spec.support"
+local shell_quote = support.shell_quote
 local function script_dir()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
   return src:match("^(.*)/[^/]*$") or "."
@@ -13,8 +15,6 @@ local LUA = "lua5.4"
 local LUA_PATH = os.getenv("LUA_PATH") or (ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
 local LUA_CPATH = os.getenv("LUA_CPATH") or (ROOT .. "/build/?.so;;")
 local TIMEOUT = 120 -- seconds per example
-
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Runs examples/<name> with args; returns its output (stdout and stderr) and exit code.
 local function run(name, ...)

@@ -2,10 +2,7 @@
 -- poll comes from spec/fdpoll.c (build/test/fdpoll.so, `make fdpoll`; the
 -- test targets build it): Debian's lua-posix has no Lua 5.4 build.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
 local parallel = require "parallel"
 
 local FDPOLL = os.getenv("PARALLEL_FDPOLL") or "./build/test/fdpoll.so"

@@ -1,25 +1,8 @@
 -- Futures and the functions over many futures (as_completed, wait, gather).
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local error_of, assert_raises, shell_quote = support.error_of, support.assert_raises, support.shell_quote
 local parallel = require "parallel"
-
-local function error_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return e
-end
-
--- Asserts that fn raises exactly msg, allowing only a "file:line: " position prefix.
-local function assert_raises(msg, fn, ...)
-  local e = error_of(fn, ...)
-  assert.is_string(e)
-  assert.equal(msg, (e:gsub("^[^\n]-:%d+: ", "", 1)))
-end
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- Runs a Lua script in a child lua5.4 (10 s limit) after the shell prelude.
 local function run_lua(code, prelude)

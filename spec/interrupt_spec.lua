@@ -1,10 +1,7 @@
 -- future:interrupt() and pool{memory_limit =}: a stopped or starved task fails
 -- with an error, the worker and the process live on.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
 local parallel = require "parallel"
 
 -- The error a finished future carries, as a string.

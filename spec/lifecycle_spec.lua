@@ -1,13 +1,9 @@
 -- Lifecycle guarantees, checked on child lua5.4 processes: the exit of a script
 -- with open pools, garbage-collected pools, thread leaks, Ctrl-C.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local shell_quote = support.shell_quote
 local parallel = require "parallel"
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local function write_script(code)
   local base = os.tmpname()

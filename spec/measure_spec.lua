@@ -1,9 +1,6 @@
 -- The measuring helpers (the tutorial's performance chapter).
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
 local parallel = require "parallel"
 
 local function busy(seconds)

@@ -1,23 +1,8 @@
 -- parallel.pool and its methods, the default pool, parallel.spawn.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local error_of, assert_raises = support.error_of, support.assert_raises
 local parallel = require "parallel"
-
-local function error_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return e
-end
-
--- Asserts that fn raises exactly msg, allowing only a "file:line: " position prefix.
-local function assert_raises(msg, fn, ...)
-  local e = error_of(fn, ...)
-  assert.is_string(e)
-  assert.equal(msg, (e:gsub("^[^\n]-:%d+: ", "", 1)))
-end
 
 local function range(n)
   local t = {}

@@ -1,19 +1,8 @@
 -- parallel.queue: push/pop with timeouts, close and drain, items(), #q.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local assert_raises, shell_quote = support.assert_raises, support.shell_quote
 local parallel = require "parallel"
-
--- Asserts that fn raises exactly msg, allowing only a "file:line: " prefix.
-local function assert_raises(msg, fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.equal(msg, (tostring(e):gsub("^[^\n]-:%d+: ", "", 1)))
-end
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- Runs code in a child lua5.4 that gets SIGINT after `after` seconds;
 -- returns its stderr and the seconds it lasted.

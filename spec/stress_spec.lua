@@ -2,10 +2,7 @@
 -- ends in a terminal state, no result or queue item is lost or duplicated,
 -- and pools leave no thread nor descriptor behind.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
 local parallel = require "parallel"
 
 local function proc_status(field)

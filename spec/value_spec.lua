@@ -1,16 +1,8 @@
 -- parallel.value: one shared number with atomic add and cas.
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
+local support = require "spec.support"
+local assert_raises = support.assert_raises
 local parallel = require "parallel"
-
-local function assert_raises(msg, fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.equal(msg, (tostring(e):gsub("^[^\n]-:%d+: ", "", 1)))
-end
 
 describe("parallel.value", function()
   describe("constructor", function()
