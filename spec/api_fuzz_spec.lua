@@ -16,6 +16,8 @@ local parallel = require "parallel"
 local core = require "parallel.core"
 
 local SEED = tonumber(os.getenv("PARALLEL_FUZZ_SEED")) or 20261124
+-- PARALLEL_FUZZ_TRACE=file: each call's index and target, flushed (find a hang)
+local TRACE = os.getenv("PARALLEL_FUZZ_TRACE") and assert(io.open(os.getenv("PARALLEL_FUZZ_TRACE"), "w"))
 
 local random = math.random
 
@@ -261,8 +263,9 @@ local function fuzz(calls, seed)
     if (name == "array" or name == "value") and tonumber(a[2]) and tonumber(a[2]) > 1e6 and tonumber(a[2]) < 2 ^ 40 then
       a[2] = 10
     end
-    if self ~= nil then
-      table.insert(a, 1, self)
+    if self ~= nil then       -- shift by a.n, not #a: the list has holes
+      for j = a.n, 1, -1 do a[j + 1] = a[j] end
+      a[1] = self
       a.n = a.n + 1
     end
     return fn, a
@@ -275,6 +278,12 @@ local function fuzz(calls, seed)
       stats.skipped = stats.skipped + 1
     else
       stats.calls = stats.calls + 1
+      if TRACE then
+        local parts = {}
+        for j = 1, a.n do parts[j] = type(a[j]) == "string" and ("%q"):format(a[j]:sub(1, 20)) or tostring(a[j]) end
+        TRACE:write(i, " ", t.name, "(", table.concat(parts, ", "), ")\n")
+        TRACE:flush()
+      end
       per_target[t.name] = (per_target[t.name] or 0) + 1
       local res = table.pack(pcall(fn, table.unpack(a, 1, a.n)))
       if res[1] then
