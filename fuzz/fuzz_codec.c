@@ -196,11 +196,6 @@ static void gen_function(gen *g, int depth, int unique) {
       char name[8];
       snprintf(name, sizeof name, "fzg%u", i);
       gen_value(g, depth + 1);
-#ifdef FUZZ_SKIP_GLOBAL_CFUNCS
-      /* Known bug: a global holding a library C function makes the sender
-       * name that function "_G.<global>", which the receiver lacks. */
-      if (lua_iscfunction(L, -1)) { lua_pop(L, 1); lua_pushinteger(L, 1); }
-#endif
       lua_setglobal(L, name);
     }
   }

@@ -208,6 +208,14 @@ static int seen_check(enc *e, int idx) {
  * C functions are fields of them. Rebuilt when the number of loaded modules
  * changes, at most once per encode.
  */
+/* Whether module `candidate` names a C function better than the name
+ * "mod\0field" found so far. */
+static int better_cname(const char *current, const char *candidate) {
+  int cur_g = strcmp(current, LUA_GNAME) == 0, cand_g = strcmp(candidate, LUA_GNAME) == 0;
+  if (cur_g != cand_g) return cur_g;
+  return strlen(current) > strlen(candidate);
+}
+
 static void names_refresh(enc *e) {
   lua_State *L = e->L;
   lua_Unsigned sig = 0;
@@ -252,8 +260,10 @@ static void names_refresh(enc *e) {
           if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
             lua_pushvalue(L, -1);
             lua_rawget(L, t + 2);
-            /* the shortest module name wins, as for tables */
-            if (lua_isnil(L, -1) || strlen(lua_tostring(L, -1)) > lua_rawlen(L, mod - 1)) {
+            /* The shortest module name wins, as for tables, but _G only
+             * when no other module has the function: a global alias
+             * (sqrt = math.sqrt) is not a field of the receiver's _G. */
+            if (lua_isnil(L, -1) || better_cname(lua_tostring(L, -1), lua_tostring(L, mod - 1))) {
               lua_pop(L, 1);
               lua_pushvalue(L, -1);
               lua_pushfstring(L, "%s%c%s", lua_tostring(L, mod - 1), 0, lua_tostring(L, -3));
@@ -762,7 +772,8 @@ static void decode_cfunc(dec *d) {
   push_module(d, s, mlen);
   lua_pushlstring(L, s + mlen + 1, len - mlen - 1);
   if (lua_type(L, -2) != LUA_TTABLE || lua_rawget(L, -2) != LUA_TFUNCTION)
-    luaL_error(L, "cannot receive C function %s.%s", lua_pushlstring(L, s, mlen), s + mlen + 1);
+    luaL_error(L, "cannot receive C function %s.%s", lua_pushlstring(L, s, mlen),
+               lua_pushlstring(L, s + mlen + 1, len - mlen - 1));
   lua_remove(L, -2);
   lua_pushlstring(L, s, len);
   lua_pushvalue(L, -2);

@@ -105,15 +105,19 @@ static par_pool *check_open_pool(lua_State *L) {
   return p;
 }
 
-/* Pushes a future for the task message m and queues it on p. */
-static int push_task(lua_State *L, par_pool *p, int kind, par_msg *m) {
-  par_future *f;
-  /* The proxy exists before the future does, so no error can leak it. */
+/* Pushes a proxy for the future to come: allocated before the message is
+ * encoded, so that no error can leave a message or a future behind. */
+static l_proxy *push_proxy(lua_State *L) {
   l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
   proxy->obj = NULL;
   proxy->owner = 0;
   l_object_setmeta(L, &par_future_type);
-  f = par_future_new(kind, m);
+  return proxy;
+}
+
+/* Makes the proxy's future for the task message m and queues it on p. */
+static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
+  par_future *f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); return luaL_error(L, "not enough memory"); }
   proxy->obj = &f->hdr;
   l_object_remember(L, -1);
@@ -127,8 +131,11 @@ static int push_task(lua_State *L, par_pool *p, int kind, par_msg *m) {
 /* pool:submit(fn, ...) --> future */
 static int l_pool_submit(lua_State *L) {
   par_pool *p = check_open_pool(L);
+  int n = lua_gettop(L) - 1;
+  l_proxy *proxy;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  return push_task(L, p, TASK_CALL, codec_encode_call(L, 2, lua_gettop(L) - 1));
+  proxy = push_proxy(L);
+  return queue_task(L, proxy, p, TASK_CALL, codec_encode_call(L, 2, n));
 }
 
 /* pool:_chunk(fn, list, first, last, star [, label]) --> future running fn
@@ -142,7 +149,9 @@ static int l_pool_chunk(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_argcheck(L, first >= 1 && last >= first, 4, "empty chunk");
   lua_Integer label = luaL_optinteger(L, 7, first);
-  return push_task(L, p, star ? TASK_STARMAP : TASK_MAP, codec_encode_chunk(L, 2, 3, first, last, label));
+  l_proxy *proxy = push_proxy(L);
+  return queue_task(L, proxy, p, star ? TASK_STARMAP : TASK_MAP,
+                    codec_encode_chunk(L, 2, 3, first, last, label));
 }
 
 static int opt_flag(lua_State *L, int idx, const char *field, int def) {
@@ -241,7 +250,19 @@ static int l_pool_close(lua_State *L) {
  * queued, interrupts what runs and joins the workers. */
 static int l_pool_gc(lua_State *L) {
   l_proxy *proxy = (l_proxy *)luaL_checkudata(L, 1, par_pool_type.name);
-  if (proxy->obj && proxy->owner) par_pool_shutdown((par_pool *)proxy->obj, 1, 1, 1);
+  if (proxy->obj && proxy->owner) {
+    par_pool *p = (par_pool *)proxy->obj;
+    par_future *f;
+    par_pool_shutdown(p, 1, 1, 1);
+    /* No one can call completed() any more: drop the list, whose futures
+     * hold the pool (a cycle that would keep it and its descriptor). */
+    f = par_pool_take_completed(p);
+    while (f) {
+      par_future *next = f->next_done;
+      par_object_release(&f->hdr);
+      f = next;
+    }
+  }
   return l_object_gc(L);
 }
 

@@ -247,10 +247,10 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted");
 }
 
+/* Runs in a signal handler on the worker's thread (pool.c): lua_sethook is
+ * the one Lua call made for that, as lua.c's Ctrl-C handler uses it. */
 static void worker_interrupt(void *ctx) {
   worker_ctx *w = (worker_ctx *)ctx;
-  /* lua_sethook is the one call Lua allows from another thread or a
-   * signal handler: it only sets fields the VM polls. */
   lua_sethook(w->L, interrupt_hook, LUA_MASKCOUNT, 1);
 }
 

@@ -13,6 +13,44 @@
  * catch the next task of a submit loop, short enough not to steal a core. */
 #define IDLE_SPIN_NS 50000.0
 
+/*
+ * Interrupting a running task. The binding's interrupt (lua_sethook) may
+ * only run on the thread that runs the state, or in a signal handler on
+ * that thread: Lua makes lua_sethook safe against the thread it
+ * interrupts, not against a concurrent one (it walks the thread's call
+ * frames). So the interrupter marks the worker and sends it
+ * PAR_INTERRUPT_SIGNAL; the handler, on the worker, installs the hook.
+ * Workers block every other signal; the handler chains to a previous
+ * handler for threads that are not workers.
+ */
+#ifndef PAR_INTERRUPT_SIGNAL
+#define PAR_INTERRUPT_SIGNAL SIGURG
+#endif
+
+static _Thread_local par_worker *this_worker;
+static struct sigaction previous_action;
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+
+static void on_interrupt_signal(int sig, siginfo_t *info, void *uctx) {
+  par_worker *w = this_worker;
+  if (w) {
+    if (atomic_load(&w->interrupted) && w->ctx) w->pool->ops->interrupt(w->ctx);
+  } else if (previous_action.sa_flags & SA_SIGINFO) {
+    if (previous_action.sa_sigaction) previous_action.sa_sigaction(sig, info, uctx);
+  } else if (previous_action.sa_handler != SIG_DFL && previous_action.sa_handler != SIG_IGN) {
+    previous_action.sa_handler(sig);
+  }
+}
+
+static void install_handler(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_interrupt_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  sigaction(PAR_INTERRUPT_SIGNAL, &sa, &previous_action);
+}
+
 static void pool_destroy(par_object *o) {
   par_pool *p = (par_pool *)o;
   int i;
@@ -64,7 +102,12 @@ static void *worker_main(void *arg) {
   par_worker *w = (par_worker *)arg;
   par_pool *p = w->pool;
   par_future *f;
+  sigset_t interrupt_only;
   w->ctx = p->ops->start(p->ud, w->index, &w->interrupted);
+  this_worker = w;
+  sigemptyset(&interrupt_only);
+  sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
+  pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
   while ((f = take(p)) != NULL) {
     double t0;
     if (!par_future_claim(f)) {      /* cancelled while queued */
@@ -84,6 +127,8 @@ static void *worker_main(void *arg) {
     if (atomic_exchange(&w->interrupted, 0) && w->ctx) p->ops->clear_interrupt(w->ctx);
     par_object_release(&f->hdr);
   }
+  pthread_sigmask(SIG_BLOCK, &interrupt_only, NULL);
+  this_worker = NULL;
   if (w->ctx) p->ops->stop(w->ctx);
   w->ctx = NULL;
   return NULL;
@@ -112,7 +157,9 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
     free(p);
     return NULL;
   }
-  /* Workers block every signal so that Ctrl-C reaches the main thread. */
+  pthread_once(&handler_once, install_handler);
+  /* Workers block every signal (but the interrupt, see worker_main) so that
+   * Ctrl-C reaches the main thread. */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   for (i = 0; i < n; i++) {
@@ -160,8 +207,8 @@ int par_pool_submit(par_pool *p, par_future *f) {
 
 static void interrupt_worker(par_worker *w, par_future *only) {
   pthread_mutex_lock(&w->mu);
-  if (w->current && (!only || w->current == only) && w->ctx) {
-    if (!atomic_exchange(&w->interrupted, 1)) w->pool->ops->interrupt(w->ctx);
+  if (w->current && (!only || w->current == only)) {
+    if (!atomic_exchange(&w->interrupted, 1)) pthread_kill(w->thread, PAR_INTERRUPT_SIGNAL);
   }
   pthread_mutex_unlock(&w->mu);
 }

@@ -38,8 +38,9 @@ typedef struct par_pool_ops {
   void *(*start)(void *ud, int index, _Atomic int *interrupted);
   /* Runs f (already claimed) and calls par_future_finish. */
   void (*run)(void *ctx, par_future *f);
-  /* From another thread, with the worker's mutex held: make the running
-   * task stop soon (the Lua binding sets a debug hook). */
+  /* In a signal handler on the worker's own thread (see pool.c): make the
+   * running task stop soon. Must be async-signal-safe: the Lua binding
+   * only calls lua_sethook. */
   void (*interrupt)(void *ctx);
   /* In the worker thread after an interrupted task: undo what interrupt did. */
   void (*clear_interrupt)(void *ctx);
