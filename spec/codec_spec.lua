@@ -503,6 +503,19 @@ describe("codec", function()
         math.sqrt, string.format))
     end)
 
+    it("travel by their module's name when a global aliases them too", function()
+      -- the alias makes math.sqrt a field of the sender's _G as well, which
+      -- the receiver's _G lacks: the name must still be math.sqrt
+      rawset(_G, "codec_spec_sqrt", math.sqrt)
+      local ok, r1 = pcall(pool.apply, pool, function(x) return codec_spec_sqrt(x) end, 16)
+      local ok2, r2 = pcall(pool.apply, pool, function(f, x) return f(x) end, math.sqrt, 25)
+      rawset(_G, "codec_spec_sqrt", nil)
+      assert.is_true(ok, r1)
+      assert.equal(4.0, r1)
+      assert.is_true(ok2, r2)
+      assert.equal(5.0, r2)
+    end)
+
     it("travel as upvalues and inside tables", function()
       local fmt = string.format
       assert.equal("003.1", pool:apply(function(x) return fmt("%05.1f", x) end, 3.14159))
