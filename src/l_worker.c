@@ -15,6 +15,7 @@ static const char key_traceback = 0;   /* registry: traceback of the last error 
 
 typedef struct worker_ctx {
   lua_State *L;
+  _Atomic int *interrupted;   /* the pool's flag for the running task */
   worker_config *cfg;
   size_t used;                /* bytes allocated by L (memory limit) */
   char *init_error;           /* set when init failed: every task fails with it */
@@ -84,11 +85,14 @@ static void *worker_start(void *ud, int index, _Atomic int *interrupted) {
   L = lua_newstate(worker_alloc, w);
   if (!L) { free(w); return NULL; }
   w->L = L;
+  w->interrupted = interrupted;
   lua_pushlightuserdata(L, w->cfg->pool);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
   l_wait_set_interrupt_flag(L, interrupted);
   lua_pushinteger(L, index + 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
+  lua_pushlightuserdata(L, w);
+  lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_ctx");
   lua_pushcfunction(L, set_paths);
   lua_pushlightuserdata(L, w);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -216,6 +220,35 @@ static int run_protected(lua_State *L) {
   return 1;
 }
 
+/*
+ * ThreadSanitizer holds an asynchronous signal back until the thread calls
+ * into instrumented code, which a Lua loop in the (uninstrumented) liblua
+ * never does: under it, the interrupt signal would not arrive. There, and
+ * only there, a running task polls for interrupts with a count hook.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define PAR_POLL_INTERRUPTS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PAR_POLL_INTERRUPTS 1
+#endif
+#endif
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar);
+
+#ifdef PAR_POLL_INTERRUPTS
+static void poll_hook(lua_State *L, lua_Debug *ar) {
+  worker_ctx *w;
+  lua_getfield(L, LUA_REGISTRYINDEX, "parallel.worker_ctx");
+  w = (worker_ctx *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (w && atomic_load(w->interrupted)) {
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
+    interrupt_hook(L, ar);
+  }
+}
+#endif
+
 static void worker_run(void *ctx, par_future *f) {
   worker_ctx *w = (worker_ctx *)ctx;
   lua_State *L = w ? w->L : NULL;
@@ -230,6 +263,9 @@ static void worker_run(void *ctx, par_future *f) {
     lua_settop(L, 0);
     return;
   }
+#ifdef PAR_POLL_INTERRUPTS
+  lua_sethook(L, poll_hook, LUA_MASKCOUNT, 10000);
+#endif
   lua_pushcfunction(L, run_protected);
   lua_pushlightuserdata(L, f);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
