@@ -205,5 +205,9 @@ for _, r in ipairs(rows) do
 end
 
 run_script("bench/shared_bench.lua", "shared objects (queues, counters, arrays):")
+if py_ok then
+  print("\nthe same with Python's multiprocessing:")
+  os.execute("python3 bench/shared_bench.py")
+end
 if os.getenv("BENCH_SOAK") ~= "0" then run_script("bench/soak.lua", "soak:") end
 if io.open("bench/chart.lua") then os.execute("lua5.4 bench/chart.lua") end
