@@ -26,9 +26,9 @@ local function batch(first)
   end
 end
 
--- Warm-up: the function caches, the pool's FIFO at its batch size, and
+-- Warm-up (400000 tasks): the function caches, the pool's FIFO at its batch size, and
 -- glibc's per-thread malloc arenas, which take some 100000 tasks to settle.
-local WARMUP = tonumber(os.getenv("SOAK_WARMUP")) or 10
+local WARMUP = tonumber(os.getenv("SOAK_WARMUP")) or 40
 for w = 1, WARMUP do batch(-w * BATCH) end
 collectgarbage(); collectgarbage()
 local before, t0 = rss_kb(), parallel.now()

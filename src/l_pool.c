@@ -115,27 +115,10 @@ static l_proxy *push_proxy(lua_State *L) {
   return proxy;
 }
 
-/*
- * A future's handle is a small userdata holding far more C memory (the
- * future, its messages). The collector only sees the handle, so it would
- * let tens of thousands of finished futures pile up between cycles: tell
- * it about the C memory with a collection step per 64 kB of futures.
- */
-static _Thread_local size_t unpaced_bytes;
-
-static void pace_gc(lua_State *L, size_t bytes) {
-  unpaced_bytes += bytes;
-  if (unpaced_bytes >= 64 * 1024) {
-    lua_gc(L, LUA_GCSTEP, (int)(unpaced_bytes / 1024));
-    unpaced_bytes = 0;
-  }
-}
-
 /* Makes the proxy's future for the task message m and queues it on p. */
 static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
   par_future *f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); return luaL_error(L, "not enough memory"); }
-  pace_gc(L, sizeof *f + sizeof *m + 2 * m->len + 64);
   proxy->obj = &f->hdr;
   l_object_remember(L, -1);
   switch (par_pool_submit(p, f)) {
