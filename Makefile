@@ -137,13 +137,20 @@ build-fuzz/obj/%.o: %.c $(HDR)
 $(FUZZER): fuzz/fuzz_codec.c $(FUZZ_OBJ) Makefile
 	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_FLAGS) $(FUZZ_DEFS) -fsanitize=fuzzer -o $@ fuzz/fuzz_codec.c $(FUZZ_OBJ) -llua5.4 -lm
 
-fuzz: $(FUZZER)
+fuzz-deps:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang libclang-rt-dev >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang libclang-rt-14-dev >/dev/null; }
+
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZER)
 	@mkdir -p build-fuzz/corpus
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
 	  $(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=30 -rss_limit_mb=4096 \
 	  -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus
 
-.PHONY: fuzz
+.PHONY: fuzz fuzz-deps
 
 # API reference (LDoc) into docs/ (git-ignored).
 docs:
