@@ -11,6 +11,14 @@ describe("parallel.semaphore", function()
       assert.equal(1, parallel.semaphore():value())
     end)
 
+    it("raises instead of overflowing its value, and keeps it", function()
+      local s = parallel.semaphore(math.maxinteger - 1)
+      s:release()
+      assert_raises("semaphore value overflow", s.release, s)
+      assert_raises("semaphore value overflow", s.release, s, 5)
+      assert.equal(math.maxinteger, s:value())
+    end)
+
     it("rejects a negative value", function()
       assert_raises("bad argument #1 to 'semaphore' (value must be non-negative)",
         function() parallel.semaphore(-1) end)

@@ -47,8 +47,7 @@ static const char *release(par_object *o) {
   if (l->type == &par_rlock_type)
     return par_rlock_release((par_rlock *)l) == PAR_OK ? NULL
                                                         : "rlock is not held by this thread";
-  par_semaphore_release((par_semaphore *)l, 1);
-  return NULL;
+  return par_semaphore_release((par_semaphore *)l, 1) == PAR_OK ? NULL : "semaphore value overflow";
 }
 
 static par_object *checklockish(lua_State *L) {
@@ -159,7 +158,7 @@ static int l_semaphore_release(lua_State *L) {
   par_semaphore *s = checksemaphore(L);
   lua_Integer k = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, k >= 1, 2, "count must be positive");
-  par_semaphore_release(s, (long)k);
+  if (par_semaphore_release(s, (long)k) != PAR_OK) return luaL_error(L, "semaphore value overflow");
   return 0;
 }
 

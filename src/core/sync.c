@@ -1,4 +1,6 @@
 #include "sync.h"
+
+#include <limits.h>
 #include "clock.h"
 
 #include <stdlib.h>
@@ -190,14 +192,19 @@ int par_semaphore_acquire(par_semaphore *s, double deadline) {
   return r;
 }
 
-void par_semaphore_release(par_semaphore *s, long k) {
+int par_semaphore_release(par_semaphore *s, long k) {
   pthread_mutex_lock(&s->mu);
+  if (k > LONG_MAX - s->value) {
+    pthread_mutex_unlock(&s->mu);
+    return PAR_ERROR;
+  }
   s->value += k;
   if (s->sleepers) {
     if (k == 1) pthread_cond_signal(&s->cv);
     else pthread_cond_broadcast(&s->cv);
   }
   pthread_mutex_unlock(&s->mu);
+  return PAR_OK;
 }
 
 long par_semaphore_value(par_semaphore *s) {

@@ -108,7 +108,8 @@ int par_rlock_restore(par_rlock *r, long depth, double deadline);
 
 par_semaphore *par_semaphore_new(long value);
 int par_semaphore_acquire(par_semaphore *s, double deadline);
-void par_semaphore_release(par_semaphore *s, long k);
+/* PAR_ERROR when the value would overflow (nothing released). */
+int par_semaphore_release(par_semaphore *s, long k);
 long par_semaphore_value(par_semaphore *s);
 
 par_event *par_event_new(void);
