@@ -37,6 +37,7 @@ int par_cond_init(pthread_cond_t *cv) {
 
 static struct timespec to_timespec(double t) {
   struct timespec ts;
+  if (t > 1e15) t = 1e15;     /* ~30 million years: no time_t overflow */
   ts.tv_sec = (time_t)t;
   ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
