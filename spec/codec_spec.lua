@@ -618,6 +618,14 @@ describe("codec", function()
         function() pool:submit(function(g) return g end, function() return co end) end)
     end)
 
+    it("a C function known only as a global of the sender fails at the sender", function()
+      rawset(_G, "codec_spec_iter", ("a b"):gmatch("%a"))
+      local ok, e = pcall(pool.submit, pool, function() return codec_spec_iter() end)
+      rawset(_G, "codec_spec_iter", nil)
+      assert.is_false(ok)
+      assert.equal("cannot send C function at fn.codec_spec_iter", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+    end)
+
     it("paths name a global the function reads (fn.name)", function()
       codec_spec_global_co = co
       local ok, e = pcall(pool.submit, pool, function() return codec_spec_global_co end)

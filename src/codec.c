@@ -208,6 +208,21 @@ static int seen_check(enc *e, int idx) {
  * C functions are fields of them. Rebuilt when the number of loaded modules
  * changes, at most once per encode.
  */
+/* Globals of the standard library that every receiver has already. */
+static int is_std_global(const char *name) {
+  static const char *const std[] = {
+    "assert", "collectgarbage", "dofile", "error", "getmetatable", "ipairs",
+    "load", "loadfile", "next", "pairs", "pcall", "print", "rawequal", "rawget",
+    "rawlen", "rawset", "require", "select", "setmetatable", "tonumber",
+    "tostring", "type", "warn", "xpcall", "_G", "_VERSION", "coroutine", "debug",
+    "io", "math", "os", "package", "string", "table", "utf8", NULL
+  };
+  int i;
+  for (i = 0; std[i]; i++)
+    if (strcmp(std[i], name) == 0) return 1;
+  return 0;
+}
+
 /* Whether module `candidate` names a C function better than the name
  * "mod\0field" found so far. */
 static int better_cname(const char *current, const char *candidate) {
@@ -257,7 +272,10 @@ static void names_refresh(enc *e) {
         lua_pop(L, 1);
         lua_pushnil(L);
         while (lua_next(L, mod)) {
-          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+          /* In _G, only the standard library's own functions have a name
+           * the receiver knows: another global's C function does not. */
+          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1) &&
+              (strcmp(lua_tostring(L, mod - 1), LUA_GNAME) != 0 || is_std_global(lua_tostring(L, -2)))) {
             lua_pushvalue(L, -1);
             lua_rawget(L, t + 2);
             /* The shortest module name wins, as for tables, but _G only
@@ -376,20 +394,6 @@ static void encode_table(enc *e, int idx) {
   }
 }
 
-/* Globals of the standard library that every receiver has already. */
-static int is_std_global(const char *name) {
-  static const char *const std[] = {
-    "assert", "collectgarbage", "dofile", "error", "getmetatable", "ipairs",
-    "load", "loadfile", "next", "pairs", "pcall", "print", "rawequal", "rawget",
-    "rawlen", "rawset", "require", "select", "setmetatable", "tonumber",
-    "tostring", "type", "warn", "xpcall", "_G", "_VERSION", "coroutine", "debug",
-    "io", "math", "os", "package", "string", "table", "utf8", NULL
-  };
-  int i;
-  for (i = 0; std[i]; i++)
-    if (strcmp(std[i], name) == 0) return 1;
-  return 0;
-}
 
 /*
  * Pushes env[name] for a function's _ENV table, following __index tables
