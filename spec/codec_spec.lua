@@ -254,6 +254,21 @@ describe("codec", function()
       end, t))
     end)
 
+    it("travel when functions nest deeply: 300 closures, each the upvalue of the next", function()
+      local f = function() return 0 end
+      for _ = 1, 300 do
+        local g = f
+        f = function() return g() + 1 end
+      end
+      assert.equal(300, pool:apply(function(h) return h() end, f))
+      local cur = {}
+      for _ = 1, 300 do
+        local h = cur
+        cur = { f = function() return h end }
+      end
+      assert.equal("table", pool:apply(function(x) return type(x.f().f().f) end, cur))
+    end)
+
     it("travel when deeply nested (200 levels)", function()
       local t = {}
       local cur = t

@@ -42,6 +42,11 @@ enum {
 enum { MSG_SCALARS = 0x51, MSG_STRUCTURED = 0x52 };
 
 #define MAX_DEPTH 1000
+/* Stack slots one level of a table or function may use (its own, the
+ * module index's rebuild, a global's lookup): checked at every level, as
+ * the Lua API itself never checks and an overflow would write past the
+ * stack. */
+#define SLOTS_PER_LEVEL 24
 #define PATH_MAX_PARTS (MAX_DEPTH + 8)
 
 /* ---------------------------------------------------------------- protos */
@@ -345,7 +350,6 @@ static void encode_table(enc *e, int idx) {
   }
   ref = seen_check(e, idx);
   if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
-  luaL_checkstack(L, 6, "value nested too deep");
   put_byte(e, T_TABLE);
   counts_at = e->b->len;
   put(e, &narr, sizeof narr);
@@ -558,8 +562,12 @@ static void encode_value(enc *e, int idx) {
       put_str(e, s, n);
       break;
     }
-    case LUA_TTABLE: encode_table(e, idx); break;
+    case LUA_TTABLE:
+      luaL_checkstack(L, SLOTS_PER_LEVEL, "value nested too deep");
+      encode_table(e, idx);
+      break;
     case LUA_TFUNCTION:
+      luaL_checkstack(L, SLOTS_PER_LEVEL, "value nested too deep");
       if (!lua_iscfunction(L, idx)) {
         encode_function(e, idx);
       } else if (names_lookup(e, idx, "cfuncs")) {
@@ -832,7 +840,7 @@ static void decode_table(dec *d) {
   int t;
   get_raw(d, &narr, sizeof narr);
   get_raw(d, &nhash, sizeof nhash);
-  luaL_checkstack(L, 6, "message nested too deep");
+
   lua_createtable(L, narr > INT32_MAX ? 0 : (int)narr, nhash > INT32_MAX ? 0 : (int)nhash);
   t = lua_gettop(L);
   register_ref(d, t);
@@ -858,6 +866,7 @@ static void decode_table(dec *d) {
 static void decode_value(dec *d) {
   lua_State *L = d->L;
   int tag = get_byte(d);
+  if (tag >= T_TABLE) luaL_checkstack(L, SLOTS_PER_LEVEL, "message nested too deep");
   switch (tag) {
     case T_NIL: lua_pushnil(L); break;
     case T_FALSE: lua_pushboolean(L, 0); break;
