@@ -266,7 +266,7 @@ describe("codec", function()
         local h = cur
         cur = { f = function() return h end }
       end
-      assert.equal("table", pool:apply(function(x) return type(x.f().f().f) end, cur))
+      assert.equal("table", pool:apply(function(x) return type(x.f().f()) end, cur))
     end)
 
     it("travel when deeply nested (200 levels)", function()
