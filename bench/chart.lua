@@ -1,7 +1,6 @@
 -- The speedup chart of make bench: the tutorial's cpu_intensive_task over
 -- 40 items with 1 .. 2 x cpu_count workers, measured speedup against
--- Amdahl's prediction for the serial fraction fitted from the 1-worker run
--- (the part of the wall time that is not the workers' busy time).
+-- Amdahl's prediction for the serial fraction fitted to those points.
 -- Writes bench/speedup.dat and, when gnuplot is installed, bench/speedup.png.
 local parallel = require "parallel"
 
@@ -14,26 +13,53 @@ end
 local items = {}
 for i = 1, 40 do items[i] = math.floor(1e6 + (i - 1) * 4e6 / 39 + 0.5) end
 
-local t0 = parallel.now()
-for i = 1, #items do cpu_intensive_task(items[i]) end
-local tseq = parallel.now() - t0
-
+-- This machine's speed drifts by tens of percent within seconds: each
+-- round measures the sequential time and every pool size back to back, and
+-- a speedup is the median over the rounds of its round's ratio.
+local ROUNDS = 3
 local cores = parallel.cpu_count()
-local rows = {}
-local serial
+local pools = {}
 for n = 1, 2 * cores do
-  local pool = parallel.pool(n)
-  pool:map(cpu_intensive_task, { 1 })        -- warm the workers up
-  t0 = parallel.now()
-  pool:map(cpu_intensive_task, items, { chunksize = 1 })
-  local t = parallel.now() - t0
-  if n == 1 then
-    -- Amdahl's S from the 1-worker run: overhead outside the task itself.
-    serial = math.max(0, math.min(1, (t - tseq) / t))
+  pools[n] = parallel.pool(n)
+  pools[n]:map(cpu_intensive_task, { 1 })        -- warm the workers up
+end
+local function timed(fn)
+  local t0 = parallel.now()
+  fn()
+  return parallel.now() - t0
+end
+local ratios, seqs = {}, {}
+for r = 1, ROUNDS do
+  local tseq_r = timed(function() for i = 1, #items do cpu_intensive_task(items[i]) end end)
+  seqs[r] = tseq_r
+  for n = 1, 2 * cores do
+    local t = timed(function() pools[n]:map(cpu_intensive_task, items, { chunksize = 1 }) end)
+    ratios[n] = ratios[n] or {}
+    ratios[n][r] = tseq_r / t
   end
-  pool:shutdown()
-  local predicted = parallel.amdahl(serial, math.min(n, cores))
-  rows[#rows + 1] = { n = n, speedup = tseq / t, amdahl = predicted, ideal = math.min(n, cores) }
+end
+for n = 1, 2 * cores do pools[n]:shutdown() end
+local function median(t)
+  local c = { table.unpack(t) }
+  table.sort(c)
+  return c[(#c + 1) // 2]
+end
+local tseq = median(seqs)
+-- Amdahl's S: the serial fraction that best fits all the measured points
+-- (least squares over a grid; a single point is too noisy here).
+local serial, best_err = 0, math.huge
+for k = 0, 500 do
+  local S, err = k / 1000, 0
+  for n = 1, 2 * cores do
+    local d = median(ratios[n]) - parallel.amdahl(S, math.min(n, cores))
+    err = err + d * d
+  end
+  if err < best_err then serial, best_err = S, err end
+end
+local rows = {}
+for n = 1, 2 * cores do
+  rows[n] = { n = n, speedup = median(ratios[n]), amdahl = parallel.amdahl(serial, math.min(n, cores)),
+              ideal = math.min(n, cores) }
 end
 
 local dat = assert(io.open("bench/speedup.dat", "w"))
@@ -50,17 +76,17 @@ dat:close()
 if os.execute("command -v gnuplot >/dev/null 2>&1") then
   local gp = assert(io.popen("gnuplot", "w"))
   gp:write(string.format([[
-set terminal png size 720,440
+set terminal png size 720,440 noenhanced
 set output 'bench/speedup.png'
 set title "parallel: cpu_intensive_task x40 on %d cores (Lua 5.4)"
 set xlabel "workers"
 set ylabel "speedup over sequential Lua"
-set key left top
+set key right bottom
 set grid
 set xtics 1
 set yrange [0:%d]
 plot 'bench/speedup.dat' using 1:2 with linespoints lw 2 title "measured", \
-     'bench/speedup.dat' using 1:3 with lines dt 2 lw 2 title "Amdahl (S fitted from 1 worker, N = min(workers, cores))", \
+     'bench/speedup.dat' using 1:3 with lines dt 2 lw 2 title "Amdahl (S fitted, N = min(workers, cores))", \
      'bench/speedup.dat' using 1:4 with lines dt 3 title "ideal"
 ]], cores, cores + 1))
   gp:close()
