@@ -363,9 +363,8 @@ static void encode_table(enc *e, int idx) {
   k = lua_gettop(L);
   while (lua_next(L, idx)) {
     if (in_run) {
-      int isint;
-      lua_Integer ki = lua_tointegerx(L, k, &isint);
-      if (isint && lua_type(L, k) == LUA_TNUMBER && (uint64_t)ki == narr + 1) {
+      lua_Integer ki = lua_isinteger(L, k) ? lua_tointeger(L, k) : 0;
+      if ((uint64_t)ki == narr + 1 && ki > 0) {
         narr++;
         pp->kind = P_INDEX;
         pp->i = ki;
@@ -540,11 +539,11 @@ static void encode_value(enc *e, int idx) {
     case LUA_TNUMBER:
     {
       unsigned char *w;
-      int isint;
-      lua_Integer i = lua_tointegerx(L, idx, &isint);
       reserve(e, 9);
       w = e->b->data + e->b->len;
-      if (isint && lua_isinteger(L, idx)) {
+      /* lua_isinteger first: lua_tointegerx on a float tries a conversion */
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
         w[0] = T_INT;
         memcpy(w + 1, &i, 8);
       } else {
