@@ -106,7 +106,7 @@ local function fuzz(calls, seed)
     parallel.array("double", 4, 1.5), parallel.array("int8", { 1, -2, 3 }),
     parallel.array("uint64", 3), parallel.array("float", 2), parallel.array("int64", { 5, 6, 7, 8 }):view(2, 3),
     parallel.value("int64", 0), parallel.value("double", 2.5), parallel.value("uint8", 3),
-    parallel.dict(), parallel.waitset { done, failed, never },
+    parallel.dict(), core._waitset { done, failed, never },
   }
   local d = objects[#objects - 1]
   d.a, d[1], d[true] = 1, { 2 }, "t"

@@ -151,7 +151,7 @@ static l_waitset *check_waitset(lua_State *L) {
   return w;
 }
 
-/* core.waitset(futures) --> a waitset whose :next() yields them as they finish */
+/* core._waitset(futures) --> a waitset whose :next() yields them as they finish */
 static int l_waitset_new(lua_State *L) {
   l_waitset *w;
   lua_Integer n, i;
@@ -281,5 +281,5 @@ void l_future_open(lua_State *L) {
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_waitset_new);
-  lua_setfield(L, -2, "waitset");
+  lua_setfield(L, -2, "_waitset");
 }

@@ -65,7 +65,7 @@ static const luaL_Reg util_funcs[] = {
   {"now", l_now},
   {"cpu_time", l_cpu_time},
   {"sleep", l_sleep},
-  {"isatty", l_isatty},
+  {"_isatty", l_isatty},
   {"worker_index", l_worker_index},
   {NULL, NULL}
 };

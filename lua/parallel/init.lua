@@ -106,7 +106,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
   end
   local deadline = opts.timeout and now() + opts.timeout
   local report = progress.new(opts.progress, n)
-  local ws = core.waitset(futures)
+  local ws = core._waitset(futures)
   local done = 0
   for _ = 1, #futures do
     local f = ws:next(remaining(deadline))
@@ -166,7 +166,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   local window = 2 * workers
   local inflight, head, tail = {}, 1, 0      -- ordered: FIFO of futures
   local firsts, counts = {}, {}
-  local ws = not ordered and core.waitset({}) or nil
+  local ws = not ordered and core._waitset({}) or nil
   local nflight, index, exhausted = 0, 0, false
   local deadline = opts.timeout and now() + opts.timeout
   local report = progress.new(opts.progress, total)
@@ -261,7 +261,7 @@ end
 function M.as_completed(futures, timeout)
   check(futures, "table", 1, "as_completed")
   if timeout ~= nil then check(timeout, "number", 2, "as_completed") end
-  local ws = core.waitset(futures)
+  local ws = core._waitset(futures)
   local deadline = timeout and now() + timeout
   return function()
     local f, err = ws:next(remaining(deadline))
@@ -281,7 +281,7 @@ function M.wait(futures, opts)
   if when ~= "all" and when ~= "first" and when ~= "first_error" then
     argerror(2, "wait", "invalid option '" .. tostring(when) .. "'")
   end
-  local ws = core.waitset(futures)
+  local ws = core._waitset(futures)
   local deadline = opts.timeout and now() + opts.timeout
   local done, is_done = {}, {}
   while true do
@@ -306,7 +306,7 @@ end
 --- parallel.gather(futures) --> list of first results; raises the first error
 function M.gather(futures)
   check(futures, "table", 1, "gather")
-  local ws = core.waitset(futures)
+  local ws = core._waitset(futures)
   for _ = 1, #futures do
     local f = ws:next()
     if f:state() ~= "done" then

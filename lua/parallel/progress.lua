@@ -30,7 +30,7 @@ function M.new(opt, total)
       if done ~= last then last = done; opt(done, t or total) end
     end
   end
-  if not core.isatty(2) then return nil end
+  if not core._isatty(2) then return nil end
   local t0, last = core.now(), 0
   return function(done, t, final)
     local tnow = core.now()
