@@ -3,25 +3,9 @@
 -- and back) and inspected inside the worker (booleans computed there).
 
 local support = require "spec.support"
-local error_of, assert_raises, assert_raises_containing, shell_quote = support.error_of, support.assert_raises, support.assert_raises_containing, support.shell_quote
+local run_lua = support.run_lua
+local error_of, assert_raises, assert_raises_containing = support.error_of, support.assert_raises, support.assert_raises_containing
 local parallel = require "parallel"
-
--- Runs a Lua script in a child lua5.4 (10 s limit); returns stdout, stderr, exit code.
-local function run_lua(code)
-  local base = os.tmpname()
-  local script, errf = base .. ".lua", base .. ".err"
-  local f = assert(io.open(script, "w")); f:write(code); f:close()
-  local cmd = ("LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
-    shell_quote(package.path), shell_quote(package.cpath), script, errf)
-  local p = io.popen(cmd, "r")
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local ef = io.open(errf, "r")
-  local err = ef and ef:read("a") or ""
-  if ef then ef:close() end
-  os.remove(script); os.remove(errf); os.remove(base)
-  return out, err, code
-end
 
 -- Global helpers defined by this "sending script" (busted's file environment).
 function codec_spec_square(x) return x * x end

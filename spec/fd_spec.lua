@@ -3,6 +3,7 @@
 -- test targets build it): Debian's lua-posix has no Lua 5.4 build.
 
 local support = require "spec.support"
+local occupy = support.occupy
 local parallel = require "parallel"
 
 local FDPOLL = os.getenv("PARALLEL_FDPOLL") or "./build/test/fdpoll.so"
@@ -27,14 +28,6 @@ local function collect(pool, fd, n)
   return got, wakeups
 end
 
--- Occupies the single worker of pool until the returned function is called.
-local function occupy(pool)
-  local started, go = parallel.event(), parallel.event()
-  local f = pool:submit(function(s, g) s:set(); g:wait(10); return "released" end, started, go)
-  assert.is_true(started:wait(10))
-  return f, function() go:set() end
-end
-
 describe("pool:fd", function()
   it("returns the same open descriptor on every call", function()
     local p <close> = parallel.pool(1)
@@ -48,7 +41,8 @@ describe("pool:fd", function()
   it("is not readable while no future of the pool has finished", function()
     local p <close> = parallel.pool(1)
     local fd = p:fd()
-    local _, release = occupy(p)
+    local _, running, release = occupy(p)
+    running()
     assert.is_false(poll(fd, 0))
     assert.is_false(poll(fd, 20))
     assert.same({}, p:completed())
@@ -59,7 +53,8 @@ describe("pool:fd", function()
   it("wakes a poll() blocked on it when a future finishes", function()
     local p <close> = parallel.pool(1)
     local fd = p:fd()
-    local _, release = occupy(p)
+    local _, running, release = occupy(p)
+    running()
     local done = p:submit(function(x) return x * 2 end, 21)
     release()
     local t0 = parallel.now()
@@ -115,7 +110,8 @@ describe("pool:completed", function()
   it("reports failed and cancelled futures too", function()
     local p <close> = parallel.pool(1)
     local fd = p:fd()
-    local _, release = occupy(p)
+    local _, running, release = occupy(p)
+    running()
     p:submit(function() error("boom") end)
     local cancelled = p:submit(function() return "never" end)
     assert.is_true(cancelled:cancel())

@@ -1,49 +1,9 @@
 -- Futures and the functions over many futures (as_completed, wait, gather).
 
 local support = require "spec.support"
-local error_of, assert_raises, shell_quote = support.error_of, support.assert_raises, support.shell_quote
+local run_lua, occupy = support.run_lua, support.occupy
+local error_of, assert_raises = support.error_of, support.assert_raises
 local parallel = require "parallel"
-
--- Runs a Lua script in a child lua5.4 (10 s limit) after the shell prelude.
-local function run_lua(code, prelude)
-  local base = os.tmpname()
-  local script, errf = base .. ".lua", base .. ".err"
-  local f = assert(io.open(script, "w")); f:write(code); f:close()
-  local cmd = ("%s LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
-    prelude or "", shell_quote(package.path), shell_quote(package.cpath), script, errf)
-  local p = io.popen(cmd, "r")
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local ef = io.open(errf, "r")
-  local err = ef and ef:read("a") or ""
-  if ef then ef:close() end
-  os.remove(script); os.remove(errf); os.remove(base)
-  return out, err, code
-end
-
-local function new_event()
-  if type(parallel.event) == "function" then
-    local ok, ev = pcall(parallel.event)
-    if ok then return ev end
-  end
-end
-
--- Occupies one worker of pool. Returns its future, a function that returns once
--- the task runs, and a function that lets it finish. Without events the task
--- just sleeps 0.5 s inside the worker.
-local function occupy(pool)
-  local started, go = new_event(), new_event()
-  local f = pool:submit(function(s, g)
-    if s then s:set() end
-    if g then g:wait(10) else parallel.sleep(0.5) end
-    return "released"
-  end, started, go)
-  local function running()
-    if started then started:wait(10) else f:wait(0.1) end
-  end
-  local function release() if go then go:set() end end
-  return f, running, release
-end
 
 describe("future", function()
   local pool

@@ -2,7 +2,7 @@
 -- with open pools, garbage-collected pools, thread leaks, Ctrl-C.
 
 local support = require "spec.support"
-local shell_quote = support.shell_quote
+local shell_quote, run_lua = support.shell_quote, support.run_lua
 local parallel = require "parallel"
 
 local function write_script(code)
@@ -19,18 +19,6 @@ local function write_script(code)
     return err
   end
   return cmd, cleanup
-end
-
--- Runs code in a child lua5.4 (killed after 10 s); returns stdout, stderr,
--- exit code and the seconds it took.
-local function run_lua(code)
-  local cmd, cleanup = write_script(code)
-  local t0 = parallel.now()
-  local p = io.popen(cmd, "r")
-  local out = p:read("a")
-  local _, _, status = p:close()
-  local elapsed = parallel.now() - t0
-  return out, cleanup(), status, elapsed
 end
 
 -- Runs setup, prints "ready <pid>", runs block; sends SIGINT once ready.

@@ -1,6 +1,7 @@
 -- parallel.pool and its methods, the default pool, parallel.spawn.
 
 local support = require "spec.support"
+local occupy = support.occupy
 local error_of, assert_raises = support.error_of, support.assert_raises
 local parallel = require "parallel"
 
@@ -8,31 +9,6 @@ local function range(n)
   local t = {}
   for i = 1, n do t[i] = i end
   return t
-end
-
--- An event from the synchronization module when it exists, else nil.
-local function new_event()
-  if type(parallel.event) == "function" then
-    local ok, ev = pcall(parallel.event)
-    if ok then return ev end
-  end
-end
-
--- Occupies one worker of pool. Returns its future, a function that returns once
--- the task runs, and a function that lets it finish. Without events the task
--- just sleeps 0.5 s inside the worker.
-local function occupy(pool)
-  local started, go = new_event(), new_event()
-  local f = pool:submit(function(s, g)
-    if s then s:set() end
-    if g then g:wait(10) else parallel.sleep(0.5) end
-    return "released"
-  end, started, go)
-  local function running()
-    if started then started:wait(10) else f:wait(0.1) end
-  end
-  local function release() if go then go:set() end end
-  return f, running, release
 end
 
 describe("parallel.pool", function()

@@ -32,4 +32,41 @@ end
 
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- Runs code in a child lua5.4 with this checkout's paths, after an optional
+-- shell prelude (`ulimit -v ...`), killed after 10 s. Returns its stdout,
+-- stderr, exit status and the seconds it took.
+function M.run_lua(code, prelude)
+  local base = os.tmpname()
+  local script, errf = base .. ".lua", base .. ".err"
+  local f = assert(io.open(script, "w")); f:write(code); f:close()
+  local cmd = ("%s LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
+    prelude or "", M.shell_quote(package.path), M.shell_quote(package.cpath), script, errf)
+  local clock = require("parallel").now
+  local t0 = clock()
+  local p = io.popen(cmd, "r")
+  local out = p:read("a")
+  local _, _, status = p:close()
+  local elapsed = clock() - t0
+  local ef = io.open(errf, "r")
+  local err = ef and ef:read("a") or ""
+  if ef then ef:close() end
+  os.remove(script); os.remove(errf); os.remove(base)
+  return out, err, status, elapsed
+end
+
+-- Occupies one worker of pool until release() is called. Returns the
+-- task's future, a function that returns once the task runs, and release.
+function M.occupy(pool)
+  local parallel = require "parallel"
+  local started, go = parallel.event(), parallel.event()
+  local f = pool:submit(function(s, g)
+    s:set()
+    g:wait(10)
+    return "released"
+  end, started, go)
+  local function running() assert.is_true(started:wait(10)) end
+  local function release() go:set() end
+  return f, running, release
+end
+
 return M
