@@ -4,14 +4,8 @@
 -- Writes bench/speedup.dat and, when gnuplot is installed, bench/speedup.png.
 local parallel = require "parallel"
 
-local function cpu_intensive_task(n)
-  local result = 0
-  for i = 0, n - 1 do result = result + i * i end
-  return result
-end
-
-local items = {}
-for i = 1, 40 do items[i] = math.floor(1e6 + (i - 1) * 4e6 / 39 + 0.5) end
+local workloads = dofile("bench/workloads.lua")
+local cpu_intensive_task, items = workloads.cpu_intensive_task, workloads.items
 
 -- This machine's speed drifts by tens of percent within seconds: each
 -- round measures the sequential time and every pool size back to back, and

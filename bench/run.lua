@@ -3,6 +3,7 @@
 -- same run; printed as one table with the ratios.
 -- BENCH_QUICK=1 shrinks the slow Python runs (primes) for a fast check.
 local parallel = require "parallel"
+local workloads = dofile("bench/workloads.lua")
 local now = parallel.now
 
 local quick = os.getenv("BENCH_QUICK") == "1"
@@ -95,13 +96,7 @@ do
 end
 
 -- 4. the tutorial's cpu_intensive_task over 40 items, 2 workers
-local function cpu_intensive_task(n)
-  local result = 0
-  for i = 0, n - 1 do result = result + i * i end
-  return result
-end
-local items = {}
-for i = 1, 40 do items[i] = math.floor(1e6 + (i - 1) * 4e6 / 39 + 0.5) end
+local cpu_intensive_task, items = workloads.cpu_intensive_task, workloads.items
 do
   -- This machine's speed drifts: the three measurements are interleaved,
   -- three rounds, and each takes its best round.
@@ -132,15 +127,7 @@ do
 end
 
 -- 5. the tutorial's primes: one submit per number, as_completed
-local function is_prime(n)
-  if n <= 1 then return false end
-  if n == 2 then return true end
-  if n % 2 == 0 then return false end
-  for i = 3, math.floor(math.sqrt(n)), 2 do
-    if n % i == 0 then return false end
-  end
-  return true
-end
+local is_prime = workloads.is_prime
 do
   local limit = 100000
   local t0 = now()
@@ -200,7 +187,7 @@ local function run_script(path, label)
   os.execute("lua5.4 " .. path)
 end
 
-print(string.format("\nparallel benchmarks — %d cores, Lua %s, %s", parallel.cpu_count(), _VERSION,
+print(string.format("\nparallel benchmarks — %d cores, %s, %s", parallel.cpu_count(), _VERSION,
   os.date("!%Y-%m-%d %H:%M UTC")))
 print(string.format("%-44s %12s %12s %12s  %-8s %s", "workload", "parallel", "sequential", "Python", "unit", "notes"))
 for _, r in ipairs(rows) do
