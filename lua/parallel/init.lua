@@ -12,7 +12,7 @@ end
 M._VERSION = core._VERSION
 
 local now, ceil, max, min = core.now, math.ceil, math.max, math.min
-local type, error, select, tmove = type, error, select, table.move
+local type, error = type, error
 
 -- Errors name the caller's line: `level` counts from the public function
 -- (the map family's implementations are tail-called, so they count as it).
@@ -165,7 +165,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   local next_item = item_source(list)
   local window = 2 * workers
   local inflight, head, tail = {}, 1, 0      -- ordered: FIFO of futures
-  local firsts, counts = {}, {}
+  local firsts = {}
   local ws = not ordered and core._waitset({}) or nil
   local nflight, index, exhausted = 0, 0, false
   local deadline = opts.timeout and now() + opts.timeout
@@ -184,7 +184,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
       end
       if k == 0 then break end
       local f = pool:_chunk(fn, items, 1, k, false, index + 1)
-      firsts[f], counts[f] = index + 1, k
+      firsts[f] = index + 1
       index = index + k
       nflight = nflight + 1
       if ordered then tail = tail + 1; inflight[tail] = f else ws:add(f) end
@@ -206,7 +206,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
       if not f then return false end
       inflight[head] = nil
       head = head + 1
-      if not f:wait(remaining(deadline)) then fail_timeout = true end
+      f:wait(remaining(deadline))
       if not f:done() then
         for i = head, tail do inflight[i]:cancel() end
         f:cancel()
@@ -225,7 +225,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     if f:state() ~= "done" then fail(f) end
     local res, count = f:get()
     buf, bufpos, buflen, buffirst = res, 0, count, firsts[f]
-    firsts[f], counts[f] = nil, nil
+    firsts[f] = nil
     return true
   end
 
