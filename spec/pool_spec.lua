@@ -562,3 +562,23 @@ describe("parallel.spawn", function()
     assert_raises("bad argument #1 to 'spawn' (function expected, got nil)", function() parallel.spawn(nil) end)
   end)
 end)
+
+describe("the facade", function()
+  it("leaves the caller's globals alone, errors and timeouts included", function()
+    local before = {}
+    for k in pairs(_G) do before[k] = true end
+    local p <close> = parallel.pool(2)
+    local function slow(x) parallel.sleep(0.2) return x end
+    p:map(function(x) return x end, {1, 2, 3}, {progress = function() end})
+    pcall(p.map, p, function(x) if x == 2 then error("no") end return x end, {1, 2, 3})
+    pcall(function() for _ in p:imap(slow, {1, 2, 3}, {timeout = 0.01}) do end end)
+    pcall(function() for _ in p:imap_unordered(slow, {1, 2, 3}, {timeout = 0.01}) do end end)
+    for _ in p:imap(function(x) return x end, {1, 2}) do end
+    local fs = {p:submit(slow, 1), p:submit(function() error("x") end)}
+    pcall(function() for _ in parallel.as_completed(fs, 0.01) do end end)
+    parallel.wait(fs, {return_when = "first_error"})
+    pcall(parallel.gather, fs)
+    parallel.spawn(function() return 1 end):get()
+    for k in pairs(_G) do assert.is_true(before[k] ~= nil, "new global " .. tostring(k)) end
+  end)
+end)
