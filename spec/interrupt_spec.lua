@@ -148,4 +148,14 @@ describe("pool{memory_limit}", function()
     for i = 1, 10 do assert.matches("not enough memory", failure(futures[i])) end
     assert.same({ n = 3, 2, 4, 6 }, p:map(function(x) return 2 * x end, { 1, 2, 3 }))
   end)
+
+  it("too small for a worker's state: every task fails with pool init failed, the process lives on", function()
+    local p <close> = parallel.pool{workers = 1, memory_limit = 1000}
+    for _ = 1, 3 do
+      local e = failure(p:submit(function() return 1 end))
+      assert.matches("^pool init failed: ", e)
+      assert.matches("not enough memory", e)
+    end
+    assert.equal(1, parallel.pool(1):apply(function() return 1 end))
+  end)
 end)
