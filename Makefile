@@ -62,14 +62,14 @@ examples: deps all
 asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" build-asan/parallel/core.so
 	LUA_CPATH="$(CURDIR)/build-asan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0 $(BUSTED) --exclude-tags=stress spec
+	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(BUSTED) --exclude-tags=stress spec
 
 # Specs tagged #child start child processes: under ThreadSanitizer a
 # forked child crashes before exec, so they run in the other builds only.
 tsan: deps
 	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" build-tsan/parallel/core.so
 	LUA_CPATH="$(CURDIR)/build-tsan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
-	  TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1 report_signal_unsafe=0" $(BUSTED) --exclude-tags=stress,child spec
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1 report_signal_unsafe=0 allocator_may_return_null=1" $(BUSTED) --exclude-tags=stress,child spec
 
 # Memcheck on lua5.4 running busted: memory errors, and blocks definitely
 # lost, fail. Slow: VALGRIND_SPECS picks the spec files (default: a subset

@@ -35,6 +35,13 @@ describe("parallel.array", function()
         function() parallel.array("int8", -1) end)
     end)
 
+    it("rejects a size past 1 TiB", function()
+      assert_raises("bad argument #2 to 'array' (size too large)",
+        function() parallel.array("double", 2^37 + 1) end)
+      assert_raises("bad argument #2 to 'array' (size too large)",
+        function() parallel.array("int8", math.maxinteger) end)
+    end)
+
     it("rejects a size that is neither a number nor a table", function()
       assert_raises("bad argument #2 to 'array' (number or table expected, got string)",
         function() parallel.array("int8", "x") end)

@@ -106,6 +106,7 @@ static int l_array_new(lua_State *L) {
   else if (t == LUA_TNUMBER) n = luaL_checkinteger(L, 2);
   else return luaL_typeerror(L, 2, "number or table");
   luaL_argcheck(L, n >= 0, 2, "size must be non-negative");
+  luaL_argcheck(L, (lua_Unsigned)n <= PAR_ARRAY_MAX_BYTES / par_elem_size(elem), 2, "size too large");
   fill.u = 0;
   if (t == LUA_TNUMBER && !lua_isnoneornil(L, 3)) fill = toscalar(L, 3, elem, 3);
   a = par_array_new(&par_array_type, elem, (size_t)n);

@@ -42,6 +42,10 @@ typedef struct par_array {
   int elem;
 } par_array;
 
+/* The largest array accepted (1 TiB): beyond it no machine this runs on
+ * has the memory, and allocators (sanitizers' included) fail badly. */
+#define PAR_ARRAY_MAX_BYTES ((size_t)1 << 40)
+
 extern const par_type par_array_type;   /* "parallel.array" */
 extern const par_type par_value_type;   /* "parallel.value" */
 
