@@ -175,7 +175,7 @@ static int l_waitset_new(lua_State *L) {
     lua_rawset(L, -3);
   }
   lua_setiuservalue(L, -2, 1);
-  w->ws = par_waitset_new((size_t)n);
+  w->ws = par_waitset_new();
   if (!w->ws) return luaL_error(L, "not enough memory");
   for (i = 1; i <= n; i++) {
     l_proxy *p;

@@ -191,12 +191,10 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     end
   end
 
-  local function fail(f)
-    if ordered then
-      for i = head, tail do inflight[i]:cancel() end
-    end
+  -- Every chunk in flight is a key of `firsts` until its results are
+  -- taken: cancelling them all is one loop, in either order.
+  local function cancel_inflight()
     for g in pairs(firsts) do g:cancel() end
-    raise_item(f)
   end
 
   local function next_chunk()
@@ -206,23 +204,23 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
       if not f then return false end
       inflight[head] = nil
       head = head + 1
-      f:wait(remaining(deadline))
-      if not f:done() then
-        for i = head, tail do inflight[i]:cancel() end
-        f:cancel()
+      if not f:wait(remaining(deadline)) then
+        cancel_inflight()
         error("timeout", 3)
       end
     else
       if nflight == 0 then return false end
-      local err
-      f, err = ws:next(remaining(deadline))
+      f = ws:next(remaining(deadline))
       if not f then
-        for g in pairs(firsts) do g:cancel() end
+        cancel_inflight()
         error("timeout", 3)
       end
     end
     nflight = nflight - 1
-    if f:state() ~= "done" then fail(f) end
+    if f:state() ~= "done" then
+      cancel_inflight()
+      raise_item(f)
+    end
     local res, count = f:get()
     buf, bufpos, buflen, buffirst = res, 0, count, firsts[f]
     firsts[f] = nil

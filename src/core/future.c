@@ -131,12 +131,11 @@ static void ws_push(par_waitset *ws, par_future *f) {
   pthread_mutex_unlock(&ws->mu);
 }
 
-par_waitset *par_waitset_new(size_t hint) {
+par_waitset *par_waitset_new(void) {
   par_waitset *ws = calloc(1, sizeof *ws);
   if (!ws) return NULL;
   pthread_mutex_init(&ws->mu, NULL);
   par_cond_init(&ws->cv);
-  (void)hint;
   return ws;
 }
 

@@ -57,7 +57,7 @@ int par_future_cancel(par_future *f);
  * PAR_OK or PAR_TIMEOUT. */
 int par_future_wait(par_future *f, double deadline);
 
-par_waitset *par_waitset_new(size_t hint);
+par_waitset *par_waitset_new(void);
 int par_waitset_add(par_waitset *ws, par_future *f);   /* 0 on out of memory */
 /* Next finished future (a new reference) or NULL with the status. */
 par_future *par_waitset_next(par_waitset *ws, double deadline, int *status);

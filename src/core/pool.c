@@ -150,7 +150,6 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   p->cap = 64;
   p->fifo = malloc(p->cap * sizeof *p->fifo);
   if (!p->workers || !p->fifo) {
-    p->ops = ops;
     free(p->workers); free(p->fifo);
     pthread_mutex_destroy(&p->mu); pthread_mutex_destroy(&p->join_mu);
     pthread_cond_destroy(&p->cv);
