@@ -238,6 +238,104 @@ describe("codec", function()
       end, t))
     end)
 
+    -- Long sequences (64 items and more) take a faster path: read by index
+    -- when their keys are all in the table's array part, by traversal
+    -- otherwise. Each shape below must arrive whole, however it is stored.
+    describe("with a long sequence", function()
+      local function same_contents(a, b)
+        for k, v in pairs(a) do if b[k] ~= v then return false end end
+        for k, v in pairs(b) do if a[k] ~= v then return false end end
+        return true
+      end
+
+      it("keep the sequence and the other keys of a mixed table", function()
+        local t = {}
+        for i = 1, 1000 do t[i] = i % 3 == 0 and i * 0.5 or i end
+        t.name, t[-1], t[0], t[1.5], t[5000], t[true] = "mixed", "neg", "zero", "half", "far", "bool"
+        local r = rt(t)
+        assert.is_true(same_contents(t, r))
+        assert.equal(math.type(t[3]), math.type(r[3]))
+        assert.equal(math.type(t[4]), math.type(r[4]))
+      end)
+
+      it("keep holes, strings, booleans, tables and shared tables among numbers", function()
+        local s = {shared = true}
+        local t = {}
+        for i = 1, 300 do t[i] = i end
+        t[10], t[20], t[30], t[40], t[50] = nil, "str", false, s, s
+        t[60] = {nested = {1, 2, 3}}
+        local r = rt(t)
+        assert.is_nil(r[10])
+        assert.equal("str", r[20])
+        assert.is_false(r[30])
+        assert.equal(r[40], r[50])
+        assert.is_true(r[40].shared)
+        assert.same({1, 2, 3}, r[60].nested)
+        assert.equal(300, r[300])
+        t[10] = nil
+        assert.is_true(pool:apply(function(x) return x[40] == x[50] and x[10] == nil and #x[60].nested == 3 end, t))
+      end)
+
+      -- A constructor's [k] = v fields go to the hash part, sized up front.
+      local function constructor(first, last, extra)
+        local parts = {}
+        for i = first, last do parts[#parts + 1] = ("[%d] = %d"):format(i, i * 2) end
+        for i = 1, extra do parts[#parts + 1] = ("k%d = %d"):format(i, i) end
+        return "{" .. table.concat(parts, ", ") .. "}"
+      end
+
+      it("keep a sequence stored in the hash part", function()
+        local t = load("return " .. constructor(1, 500, 50))()
+        local r = rt(t)
+        assert.is_true(same_contents(t, r))
+      end)
+
+      it("keep a sequence whose array part is exactly full (a table constructor)", function()
+        local t = load("return {" .. ("7, "):rep(70) .. "x = 'x'}")()
+        local r = rt(t)
+        assert.is_true(same_contents(t, r))
+      end)
+
+      it("keep a sequence running on from the array part into the hash part", function()
+        -- array part: exactly 1..100; keys 101..120 and k1..k50 in the hash
+        local src = constructor(101, 120, 50):gsub("^{", "{" .. ("3, "):rep(100))
+        local t = load("return " .. src)()
+        assert.equal(120, #t)
+        local r = rt(t)
+        assert.is_true(same_contents(t, r))
+      end)
+
+      it("keep a sequence filled backwards", function()
+        local t = {}
+        for i = 500, 1, -1 do t[i] = i * 2 end
+        t.tag = "backwards"
+        local r = rt(t)
+        assert.is_true(same_contents(t, r))
+      end)
+
+      it("keep everything when sent on again (received, then resent)", function()
+        local t = {}
+        for i = 1, 200 do t[i] = i end
+        t.x = "y"
+        local r = pool:apply(function(x)
+          local inner = parallel.pool(1)
+          local back = inner:apply(function(y) return y end, x)
+          inner:shutdown()
+          return back
+        end, t)
+        assert.is_true(same_contents(t, r))
+      end)
+
+      it("name the index of a value that cannot travel", function()
+        local t = {}
+        for i = 1, 100 do t[i] = i end
+        t[77] = coroutine.create(function() end)
+        assert_raises("cannot send thread at args[1][77]", pool.apply, pool, function(x) return x end, t)
+        t[77] = 77
+        assert.equal(100, pool:apply(function(x) return #x end, t))
+      end)
+    end)
+
     it("travel when functions nest deeply: 300 closures, each the upvalue of the next", function()
       local f = function() return 0 end
       for _ = 1, 300 do

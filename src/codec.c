@@ -187,6 +187,24 @@ static void push_part(enc *e, part p) {
 
 static void pop_part(enc *e) { e->depth--; }
 
+static inline void put_number(enc *e, int idx) {
+  lua_State *L = e->L;
+  unsigned char *w;
+  reserve(e, 9);
+  w = e->b->data + e->b->len;
+  /* lua_isinteger first: lua_tointegerx on a float tries a conversion */
+  if (lua_isinteger(L, idx)) {
+    lua_Integer i = lua_tointegerx(L, idx, NULL);
+    w[0] = T_INT;
+    memcpy(w + 1, &i, 8);
+  } else {
+    lua_Number d = lua_tonumberx(L, idx, NULL);
+    w[0] = T_FLOAT;
+    memcpy(w + 1, &d, 8);
+  }
+  e->b->len += 9;
+}
+
 /* Returns the back-reference number of the value at idx, or 0 (and
  * registers it under a new number). */
 static int seen_check(enc *e, int idx) {
@@ -330,12 +348,97 @@ static int names_lookup(enc *e, int idx, const char *field) {
  * first (a sequence's array part) is written as bare values; every other
  * pair is written as key and value. Both counts are patched in at the end.
  */
+/*
+ * A long sequence is read with lua_rawgeti rather than lua_next, a third of
+ * the API calls per element, when its keys 1..n are known to be all in the
+ * table's array part: then the traversal can resume after them and meet
+ * none of them again. Lua 5.4's next raises "invalid key" for an absent key
+ * outside the array part and resumes after one inside it; so a successful
+ * next(t, n + 1), t[n + 1] being nil, proves 1..n + 1 are array slots and
+ * returns the rest of the traversal. Checked once per process by
+ * array_probe_self_test; tables shorter than ARRAY_FAST_MIN skip the probe
+ * (its pcall would cost more than it saves).
+ */
+#define ARRAY_FAST_MIN 64
+
+static atomic_int array_probe_works;   /* 0: untested, 1: yes, -1: no */
+
+static int array_probe(lua_State *L) {
+  lua_settop(L, 2);
+  return lua_next(L, 1) ? 2 : 0;
+}
+
+/* Calls next(t, key) for the table at idx, leaving key and value (nil, nil
+ * at the end of the traversal); returns 0, leaving nothing, if next raised. */
+static int probe_next(lua_State *L, int idx, lua_Integer key) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, array_probe);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, key);
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+/* t[1], t[2] in the hash part must make next(t, 3) raise; in the array
+ * part, must resume with nothing left. */
+static void array_probe_self_test(lua_State *L) {
+  int ok;
+  if (atomic_load(&array_probe_works) != 0) return;
+  luaL_checkstack(L, 6, NULL);
+  lua_createtable(L, 0, 4);
+  lua_pushboolean(L, 1); lua_rawseti(L, -2, 1);
+  lua_pushboolean(L, 1); lua_rawseti(L, -2, 2);
+  ok = !probe_next(L, -1, 3);
+  lua_createtable(L, 4, 0);
+  lua_pushboolean(L, 1); lua_rawseti(L, -2, 1);
+  lua_pushboolean(L, 1); lua_rawseti(L, -2, 2);
+  if (ok && probe_next(L, -1, 3)) {
+    ok = lua_isnil(L, -2);
+    lua_pop(L, 2);
+  } else {
+    ok = 0;
+  }
+  lua_pop(L, 2);
+  atomic_store(&array_probe_works, ok ? 1 : -1);
+}
+
+/* Writes t[1..n] as bare values (a nil in a hole); pp is the path part.
+ * Numbers are read ARRAY_BATCH at a time, popped together. */
+#define ARRAY_BATCH 16
+
+static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
+  lua_State *L = e->L;
+  int top = lua_gettop(L), held = 0;
+  lua_Integer i;
+  luaL_checkstack(L, ARRAY_BATCH, "value nested too deep");
+  for (i = 1; i <= n; i++) {
+    switch (lua_rawgeti(L, idx, i)) {
+      case LUA_TNUMBER:
+        put_number(e, top + ++held);
+        if (held == ARRAY_BATCH) { lua_settop(L, top); held = 0; }
+        continue;
+      case LUA_TNIL: put_byte(e, T_NIL); break;
+      default:
+        pp->i = i;
+        encode_value(e, top + held + 1);
+        break;
+    }
+    lua_settop(L, top);
+    held = 0;
+  }
+  lua_settop(L, top);
+}
+
 static void encode_table(enc *e, int idx) {
   lua_State *L = e->L;
   size_t counts_at;
   uint64_t narr = 0;
   uint32_t nhash = 0;
-  int in_run = 1, k;
+  int in_run = 1, k, more;
+  lua_Integer n;
   part *pp;
   int ref;
   /* Modules go by name and take no back-reference number (the receiver
@@ -361,7 +464,20 @@ static void encode_table(enc *e, int idx) {
   pp = &e->path[e->depth - 1];
   lua_pushnil(L);
   k = lua_gettop(L);
-  while (lua_next(L, idx)) {
+  more = 0;
+  n = (lua_Integer)lua_rawlen(L, idx);
+  if (n >= ARRAY_FAST_MIN && atomic_load(&array_probe_works) > 0 &&
+      n < LUA_MAXINTEGER && probe_next(L, idx, n + 1)) {
+    lua_remove(L, k);      /* the rest's first key and value (or nil, nil) from k */
+    encode_array(e, idx, n, pp);
+    narr = (uint64_t)n;
+    in_run = 0;
+    more = !lua_isnil(L, k);
+    if (!more) lua_settop(L, k - 1);
+  } else {
+    more = lua_next(L, idx);
+  }
+  for (; more; more = lua_next(L, idx)) {
     if (in_run) {
       lua_Integer ki = lua_isinteger(L, k) ? lua_tointeger(L, k) : 0;
       if ((uint64_t)ki == narr + 1 && ki > 0) {
@@ -536,24 +652,7 @@ static void encode_value(enc *e, int idx) {
   switch (lua_type(L, idx)) {
     case LUA_TNIL: put_byte(e, T_NIL); break;
     case LUA_TBOOLEAN: put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); break;
-    case LUA_TNUMBER:
-    {
-      unsigned char *w;
-      reserve(e, 9);
-      w = e->b->data + e->b->len;
-      /* lua_isinteger first: lua_tointegerx on a float tries a conversion */
-      if (lua_isinteger(L, idx)) {
-        lua_Integer i = lua_tointeger(L, idx);
-        w[0] = T_INT;
-        memcpy(w + 1, &i, 8);
-      } else {
-        lua_Number d = lua_tonumber(L, idx);
-        w[0] = T_FLOAT;
-        memcpy(w + 1, &d, 8);
-      }
-      e->b->len += 9;
-      break;
-    }
+    case LUA_TNUMBER: put_number(e, idx); break;
     case LUA_TSTRING: {
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
@@ -840,11 +939,26 @@ static void decode_table(dec *d) {
   get_raw(d, &narr, sizeof narr);
   get_raw(d, &nhash, sizeof nhash);
 
-  lua_createtable(L, narr > INT32_MAX ? 0 : (int)narr, nhash > INT32_MAX ? 0 : (int)nhash);
+  /* one spare array slot lets a resend take the encoder's fast path */
+  lua_createtable(L, narr >= INT32_MAX ? 0 : (int)narr + (narr >= ARRAY_FAST_MIN),
+                  nhash > INT32_MAX ? 0 : (int)nhash);
   t = lua_gettop(L);
   register_ref(d, t);
   for (i = 1; i <= narr; i++) {
-    decode_value(d);
+    /* numbers inline: most long sequences hold nothing else */
+    if (d->end - d->p > 8 && *d->p == T_FLOAT) {
+      lua_Number x;
+      memcpy(&x, d->p + 1, sizeof x);
+      d->p += 9;
+      lua_pushnumber(L, x);
+    } else if (d->end - d->p > 8 && *d->p == T_INT) {
+      lua_Integer x;
+      memcpy(&x, d->p + 1, sizeof x);
+      d->p += 9;
+      lua_pushinteger(L, x);
+    } else {
+      decode_value(d);
+    }
     lua_rawseti(L, t, (lua_Integer)i);
   }
   for (;;) {
@@ -999,5 +1113,6 @@ void codec_open(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_scratch);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cfcache);
+  array_probe_self_test(L);
   proto_open(L);
 }

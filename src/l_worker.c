@@ -9,6 +9,7 @@
 #include "l_embed.h"
 #include "l_wait.h"
 #include "core/future.h"
+#include "core/spare.h"
 
 static const char key_pool = 0;        /* registry: light userdata par_pool */
 static const char key_traceback = 0;   /* registry: traceback of the last error */
@@ -18,6 +19,7 @@ typedef struct worker_ctx {
   _Atomic int *interrupted;   /* the pool's flag for the running task */
   worker_config *cfg;
   size_t used;                /* bytes allocated by L (memory limit) */
+  par_spare spare;            /* large blocks L freed, for its next ones */
   char *init_error;           /* set when init failed: every task fails with it */
 } worker_ctx;
 
@@ -35,13 +37,20 @@ static void *worker_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   worker_ctx *w = (worker_ctx *)ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    par_spare_give(&w->spare, ptr, old);
     w->used -= old;
     return NULL;
   }
   if (w->cfg->memory_limit && nsize > old &&
       w->used + (nsize - old) > w->cfg->memory_limit)
     return NULL;
+  if (!ptr && nsize >= PAR_SPARE_MIN) {
+    void *kept = par_spare_take(&w->spare, nsize);
+    if (kept) {
+      w->used += nsize;
+      return kept;
+    }
+  }
   ptr = realloc(ptr, nsize);
   if (ptr) w->used = w->used - old + nsize;
   return ptr;
@@ -298,6 +307,7 @@ static void worker_clear_interrupt(void *ctx) {
 static void worker_stop(void *ctx) {
   worker_ctx *w = (worker_ctx *)ctx;
   lua_close(w->L);
+  par_spare_clear(&w->spare);
   free(w->init_error);
   free(w);
 }

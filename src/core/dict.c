@@ -61,19 +61,6 @@ static uint64_t hash_bytes(const unsigned char *p, size_t n) {
   return h;
 }
 
-static par_msg *msg_copy(const par_msg *m) {
-  size_t refbytes = m->nrefs * sizeof(par_object *), i;
-  par_msg *c = malloc(sizeof *c + refbytes + m->len);
-  if (!c) return NULL;
-  c->len = m->len;
-  c->nrefs = m->nrefs;
-  c->refs = (par_object **)(void *)(c + 1);
-  c->data = (unsigned char *)c->refs + refbytes;
-  for (i = 0; i < m->nrefs; i++) c->refs[i] = par_object_retain(m->refs[i]);
-  if (m->len) memcpy(c->data, m->data, m->len);
-  return c;
-}
-
 static par_dict_entry *find(par_dict *d, const void *key, size_t klen, uint64_t h) {
   par_dict_entry *e = d->buckets[h & (d->nbuckets - 1)];
   for (; e; e = e->chain)
@@ -154,7 +141,7 @@ int par_dict_get(par_dict *d, const void *key, size_t klen, par_msg **out) {
   pthread_mutex_lock(&d->mu);
   e = find(d, key, klen, h);
   if (e && e->value) {
-    *out = msg_copy(e->value);
+    *out = par_msg_copy(e->value);
     r = *out ? 1 : -1;
   }
   pthread_mutex_unlock(&d->mu);
@@ -193,7 +180,7 @@ int par_dict_begin_update(par_dict *d, const void *key, size_t klen,
   pthread_mutex_lock(&d->mu);
   r = wait_idle(d, key, klen, h, &e, deadline);
   if (r == PAR_OK && !e && !(e = insert(d, key, klen, h))) r = PAR_NOMEM;
-  if (r == PAR_OK && e->value && !(*current = msg_copy(e->value))) r = PAR_NOMEM;
+  if (r == PAR_OK && e->value && !(*current = par_msg_copy(e->value))) r = PAR_NOMEM;
   if (r == PAR_OK) {
     e->updater = par_thread_id();
     *out = e;
@@ -255,7 +242,7 @@ int par_dict_items(par_dict *d, int with_values, par_dict_item **items, size_t *
     memcpy(it[k].key, e->key, e->klen);
     it[k].klen = e->klen;
     k++;
-    if (with_values && !(it[k - 1].value = msg_copy(e->value))) break;
+    if (with_values && !(it[k - 1].value = par_msg_copy(e->value))) break;
   }
   pthread_mutex_unlock(&d->mu);
   if (e) {

@@ -1,7 +1,30 @@
 #include "msg.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "spare.h"
+
+/* A large message keeps the memory it was written in, and that memory,
+ * once the message is freed (on any thread), becomes the next large
+ * message's buffer: no copy, and no fresh pages to fault in. */
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static par_spare spare;
+
+static void *spare_take(size_t n) {
+  void *p;
+  pthread_mutex_lock(&spare_lock);
+  p = par_spare_take(&spare, n);
+  pthread_mutex_unlock(&spare_lock);
+  return p;
+}
+
+static void spare_give(void *p, size_t n) {
+  pthread_mutex_lock(&spare_lock);
+  par_spare_give(&spare, p, n);
+  pthread_mutex_unlock(&spare_lock);
+}
 
 void par_buf_init(par_buf *b) {
   memset(b, 0, sizeof *b);
@@ -48,22 +71,46 @@ int par_buf_add_ref(par_buf *b, par_object *o) {
 
 par_msg *par_buf_finish(par_buf *b) {
   size_t refbytes = b->nrefs * sizeof(par_object *);
-  par_msg *m = malloc(sizeof *m + refbytes + b->len);
+  int own_block = b->len >= PAR_SPARE_MIN;
+  par_msg *m = malloc(sizeof *m + refbytes + (own_block ? 0 : b->len));
   if (!m) return NULL;
   m->len = b->len;
   m->nrefs = b->nrefs;
   m->refs = (par_object **)(void *)(m + 1);
-  m->data = (unsigned char *)m->refs + refbytes;
   if (refbytes) memcpy(m->refs, b->refs, refbytes);
-  if (b->len) memcpy(m->data, b->data, b->len);
+  if (own_block) {
+    m->data = b->data;
+    m->block = b->cap;
+    b->data = spare_take(b->cap);
+    if (!b->data) b->cap = 0;
+  } else {
+    m->data = (unsigned char *)m->refs + refbytes;
+    m->block = 0;
+    if (b->len) memcpy(m->data, b->data, b->len);
+  }
   b->nrefs = 0;   /* the refs now belong to the message */
   b->len = 0;
   return m;
+}
+
+par_msg *par_msg_copy(const par_msg *m) {
+  size_t refbytes = m->nrefs * sizeof(par_object *), i;
+  par_msg *c = malloc(sizeof *c + refbytes + m->len);
+  if (!c) return NULL;
+  c->len = m->len;
+  c->nrefs = m->nrefs;
+  c->refs = (par_object **)(void *)(c + 1);
+  c->data = (unsigned char *)c->refs + refbytes;
+  c->block = 0;
+  for (i = 0; i < m->nrefs; i++) c->refs[i] = par_object_retain(m->refs[i]);
+  if (m->len) memcpy(c->data, m->data, m->len);
+  return c;
 }
 
 void par_msg_free(par_msg *m) {
   size_t i;
   if (!m) return;
   for (i = 0; i < m->nrefs; i++) par_object_release(m->refs[i]);
+  if (m->block) spare_give(m->data, m->block);
   free(m);
 }

@@ -16,7 +16,8 @@ typedef struct par_msg {
   size_t len;
   size_t nrefs;
   par_object **refs;        /* points into the same allocation */
-  unsigned char *data;      /* idem */
+  unsigned char *data;      /* idem, or a block of its own (a large message) */
+  size_t block;             /* the size of that block; 0 when inline */
 } par_msg;
 
 /* Growable scratch buffer in which a message is built. */
@@ -32,8 +33,13 @@ void par_buf_reset(par_buf *b);          /* releases refs, keeps capacity */
 void par_buf_free(par_buf *b);
 int par_buf_reserve(par_buf *b, size_t extra);   /* 0 on out of memory */
 int par_buf_add_ref(par_buf *b, par_object *o);  /* takes over one ref */
-/* Copies the buffer into a new exact-size message (refs move to it). */
+/* Makes the buffer's contents a message (refs move to it): a copy of exact
+ * size, or for a large one the buffer's own memory, the buffer taking a
+ * spare block in its place. */
 par_msg *par_buf_finish(par_buf *b);
+
+/* A copy of m holding its own references; NULL on out of memory. */
+par_msg *par_msg_copy(const par_msg *m);
 
 void par_msg_free(par_msg *m);
 
