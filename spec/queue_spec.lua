@@ -4,15 +4,21 @@ local support = require "spec.support"
 local assert_raises, shell_quote = support.assert_raises, support.shell_quote
 local parallel = require "parallel"
 
--- Runs code in a child lua5.4 that gets SIGINT after `after` seconds;
--- returns its stderr and the seconds it lasted.
-local function interrupted(code, after)
+-- Runs code in a child lua5.4 and sends it SIGINT once it says it is ready
+-- (a signal before lua.c installs its handler would just kill it).
+-- Returns its output (stderr included) and the seconds from signal to exit.
+local function interrupted(code)
   local script = os.tmpname()
-  local f = assert(io.open(script, "w")); f:write(code); f:close()
-  local cmd = ("LUA_PATH=%s LUA_CPATH=%s timeout -s INT %s lua5.4 %s 2>&1"):format(
-    shell_quote(package.path), shell_quote(package.cpath), after, script)
-  local t0 = parallel.now()
+  local f = assert(io.open(script, "w"))
+  f:write('io.stdout:write("ready ", io.open("/proc/self/stat"):read("n"), "\\n") io.stdout:flush() ', code)
+  f:close()
+  local cmd = ("LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>&1"):format(
+    shell_quote(package.path), shell_quote(package.cpath), script)
   local p = io.popen(cmd, "r")
+  local pid = (p:read("l") or ""):match("^ready (%d+)$")
+  assert(pid, "the child did not get ready")
+  local t0 = parallel.now()
+  os.execute("kill -INT " .. pid)
   local out = p:read("a")
   p:close()
   os.remove(script)
@@ -151,7 +157,7 @@ describe("parallel.queue", function()
       local out, secs = interrupted([[
         local q = require("parallel").queue()
         q:pop()
-      ]], 1)
+      ]])
       assert.matches("interrupted", out)
       assert.is_true(secs < 3)
     end)

@@ -129,7 +129,7 @@ static int l_array_index(lua_State *L) {
       return 1;
     }
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
+    lua_rawget(L, lua_upvalueindex(L_OBJECT_NUPVALUES + 1));
     return 1;
   }
   return 0;
@@ -316,11 +316,13 @@ static const luaL_Reg constructors[] = {
   {NULL, NULL}
 };
 
-/* Replaces __index (the methods table) by f with that table as upvalue. */
+/* Replaces __index (the methods table) by f with that table as its last
+ * upvalue (after l_object's). */
 static void index_closure(lua_State *L, const par_type *t, lua_CFunction f) {
   luaL_getmetatable(L, t->name);
-  lua_getfield(L, -1, "__index");
-  lua_pushcclosure(L, f, 1);
+  l_object_pushupvalues(L, t);
+  lua_getfield(L, -3, "__index");
+  lua_pushcclosure(L, f, L_OBJECT_NUPVALUES + 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

@@ -101,7 +101,7 @@ static int l_dict_index(lua_State *L) {
   int r;
   if (lua_type(L, 2) == LUA_TSTRING) {
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_rawget(L, lua_upvalueindex(L_OBJECT_NUPVALUES + 1)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
   }
   tokey(L, 2, &k, 2);
@@ -294,8 +294,9 @@ void l_dict_open(lua_State *L) {
   l_message_open(L);
   l_object_newmeta(L, &par_dict_type, dict_methods, dict_meta);
   luaL_getmetatable(L, par_dict_type.name);
-  lua_getfield(L, -1, "__index");
-  lua_pushcclosure(L, l_dict_index, 1);
+  l_object_pushupvalues(L, &par_dict_type);
+  lua_getfield(L, -3, "__index");
+  lua_pushcclosure(L, l_dict_index, L_OBJECT_NUPVALUES + 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, SNAPSHOT);

@@ -86,7 +86,7 @@ l_proxy *l_object_push(lua_State *L, par_object *o) {
   return p;
 }
 
-l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type *t) {
+l_proxy *l_object_checkproxy_slow(lua_State *L, int idx, const par_type *t) {
   l_proxy *p = (l_proxy *)lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {
     int same;
@@ -100,10 +100,6 @@ l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type *t) {
   if (!p) p = (l_proxy *)luaL_checkudata(L, idx, t->name);   /* raises the error */
   if (p->obj == NULL) luaL_error(L, "%s is closed", t->name);
   return p;
-}
-
-par_object *l_object_check(lua_State *L, int idx, const par_type *t) {
-  return l_object_checkproxy(L, idx, t)->obj;
 }
 
 par_object *l_object_test(lua_State *L, int idx) {
@@ -144,10 +140,15 @@ static int l_object_tostring(lua_State *L) {
 void l_object_newmeta(lua_State *L, const par_type *t, const luaL_Reg *methods,
                       const luaL_Reg *metamethods) {
   luaL_newmetatable(L, t->name);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, t);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, -2, &marker_key);
   lua_newtable(L);
-  if (methods) luaL_setfuncs(L, methods, 0);
+  if (methods) {
+    l_object_pushupvalues(L, t);
+    luaL_setfuncs(L, methods, L_OBJECT_NUPVALUES);
+  }
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_object_gc);
   lua_setfield(L, -2, "__gc");
@@ -155,6 +156,14 @@ void l_object_newmeta(lua_State *L, const par_type *t, const luaL_Reg *methods,
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, l_object_tostring);
   lua_setfield(L, -2, "__tostring");
-  if (metamethods) luaL_setfuncs(L, metamethods, 0);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, t);
+  if (metamethods) {
+    l_object_pushupvalues(L, t);
+    luaL_setfuncs(L, metamethods, L_OBJECT_NUPVALUES);
+  }
+  lua_pop(L, 1);
+}
+
+void l_object_pushupvalues(lua_State *L, const par_type *t) {
+  lua_pushlightuserdata(L, (void *)t);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, t);
 }

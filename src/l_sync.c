@@ -422,10 +422,10 @@ static void lockish_meta(lua_State *L, const par_type *t, const luaL_Reg *own) {
   l_object_newmeta(L, t, NULL, NULL);
   luaL_getmetatable(L, t->name);
   lua_getfield(L, -1, "__index");
-  lua_pushlightuserdata(L, (void *)t);
-  luaL_setfuncs(L, lockish_methods, 1);
-  lua_pushlightuserdata(L, (void *)t);
-  luaL_setfuncs(L, own, 1);
+  l_object_pushupvalues(L, t);
+  luaL_setfuncs(L, lockish_methods, L_OBJECT_NUPVALUES);
+  l_object_pushupvalues(L, t);
+  luaL_setfuncs(L, own, L_OBJECT_NUPVALUES);
   lua_pop(L, 2);
 }
 

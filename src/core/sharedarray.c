@@ -16,7 +16,6 @@ const char *const par_elem_names[] = {
 static const unsigned char elem_size[] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
 
 size_t par_elem_size(int elem) { return elem_size[elem]; }
-int par_elem_is_float(int elem) { return elem >= PAR_FLOAT; }
 
 int par_elem_fits_int(int elem, int64_t v) {
   switch (elem) {
@@ -187,7 +186,18 @@ static int add_checked(int elem, par_scalar old, par_scalar delta, par_scalar *o
 }
 
 int par_array_add(par_array *a, size_t i, par_scalar delta, par_scalar *result) {
-  uint64_t bits = load_bits(a, i);
+  uint64_t bits;
+  if (a->elem == PAR_INT64) {
+    /* the shared counter's type, without the per-type dispatch */
+    _Atomic int64_t *p = (_Atomic int64_t *)(void *)(a->data + i * sizeof(int64_t));
+    int64_t old = atomic_load_explicit(p, RELAXED), nv;
+    do {
+      if (__builtin_add_overflow(old, delta.i, &nv)) return PAR_ERROR;
+    } while (!atomic_compare_exchange_weak(p, &old, nv));
+    result->i = nv;
+    return PAR_OK;
+  }
+  bits = load_bits(a, i);
   for (;;) {
     par_scalar nv;
     if (!add_checked(a->elem, from_bits(a->elem, bits), delta, &nv)) return PAR_ERROR;

@@ -50,7 +50,7 @@ extern const par_type par_array_type;   /* "parallel.array" */
 extern const par_type par_value_type;   /* "parallel.value" */
 
 size_t par_elem_size(int elem);
-int par_elem_is_float(int elem);
+static inline int par_elem_is_float(int elem) { return elem >= PAR_FLOAT; }
 /* Whether v fits the element type (signed input; float types: v finite
  * and in range, or not finite). */
 int par_elem_fits_int(int elem, int64_t v);
