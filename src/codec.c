@@ -369,13 +369,17 @@ static int array_probe(lua_State *L) {
 }
 
 /* Calls next(t, key) for the table at idx, leaving key and value (nil, nil
- * at the end of the traversal); returns 0, leaving nothing, if next raised. */
+ * at the end of the traversal); returns 0, leaving nothing, if next raised
+ * "invalid key". Any other error (out of memory; lua.c's Ctrl-C hook,
+ * which fires at the call) goes on up rather than being lost here. */
 static int probe_next(lua_State *L, int idx, lua_Integer key) {
   idx = lua_absindex(L, idx);
   lua_pushcfunction(L, array_probe);
   lua_pushvalue(L, idx);
   lua_pushinteger(L, key);
   if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    if (!msg || !strstr(msg, "invalid key to 'next'")) lua_error(L);
     lua_pop(L, 1);
     return 0;
   }
@@ -383,10 +387,9 @@ static int probe_next(lua_State *L, int idx, lua_Integer key) {
 }
 
 /* t[1], t[2] in the hash part must make next(t, 3) raise; in the array
- * part, must resume with nothing left. */
-static void array_probe_self_test(lua_State *L) {
+ * part, must resume with nothing left. Run at the first long sequence. */
+static int array_probe_self_test(lua_State *L) {
   int ok;
-  if (atomic_load(&array_probe_works) != 0) return;
   luaL_checkstack(L, 6, NULL);
   lua_createtable(L, 0, 4);
   lua_pushboolean(L, 1); lua_rawseti(L, -2, 1);
@@ -403,6 +406,12 @@ static void array_probe_self_test(lua_State *L) {
   }
   lua_pop(L, 2);
   atomic_store(&array_probe_works, ok ? 1 : -1);
+  return ok;
+}
+
+static int array_probe_usable(lua_State *L) {
+  int works = atomic_load(&array_probe_works);
+  return works ? works > 0 : array_probe_self_test(L);
 }
 
 /* Writes t[1..n] as bare values (a nil in a hole); pp is the path part.
@@ -466,7 +475,7 @@ static void encode_table(enc *e, int idx) {
   k = lua_gettop(L);
   more = 0;
   n = (lua_Integer)lua_rawlen(L, idx);
-  if (n >= ARRAY_FAST_MIN && atomic_load(&array_probe_works) > 0 &&
+  if (n >= ARRAY_FAST_MIN && array_probe_usable(L) &&
       n < LUA_MAXINTEGER && probe_next(L, idx, n + 1)) {
     lua_remove(L, k);      /* the rest's first key and value (or nil, nil) from k */
     encode_array(e, idx, n, pp);
@@ -1113,6 +1122,5 @@ void codec_open(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_scratch);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cfcache);
-  array_probe_self_test(L);
   proto_open(L);
 }
