@@ -238,6 +238,28 @@ describe("codec", function()
       end, t))
     end)
 
+    it("travel when large, one after another, each arriving whole (memory reused between them)", function()
+      -- sizes up and down, so that kept blocks are reused for smaller ones
+      for _, n in ipairs{300000, 200000, 300000, 150000, 300000} do
+        local t = {}
+        for i = 1, n do t[i] = (i + n) * 0.5 end
+        local sum, len, last = pool:apply(function(x)
+          local s = 0
+          for i = 1, #x do s = s + x[i] end
+          return s, #x, x[#x]
+        end, t)
+        assert.equal(n, len)
+        assert.equal((n + n) * 0.5, last)
+        local expect = 0
+        for i = 1, n do expect = expect + t[i] end
+        assert.equal(expect, sum)
+        local back = rt(t)
+        assert.equal(n, #back)
+        assert.equal(t[n], back[n])
+        assert.equal(t[1], back[1])
+      end
+    end)
+
     -- Long sequences (64 items and more) take a faster path: read by index
     -- when their keys are all in the table's array part, by traversal
     -- otherwise. Each shape below must arrive whole, however it is stored.

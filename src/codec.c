@@ -1107,6 +1107,7 @@ lua_Integer codec_decode_into(lua_State *L, const par_msg *m, int dest, lua_Inte
 
 static int scratch_gc(lua_State *L) {
   par_buf_free((par_buf *)lua_touserdata(L, 1));
+  par_msg_release_spares();
   return 0;
 }
 

@@ -114,3 +114,9 @@ void par_msg_free(par_msg *m) {
   if (m->block) spare_give(m->data, m->block);
   free(m);
 }
+
+void par_msg_release_spares(void) {
+  pthread_mutex_lock(&spare_lock);
+  par_spare_clear(&spare);
+  pthread_mutex_unlock(&spare_lock);
+}

@@ -43,4 +43,8 @@ par_msg *par_msg_copy(const par_msg *m);
 
 void par_msg_free(par_msg *m);
 
+/* Frees the blocks kept for large messages (a state closing: the library
+ * may be unloaded next, and with it the only pointers to them). */
+void par_msg_release_spares(void);
+
 #endif
