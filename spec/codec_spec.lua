@@ -260,6 +260,54 @@ describe("codec", function()
       end
     end)
 
+    -- An argument of 100000 items or more goes in segments, decoded by the
+    -- worker while the caller still encodes the rest.
+    describe("as a long argument sent in segments", function()
+      it("arrive whole: mixed items, a table shared across segments and with a later argument, objects, functions, the hash part and the metatable", function()
+        local n = 600000
+        local shared, q = {tag = "shared"}, parallel.queue()
+        local t = {}
+        for i = 1, n do t[i] = i end
+        t[1], t[n] = shared, shared
+        t[200000] = nil
+        t[300000], t[450000], t[500000] = "middle", q, {1, 2, {3}}
+        t[550000] = function(x) return x * 2 end
+        t.name = "big"
+        setmetatable(t, {__index = {kind = "list"}})
+        local after = {link = shared}
+        local expect = 0
+        for i = 1, n do if math.type(t[i]) == "integer" then expect = expect + t[i] end end
+        local r = {pool:apply(function(t, after, q, n)
+          local s = 0
+          for i = 1, n do if math.type(t[i]) == "integer" then s = s + t[i] end end
+          return s, t[1] == t[n] and t[1] == after.link and t[1].tag == "shared", t[200000] == nil,
+                 t[300000], t[450000] == q, t[500000][3][1], t[550000](21), t.name, t.kind
+        end, t, after, q, n)}
+        assert.same({expect, true, true, "middle", true, 3, 42, "big", "list"}, r)
+        q:push("seen")                         -- the worker's q is this queue
+        assert.equal("seen", pool:apply(function(t) return t[450000]:pop(0) end, t))
+      end)
+
+      it("fail the submit when a value far into it cannot travel; the pool goes on", function()
+        local t = {}
+        for i = 1, 300000 do t[i] = i end
+        t[290000] = coroutine.create(function() end)
+        for _ = 1, 3 do
+          assert_raises("cannot send thread at args[1][290000]", pool.submit, pool, function(x) return #x end, t)
+        end
+        t[290000] = 0
+        assert.equal(300000, pool:apply(function(x) return #x end, t))
+      end)
+
+      it("fail only their task when the worker runs out of memory decoding them", function()
+        local p <close> = parallel.pool{workers = 1, memory_limit = 8 * 1024 * 1024}
+        local t = {}
+        for i = 1, 1000000 do t[i] = i end
+        assert_raises_containing("not enough memory", function() return p:apply(function(x) return #x end, t) end)
+        assert.equal(7, p:apply(function(x) return x + 1 end, 6))
+      end)
+    end)
+
     -- Long sequences (64 items and more) take a faster path: read by index
     -- when their keys are all in the table's array part, by traversal
     -- otherwise. Each shape below must arrive whole, however it is stored.

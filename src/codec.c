@@ -32,6 +32,8 @@
 #include "lauxlib.h"
 #include "proto.h"
 #include "l_object.h"
+#include "l_wait.h"
+#include "core/queue.h"
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_MODULE,
@@ -65,9 +67,18 @@ typedef struct part {
   const char *name;   /* P_NAME */
 } part;
 
+/* A call being sent in segments (codec_encode_call_streamed). */
+typedef struct enc_stream {
+  codec_submit_fn submit;
+  void *ud;
+  par_queue *queue;   /* set when the first segment has gone: our reference */
+} enc_stream;
+
 typedef struct enc {
   lua_State *L;
   par_buf *b;
+  enc_stream *stream; /* NULL: one message */
+  int flushed;        /* segments sent so far */
   int seen;           /* stack index of the seen table (nil until needed) */
   int nseen;
   int names;          /* stack index of the names table slot */
@@ -418,12 +429,41 @@ static int array_probe_usable(lua_State *L) {
  * Numbers are read ARRAY_BATCH at a time, popped together. */
 #define ARRAY_BATCH 16
 
+/* Sends what the buffer holds as one segment of a streamed call. */
+static void flush_segment(enc *e) {
+  enc_stream *s = e->stream;
+  par_msg *m = par_buf_finish(e->b);
+  if (!m) enc_nomem(e);
+  e->flushed++;
+  if (!s->queue) {
+    par_queue *q = par_queue_new(0);
+    if (!q) { par_msg_free(m); enc_nomem(e); }
+    s->queue = q;
+    m->rest = par_object_retain((par_object *)q);
+    s->submit(e->L, s->ud, m);
+  } else if (par_queue_push(s->queue, m, 0) != PAR_OK) {
+    par_msg_free(m);
+    enc_nomem(e);
+  }
+}
+
+/* A segment ends only between two items of a top-level argument's array
+ * part (depth 1): no enclosing table's counts are left to patch there. */
+#define SEGMENT_BYTES ((size_t)512 << 10)
+#define SEGMENT_CHECK 4096    /* items between checks of the buffer's size */
+
 static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
   lua_State *L = e->L;
   int top = lua_gettop(L), held = 0;
+  int may_flush = e->stream != NULL && e->depth == 1;
   lua_Integer i;
   luaL_checkstack(L, ARRAY_BATCH, "value nested too deep");
   for (i = 1; i <= n; i++) {
+    if (may_flush && i % SEGMENT_CHECK == 0 && e->b->len >= SEGMENT_BYTES) {
+      lua_settop(L, top);
+      held = 0;
+      flush_segment(e);
+    }
     switch (lua_rawgeti(L, idx, i)) {
       case LUA_TNUMBER:
         put_number(e, top + ++held);
@@ -446,7 +486,7 @@ static void encode_table(enc *e, int idx) {
   size_t counts_at;
   uint64_t narr = 0;
   uint32_t nhash = 0;
-  int in_run = 1, k, more;
+  int in_run = 1, k, more, flushed;
   lua_Integer n;
   part *pp;
   int ref;
@@ -463,6 +503,7 @@ static void encode_table(enc *e, int idx) {
   ref = seen_check(e, idx);
   if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
   put_byte(e, T_TABLE);
+  flushed = e->flushed;
   counts_at = e->b->len;
   put(e, &narr, sizeof narr);
   put(e, &nhash, sizeof nhash);
@@ -478,8 +519,10 @@ static void encode_table(enc *e, int idx) {
   if (n >= ARRAY_FAST_MIN && array_probe_usable(L) &&
       n < LUA_MAXINTEGER && probe_next(L, idx, n + 1)) {
     lua_remove(L, k);      /* the rest's first key and value (or nil, nil) from k */
+    narr = (uint64_t)n;    /* written now: the header may go in an earlier segment */
+    memcpy(e->b->data + counts_at, &narr, sizeof narr);
+    flushed = e->flushed;
     encode_array(e, idx, n, pp);
-    narr = (uint64_t)n;
     in_run = 0;
     more = !lua_isnil(L, k);
     if (!more) lua_settop(L, k - 1);
@@ -508,8 +551,10 @@ static void encode_table(enc *e, int idx) {
     lua_settop(L, k);
   }
   pop_part(e);
-  memcpy(e->b->data + counts_at, &narr, sizeof narr);
-  memcpy(e->b->data + counts_at + sizeof narr, &nhash, sizeof nhash);
+  if (e->flushed == flushed) {   /* else: the header went as it was (nhash 0: a size hint) */
+    memcpy(e->b->data + counts_at, &narr, sizeof narr);
+    memcpy(e->b->data + counts_at + sizeof narr, &nhash, sizeof nhash);
+  }
   if (lua_getmetatable(L, idx)) {
     part p = { P_META, 0, 0, NULL };
     put_byte(e, T_META);
@@ -721,6 +766,8 @@ static void enc_begin(enc *e, lua_State *L, const char *root, int structured) {
   e->L = L;
   e->b = scratch(L);
   par_buf_reset(e->b);   /* drops what an earlier memory error left */
+  e->stream = NULL;
+  e->flushed = 0;
   e->nseen = 0;
   e->have_names = 0;
   e->depth = 0;
@@ -745,7 +792,8 @@ static par_msg *enc_finish(enc *e, int top) {
   return m;
 }
 
-static par_msg *encode(lua_State *L, int first, int n, const char *root, int indexed, int call) {
+static par_msg *encode(lua_State *L, int first, int n, const char *root, int indexed, int call,
+                       enc_stream *stream) {
   enc e;
   int i, top = lua_gettop(L);
   first = lua_absindex(L, first);
@@ -754,6 +802,7 @@ static par_msg *encode(lua_State *L, int first, int n, const char *root, int ind
     if (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA) break;
   }
   enc_begin(&e, L, root, i < n);
+  e.stream = stream;
   e.call = call;
   put_size(&e, (size_t)n);
   for (i = 0; i < n; i++) {
@@ -764,11 +813,59 @@ static par_msg *encode(lua_State *L, int first, int n, const char *root, int ind
 }
 
 par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int indexed) {
-  return encode(L, first, n, root, indexed, 0);
+  return encode(L, first, n, root, indexed, 0, NULL);
 }
 
 par_msg *codec_encode_call(lua_State *L, int first, int n) {
-  return encode(L, first, n, "args", 1, 1);
+  return encode(L, first, n, "args", 1, 1, NULL);
+}
+
+/* Arguments shorter than this go in one message: no protected call. */
+#define STREAM_MIN_ITEMS 100000
+
+typedef struct stream_call {
+  enc_stream s;
+  par_msg *m;
+} stream_call;
+
+/* Protected: 1 is the stream_call, the call's values follow. */
+static int encode_streamed_body(lua_State *L) {
+  stream_call *c = (stream_call *)lua_touserdata(L, 1);
+  c->m = encode(L, 2, lua_gettop(L) - 1, "args", 1, 1, &c->s);
+  return 0;
+}
+
+par_msg *codec_encode_call_streamed(lua_State *L, int first, int n, codec_submit_fn submit,
+                                    void *ud) {
+  stream_call c;
+  int i, status;
+  first = lua_absindex(L, first);
+  for (i = 1; i < n; i++)
+    if (lua_type(L, first + i) == LUA_TTABLE && lua_rawlen(L, first + i) >= STREAM_MIN_ITEMS) break;
+  if (i >= n) return codec_encode_call(L, first, n);
+  c.s.submit = submit;
+  c.s.ud = ud;
+  c.s.queue = NULL;
+  c.m = NULL;
+  luaL_checkstack(L, n + 2, "too many arguments");
+  lua_pushcfunction(L, encode_streamed_body);
+  lua_pushlightuserdata(L, &c);
+  for (i = 0; i < n; i++) lua_pushvalue(L, first + i);
+  status = lua_pcall(L, n + 1, 0, 0);
+  if (!c.s.queue) {                     /* it went in one piece (or failed before) */
+    if (status != LUA_OK) lua_error(L);
+    return c.m;
+  }
+  /* The last segment, then the end; on an error, the end alone. */
+  if (status == LUA_OK && par_queue_push(c.s.queue, c.m, 0) != PAR_OK) {
+    par_msg_free(c.m);
+    lua_pushliteral(L, "not enough memory");
+    status = LUA_ERRMEM;
+  }
+  par_queue_close(c.s.queue);
+  par_object_release((par_object *)c.s.queue);
+  if (status != LUA_OK) lua_error(L);
+  return NULL;
 }
 
 par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
@@ -813,7 +910,49 @@ typedef struct dec {
   int refs;       /* stack index of the back-reference table (nil until needed) */
   int nrefs;
   int globals;
+  par_queue *rest;  /* a message in segments: where the next ones come from */
+  int box;          /* stack index of the box holding the segment being read */
 } dec;
+
+/* The segment being read, owned by a userdata so that an error frees it. */
+static const char *const SEGMENT_BOX = "parallel.segment";
+
+static void segment_box_gc_at(lua_State *L, int idx);
+
+static int segment_box_gc(lua_State *L) {
+  segment_box_gc_at(L, 1);
+  return 0;
+}
+
+static void segment_box_gc_at(lua_State *L, int idx) {
+  par_msg **box = (par_msg **)lua_touserdata(L, idx);
+  par_msg_free(*box);
+  *box = NULL;
+}
+
+static int pop_segment(void *ud, double deadline) {
+  void **w = (void **)ud;     /* queue, then the message popped */
+  return par_queue_pop((par_queue *)w[0], (par_msg **)&w[1], deadline);
+}
+
+/* Moves on to the next segment: waits for it (interruptibly), as the
+ * sender may still be encoding it. */
+static void next_segment(dec *d) {
+  lua_State *L = d->L;
+  void *w[2];
+  par_msg **box = (par_msg **)lua_touserdata(L, d->box);
+  int r;
+  w[0] = d->rest;
+  w[1] = NULL;
+  r = l_wait(L, -1, pop_segment, w);
+  if (r == PAR_INTERRUPTED) l_wait_raise(L);
+  if (r != PAR_OK) luaL_error(L, "the sender failed while sending this task's arguments");
+  par_msg_free(*box);
+  *box = (par_msg *)w[1];
+  d->m = *box;
+  d->p = d->m->data;
+  d->end = d->p + d->m->len;
+}
 
 static void decode_value(dec *d);
 
@@ -954,6 +1093,7 @@ static void decode_table(dec *d) {
   t = lua_gettop(L);
   register_ref(d, t);
   for (i = 1; i <= narr; i++) {
+    if (d->p == d->end && d->rest) next_segment(d);
     /* numbers inline: most long sequences hold nothing else */
     if (d->end - d->p > 8 && *d->p == T_FLOAT) {
       lua_Number x;
@@ -1044,14 +1184,28 @@ static int dec_begin(dec *d, lua_State *L, const par_msg *m) {
   d->p = m->data;
   d->end = m->data + m->len;
   d->nrefs = 0;
-  d->refs = d->globals = 0;      /* never used by scalars */
+  d->refs = d->globals = d->box = 0;      /* never used by scalars */
+  d->rest = NULL;
   luaL_checkstack(L, 8, NULL);
   if (get_byte(d) == MSG_SCALARS) return 0;
   lua_pushnil(L);
   d->refs = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   d->globals = lua_gettop(L);
+  if (m->rest) {
+    if (m->rest->type != &par_queue_type) dec_corrupt(d);
+    d->rest = (par_queue *)m->rest;
+    *(par_msg **)lua_newuserdatauv(L, sizeof(par_msg *), 0) = NULL;
+    luaL_setmetatable(L, SEGMENT_BOX);
+    d->box = lua_gettop(L);
+  }
   return 1;
+}
+
+/* The number of helper slots dec_begin pushed below the values. */
+static int dec_helpers(const dec *d) {
+  if (!d->refs) return 0;
+  return d->box ? 3 : 2;
 }
 
 int codec_decode(lua_State *L, const par_msg *m) {
@@ -1063,9 +1217,11 @@ int codec_decode(lua_State *L, const par_msg *m) {
   luaL_checkstack(L, (int)n + 4, "too many values");
   for (i = 0; i < n; i++) decode_value(&d);
   if (structured) {
-    /* Drop the two helper slots below the values. */
+    /* Drop the helper slots below the values (the last segment with them). */
+    int helpers = dec_helpers(&d);
+    if (d.box) segment_box_gc_at(L, d.box);
     lua_rotate(L, d.refs, (int)n);
-    lua_pop(L, 2);
+    lua_pop(L, helpers);
   }
   return (int)n;
 }
@@ -1123,5 +1279,9 @@ void codec_open(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_scratch);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cfcache);
+  luaL_newmetatable(L, SEGMENT_BOX);
+  lua_pushcfunction(L, segment_box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   proto_open(L);
 }

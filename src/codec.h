@@ -23,6 +23,19 @@ par_msg *codec_encode(lua_State *L, int first, int n, const char *root, int inde
  * the n-1 values after it are its arguments ("args[1]", ...). */
 par_msg *codec_encode_call(lua_State *L, int first, int n);
 
+/*
+ * codec_encode_call for a task: when an argument is a long sequence, the
+ * message goes in segments of about half a megabyte, so that the worker
+ * decodes while this thread still encodes. submit(L, ud, m) is called with
+ * the first segment as soon as it is ready and takes it over (it queues the
+ * task; it may raise). Returns the whole message when it went in one piece,
+ * NULL once submit was called. If encoding fails after that, the worker's
+ * decode fails ("the sender failed ...") and so does that task.
+ */
+typedef void (*codec_submit_fn)(lua_State *L, void *ud, par_msg *first);
+par_msg *codec_encode_call_streamed(lua_State *L, int first, int n, codec_submit_fn submit,
+                                    void *ud);
+
 /* Encodes a map chunk: the function at fn, then list[first..last] as one
  * table (errors name the items "list[i]"), then `label`, the index an
  * error in the chunk's first item is reported under. */

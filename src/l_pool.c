@@ -128,14 +128,40 @@ static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_m
   }
 }
 
+typedef struct streamed_task {
+  par_pool *pool;
+  l_proxy *proxy;
+} streamed_task;
+
+/* The first segment of a call sent in segments: its task goes now, the
+ * proxy (remembered by l_pool_submit once the rest is sent) gets its future. */
+static void submit_first_segment(lua_State *L, void *ud, par_msg *m) {
+  streamed_task *st = (streamed_task *)ud;
+  par_future *f = par_future_new(TASK_CALL, m);
+  if (!f) { par_msg_free(m); luaL_error(L, "not enough memory"); return; }
+  st->proxy->obj = &f->hdr;
+  switch (par_pool_submit(st->pool, f)) {
+    case PAR_OK: return;
+    case PAR_CLOSED: luaL_error(L, "pool is shut down"); return;
+    default: luaL_error(L, "not enough memory"); return;
+  }
+}
+
 /* pool:submit(fn, ...) --> future */
 static int l_pool_submit(lua_State *L) {
   par_pool *p = check_open_pool(L);
   int n = lua_gettop(L) - 1;
-  l_proxy *proxy;
+  streamed_task st;
+  par_msg *m;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  proxy = push_proxy(L);
-  return queue_task(L, proxy, p, TASK_CALL, codec_encode_call(L, 2, n));
+  st.pool = p;
+  st.proxy = push_proxy(L);
+  m = codec_encode_call_streamed(L, 2, n, submit_first_segment, &st);
+  if (!m) {                 /* sent in segments: the task is already queued */
+    l_object_remember(L, -1);
+    return 1;
+  }
+  return queue_task(L, st.proxy, p, TASK_CALL, m);
 }
 
 /* pool:_chunk(fn, list, first, last, star [, label]) --> future running fn

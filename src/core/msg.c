@@ -77,6 +77,7 @@ par_msg *par_buf_finish(par_buf *b) {
   m->len = b->len;
   m->nrefs = b->nrefs;
   m->refs = (par_object **)(void *)(m + 1);
+  m->rest = NULL;
   if (refbytes) memcpy(m->refs, b->refs, refbytes);
   if (own_block) {
     m->data = b->data;
@@ -102,6 +103,7 @@ par_msg *par_msg_copy(const par_msg *m) {
   c->refs = (par_object **)(void *)(c + 1);
   c->data = (unsigned char *)c->refs + refbytes;
   c->block = 0;
+  c->rest = m->rest ? par_object_retain(m->rest) : NULL;
   for (i = 0; i < m->nrefs; i++) c->refs[i] = par_object_retain(m->refs[i]);
   if (m->len) memcpy(c->data, m->data, m->len);
   return c;
@@ -111,6 +113,7 @@ void par_msg_free(par_msg *m) {
   size_t i;
   if (!m) return;
   for (i = 0; i < m->nrefs; i++) par_object_release(m->refs[i]);
+  if (m->rest) par_object_release(m->rest);
   if (m->block) spare_give(m->data, m->block);
   free(m);
 }

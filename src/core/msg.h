@@ -4,7 +4,8 @@
  * refs[]; par_msg_free releases them, so a message dropped without being
  * decoded (a cancelled task, a queue closed with items in it) leaks nothing.
  * A message is written by one thread, then handed over whole; it is never
- * shared while being written.
+ * shared while being written. A long one may go in segments, each a
+ * message of its own: the first carries the queue the others follow on.
  */
 #ifndef PAR_MSG_H
 #define PAR_MSG_H
@@ -18,6 +19,8 @@ typedef struct par_msg {
   par_object **refs;        /* points into the same allocation */
   unsigned char *data;      /* idem, or a block of its own (a large message) */
   size_t block;             /* the size of that block; 0 when inline */
+  par_object *rest;         /* a message sent in segments: the queue the
+                               others arrive on (a reference); else NULL */
 } par_msg;
 
 /* Growable scratch buffer in which a message is built. */
