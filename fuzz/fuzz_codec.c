@@ -133,6 +133,21 @@ static void gen_table(gen *g, int depth, int keyable) {
     gen_value(g, depth + 1);
     lua_rawseti(L, t, i);
   }
+  if (narr == 8 && byte_(g) % 4 == 0) {
+    /* A long sequence (the codec reads 64 items or more by index), mostly
+     * numbers, with holes and values of every kind; filled forwards or
+     * backwards (keys in the hash part until a rehash). */
+    unsigned n = 64 + 2u * (unsigned)byte_(g), shape = byte_(g);
+    for (i = 0; i < n; i++) {
+      unsigned k = shape & 1 ? n - i : i + 1;
+      if (k <= narr) continue;
+      if (k % 41 == 0) continue;                     /* a hole */
+      if (k % 23 == 0) gen_value(g, depth + 1);
+      else if (k % 2) lua_pushinteger(L, (lua_Integer)k * 3);
+      else lua_pushnumber(L, k * 0.25);
+      lua_rawseti(L, t, k);
+    }
+  }
   nhash = byte_(g) % 8;
   for (i = 0; i < nhash; i++) {
     gen_key(g, depth + 1);
