@@ -56,8 +56,12 @@ static par_scalar toscalar(lua_State *L, int idx, int elem, int arg) {
 /* An add/cas delta: any integer for integer types, any number for floats. */
 static par_scalar todelta(lua_State *L, int idx, int elem) {
   par_scalar s;
+  int ok;
   if (par_elem_is_float(elem)) s.f = luaL_checknumber(L, idx);
-  else s.i = (int64_t)luaL_checkinteger(L, idx);
+  else {
+    s.i = (int64_t)lua_tointegerx(L, idx, &ok);
+    if (!ok) s.i = (int64_t)luaL_checkinteger(L, idx);   /* raises its error */
+  }
   return s;
 }
 

@@ -35,14 +35,14 @@ l_proxy *l_object_checkproxy_slow(lua_State *L, int idx, const par_type *t);
 
 static inline l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type *t) {
   l_proxy *p = (l_proxy *)lua_touserdata(L, idx);
-  /* In a function of t's metatable, which holds t and that metatable as
-   * upvalues (l_object_newmeta), the check is one comparison: no registry
-   * lookup, no call. It is what makes v:add(1) cost little more than a
-   * call from Lua to C. */
-  if (p && lua_touserdata(L, lua_upvalueindex(1)) == (const void *)t && lua_getmetatable(L, idx)) {
+  /* In a function of a metatable made by l_object_newmeta, upvalue 2 is
+   * that metatable: a userdata that has it is one of our proxies, and its
+   * object tells its type. No registry lookup, no call: it is what makes
+   * v:add(1) cost little more than any call from Lua to C. */
+  if (p && lua_getmetatable(L, idx)) {
     int same = lua_rawequal(L, -1, lua_upvalueindex(2));
     lua_pop(L, 1);
-    if (same && p->obj) return p;
+    if (same && p->obj && p->obj->type == t) return p;
   }
   return l_object_checkproxy_slow(L, idx, t);
 }
