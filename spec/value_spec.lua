@@ -37,6 +37,32 @@ describe("parallel.value", function()
       assert.equal(3, v:get())
     end)
 
+    it("raises on an int64 result out of range and leaves the value alone", function()
+      local v = parallel.value("int64", math.maxinteger - 1)
+      assert.equal(math.maxinteger, v:add(1))
+      assert_raises("result out of range for int64", function() v:add(1) end)
+      assert.equal(math.maxinteger, v:get())
+      v:set(math.mininteger)
+      assert_raises("result out of range for int64", function() v:add(-1) end)
+      assert.equal(math.mininteger, v:get())
+    end)
+
+    it("takes an integral float delta for int64 and refuses a fractional one", function()
+      local v = parallel.value("int64", 10)
+      assert.equal(12, v:add(2.0))
+      assert.equal("integer", math.type(v:add(0)))
+      assert_raises("bad argument #1 to 'add' (number has no integer representation)", function() v:add(0.5) end)
+      assert_raises("bad argument #1 to 'add' (number expected, got string)", function() v:add("x") end)
+      assert.equal(12, v:get())
+    end)
+
+    it("works for the other types too (uint8, double)", function()
+      local u, d = parallel.value("uint8", 250), parallel.value("double", 0.5)
+      assert.equal(255, u:add(5))
+      assert_raises("result out of range for uint8", function() u:add(1) end)
+      assert.equal(0.75, d:add(0.25))
+    end)
+
     it("is atomic across threads", function()
       local v, n, fs = parallel.value("int64", 0), 20000, {}
       for t = 1, 2 do

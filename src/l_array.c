@@ -283,7 +283,21 @@ static int l_value_set(lua_State *L) {
   return 0;
 }
 
-static int l_value_add(lua_State *L) { return do_add(L, checkvalue(L), 0, 2); }
+static int l_value_add(lua_State *L) {
+  par_array *a = checkvalue(L);
+  if (a->elem == PAR_INT64) {          /* a shared counter: its shortest path */
+    int isint;
+    par_scalar delta, r;
+    delta.i = (int64_t)lua_tointegerx(L, 2, &isint);
+    if (isint) {
+      if (par_array_add(a, 0, delta, &r) != PAR_OK)
+        return luaL_error(L, "result out of range for %s", elemname(a));
+      lua_pushinteger(L, (lua_Integer)r.i);
+      return 1;
+    }
+  }
+  return do_add(L, a, 0, 2);
+}
 static int l_value_cas(lua_State *L) { return do_cas(L, checkvalue(L), 0, 2); }
 
 
