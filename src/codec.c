@@ -355,11 +355,6 @@ static int names_lookup(enc *e, int idx, const char *field) {
 }
 
 /*
- * One lua_next pass: the run of keys 1, 2, 3... that the traversal yields
- * first (a sequence's array part) is written as bare values; every other
- * pair is written as key and value. Both counts are patched in at the end.
- */
-/*
  * A long sequence is read with lua_rawgeti rather than lua_next, a third of
  * the API calls per element, when its keys 1..n are known to be all in the
  * table's array part: then the traversal can resume after them and meet
@@ -425,19 +420,21 @@ static int array_probe_usable(lua_State *L) {
   return works ? works > 0 : array_probe_self_test(L);
 }
 
-/* Writes t[1..n] as bare values (a nil in a hole); pp is the path part.
- * Numbers are read ARRAY_BATCH at a time, popped together. */
-#define ARRAY_BATCH 16
+/* A segment of a streamed call ends only between two items of a top-level
+ * argument's array part (depth 1): no enclosing table's counts are left to
+ * patch there, and the decoder checks for the end of a segment only there. */
+#define SEGMENT_BYTES ((size_t)512 << 10)
+#define SEGMENT_CHECK 4096    /* items between checks of the buffer's size */
 
 /* Sends what the buffer holds as one segment of a streamed call. */
 static void flush_segment(enc *e) {
   enc_stream *s = e->stream;
   par_msg *m = par_buf_finish(e->b);
-  if (!m) enc_nomem(e);
+  if (!m) { enc_nomem(e); return; }
   e->flushed++;
   if (!s->queue) {
     par_queue *q = par_queue_new(0);
-    if (!q) { par_msg_free(m); enc_nomem(e); }
+    if (!q) { par_msg_free(m); enc_nomem(e); return; }
     s->queue = q;
     m->rest = par_object_retain((par_object *)q);
     s->submit(e->L, s->ud, m);
@@ -447,10 +444,9 @@ static void flush_segment(enc *e) {
   }
 }
 
-/* A segment ends only between two items of a top-level argument's array
- * part (depth 1): no enclosing table's counts are left to patch there. */
-#define SEGMENT_BYTES ((size_t)512 << 10)
-#define SEGMENT_CHECK 4096    /* items between checks of the buffer's size */
+/* Writes t[1..n] as bare values (a nil in a hole); pp is the path part.
+ * Numbers are read ARRAY_BATCH at a time, popped together. */
+#define ARRAY_BATCH 16
 
 static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
   lua_State *L = e->L;
@@ -481,6 +477,13 @@ static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
   lua_settop(L, top);
 }
 
+/*
+ * A long sequence in the array part is written by index (above); else one
+ * lua_next pass writes the run of keys 1, 2, 3... that the traversal
+ * yields first as bare values. Every other pair is written as key and
+ * value. Both counts are patched in at the end, unless the header has
+ * already gone in an earlier segment.
+ */
 static void encode_table(enc *e, int idx) {
   lua_State *L = e->L;
   size_t counts_at;
@@ -514,14 +517,12 @@ static void encode_table(enc *e, int idx) {
   pp = &e->path[e->depth - 1];
   lua_pushnil(L);
   k = lua_gettop(L);
-  more = 0;
   n = (lua_Integer)lua_rawlen(L, idx);
   if (n >= ARRAY_FAST_MIN && array_probe_usable(L) &&
       n < LUA_MAXINTEGER && probe_next(L, idx, n + 1)) {
     lua_remove(L, k);      /* the rest's first key and value (or nil, nil) from k */
     narr = (uint64_t)n;    /* written now: the header may go in an earlier segment */
     memcpy(e->b->data + counts_at, &narr, sizeof narr);
-    flushed = e->flushed;
     encode_array(e, idx, n, pp);
     in_run = 0;
     more = !lua_isnil(L, k);
