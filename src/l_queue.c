@@ -113,7 +113,9 @@ static int items_next(lua_State *L) {
 
 static int l_queue_items(lua_State *L) {
   checkqueue(L);
-  lua_pushcfunction(L, items_next);
+  /* with the queue type's upvalues: each step's check is the quick one */
+  l_object_pushupvalues(L, &par_queue_type);
+  lua_pushcclosure(L, items_next, L_OBJECT_NUPVALUES);
   lua_pushvalue(L, 1);
   return 2;
 }
