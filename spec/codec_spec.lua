@@ -299,6 +299,20 @@ describe("codec", function()
         assert.equal(300000, pool:apply(function(x) return #x end, t))
       end)
 
+      it("leave the task that had started behind as failed, without running it", function()
+        local p <close> = parallel.pool(1)
+        local ran = parallel.value("int64", 0)
+        local t = {}
+        for i = 1, 300000 do t[i] = i end
+        t[290000] = coroutine.create(function() end)
+        assert_raises("cannot send thread at args[1][290000]", p.submit, p,
+          function(x, ran) ran:add(1) return #x end, t, ran)
+        p:shutdown()
+        local s = p:stats()
+        assert.same({1, 0, 1, 0}, {s.submitted, s.completed, s.failed, s.cancelled})
+        assert.equal(0, ran:get())
+      end)
+
       it("fail only their task when the worker runs out of memory decoding them", function()
         local p <close> = parallel.pool{workers = 1, memory_limit = 8 * 1024 * 1024}
         local t = {}
