@@ -30,9 +30,27 @@ local function queue_rate(n, make)
   return n / t
 end
 
-report("queue_int_items_per_s", queue_rate(200000, function(i) return i end), "items/s")
-report("queue_table10_items_per_s", queue_rate(20000, function(i)
-  return {i, i + 1, i + 2, i + 3, i + 4, "a", "b", "c", true, 1.5}
+-- Each figure is the best of ROUNDS runs, as in bench/run.lua (and the
+-- Python side): one run is at the mercy of this shared machine's minute.
+local ROUNDS = 3
+local function best(better, fn)
+  local b
+  for _ = 1, ROUNDS do
+    local x = fn()
+    if not b or better(x, b) then b = x end
+  end
+  return b
+end
+local function higher(a, b) return a > b end
+local function lower(a, b) return a < b end
+
+report("queue_int_items_per_s", best(higher, function()
+  return queue_rate(200000, function(i) return i end)
+end), "items/s")
+report("queue_table10_items_per_s", best(higher, function()
+  return queue_rate(20000, function(i)
+    return {i, i + 1, i + 2, i + 3, i + 4, "a", "b", "c", true, 1.5}
+  end)
 end), "items/s")
 
 -- 2 threads x n increments of one counter; started together by a barrier.
@@ -54,11 +72,15 @@ local function counter_ms(n, body)
   return t * 1000
 end
 
-report("counter_atomic_add_2x200000", counter_ms(200000, function(v, _, n)
-  for _ = 1, n do v:add(1) end
+report("counter_atomic_add_2x200000", best(lower, function()
+  return counter_ms(200000, function(v, _, n)
+    for _ = 1, n do v:add(1) end
+  end)
 end), "ms")
-report("counter_lock_get_set_2x200000", counter_ms(200000, function(v, l, n)
-  for _ = 1, n do l:acquire(); v:set(v:get() + 1); l:release() end
+report("counter_lock_get_set_2x200000", best(lower, function()
+  return counter_ms(200000, function(v, l, n)
+    for _ = 1, n do l:acquire(); v:set(v:get() + 1); l:release() end
+  end)
 end), "ms")
 
 -- a[i] against a plain table, ns per access.
