@@ -299,18 +299,24 @@ describe("codec", function()
         assert.equal(300000, pool:apply(function(x) return #x end, t))
       end)
 
-      it("leave the task that had started behind as failed, without running it", function()
+      it("leave the task that had started behind as failed, without running it, and out of completed()", function()
         local p <close> = parallel.pool(1)
+        p:fd()                                  -- completions are listed from now on
         local ran = parallel.value("int64", 0)
         local t = {}
         for i = 1, 300000 do t[i] = i end
         t[290000] = coroutine.create(function() end)
         assert_raises("cannot send thread at args[1][290000]", p.submit, p,
           function(x, ran) ran:add(1) return #x end, t, ran)
+        local f = p:submit(function() return "next" end)
+        assert.equal("next", f:get())
         p:shutdown()
         local s = p:stats()
-        assert.same({1, 0, 1, 0}, {s.submitted, s.completed, s.failed, s.cancelled})
+        assert.same({2, 1, 1, 0}, {s.submitted, s.completed, s.failed, s.cancelled})
         assert.equal(0, ran:get())
+        local done = p:completed()
+        assert.equal(1, #done)
+        assert.equal(f, done[1])
       end)
 
       it("fail only their task when the worker runs out of memory decoding them", function()

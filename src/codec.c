@@ -865,7 +865,10 @@ par_msg *codec_encode_call_streamed(lua_State *L, int first, int n, codec_submit
   }
   par_queue_close(c.s.queue);
   par_object_release((par_object *)c.s.queue);
-  if (status != LUA_OK) lua_error(L);
+  if (status != LUA_OK) {
+    submit(L, ud, NULL);                /* must not raise: the error is on top */
+    lua_error(L);
+  }
   return NULL;
 }
 

@@ -29,8 +29,10 @@ par_msg *codec_encode_call(lua_State *L, int first, int n);
  * decodes while this thread still encodes. submit(L, ud, m) is called with
  * the first segment as soon as it is ready and takes it over (it queues the
  * task; it may raise). Returns the whole message when it went in one piece,
- * NULL once submit was called. If encoding fails after that, the worker's
- * decode fails ("the sender failed ...") and so does that task.
+ * NULL once submit was called. If encoding fails after that, submit is
+ * called again with NULL (the task is abandoned) before the error goes on;
+ * the worker's decode then fails ("the sender failed ...") and so does
+ * that task, without running.
  */
 typedef void (*codec_submit_fn)(lua_State *L, void *ud, par_msg *first);
 par_msg *codec_encode_call_streamed(lua_State *L, int first, int n, codec_submit_fn submit,

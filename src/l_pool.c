@@ -134,10 +134,17 @@ typedef struct streamed_task {
 } streamed_task;
 
 /* The first segment of a call sent in segments: its task goes now, the
- * proxy (remembered by l_pool_submit once the rest is sent) gets its future. */
+ * proxy (remembered by l_pool_submit once the rest is sent) gets its future.
+ * NULL: the rest could not be sent and submit raises; nobody will hold that
+ * future, so pool:completed() leaves it out. */
 static void submit_first_segment(lua_State *L, void *ud, par_msg *m) {
   streamed_task *st = (streamed_task *)ud;
-  par_future *f = par_future_new(TASK_CALL, m);
+  par_future *f;
+  if (!m) {
+    if (st->proxy->obj) atomic_store(&((par_future *)st->proxy->obj)->orphan, 1);
+    return;
+  }
+  f = par_future_new(TASK_CALL, m);
   if (!f) { par_msg_free(m); luaL_error(L, "not enough memory"); return; }
   st->proxy->obj = &f->hdr;
   switch (par_pool_submit(st->pool, f)) {
@@ -256,8 +263,12 @@ static int l_pool_completed(lua_State *L) {
   f = par_pool_take_completed(p);
   while (f) {
     par_future *next = f->next_done;
-    l_object_push(L, &f->hdr);    /* the list's reference moves to the proxy */
-    lua_rawseti(L, -2, ++i);
+    if (atomic_load(&f->orphan)) {
+      par_object_release(&f->hdr);  /* a submit that raised: nobody's future */
+    } else {
+      l_object_push(L, &f->hdr);    /* the list's reference moves to the proxy */
+      lua_rawseti(L, -2, ++i);
+    }
     f = next;
   }
   return 1;

@@ -41,6 +41,7 @@ struct par_future {
   par_sub *subs;
   struct par_pool *pool;     /* retained: stats and completion notices */
   par_future *next_done;     /* the pool's completed list (pool mutex) */
+  _Atomic int orphan;        /* no handle to it was ever given out */
 };
 
 extern const par_type par_future_type;
