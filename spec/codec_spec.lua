@@ -403,6 +403,30 @@ describe("codec", function()
         assert.is_true(same_contents(t, r))
       end)
 
+      it("send a sparse array part as pairs, not as a run of nils (a queue's emptied front)", function()
+        local p <close> = parallel.pool{workers = 1, memory_limit = 6 * 1024 * 1024}
+        local t = {}
+        for i = 1, 600000 do t[#t + 1] = i end  -- array part: about 10 MB
+        for i = 1, 599900 do t[i] = nil end   -- consumed from the front
+        -- #t is still 600000; as a run from 1 the receiver would need the whole array again
+        local count, sum = p:apply(function(x)
+          local c, s = 0, 0
+          for _, v in pairs(x) do c, s = c + 1, s + v end
+          return c, s
+        end, t)
+        assert.equal(100, count)
+        assert.equal((599901 + 600000) * 50, sum)
+        -- a hole in the middle: the part after it arrives as pairs
+        local u = {}
+        for i = 1, 1000 do u[i] = i end
+        u[500] = nil
+        local r = rt(u)
+        assert.is_nil(r[500])
+        assert.equal(499, r[499])
+        assert.equal(501, r[501])
+        assert.equal(1000, r[1000])
+      end)
+
       it("keep everything when sent on again (received, then resent)", function()
         local t = {}
         for i = 1, 200 do t[i] = i end

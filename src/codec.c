@@ -444,13 +444,17 @@ static void flush_segment(enc *e) {
   }
 }
 
-/* Writes t[1..n] as bare values (a nil in a hole); pp is the path part.
- * Numbers are read ARRAY_BATCH at a time, popped together. */
+/* Writes t[1..n] as bare values; pp is the path part. Stops at the first
+ * hole and returns its index while nothing has been sent yet (the caller
+ * then writes the rest as pairs: a sparse array part, a queue's emptied
+ * front, must not arrive as a run of nils); past a segment, a hole is a
+ * nil. Returns n + 1 when it wrote them all. Numbers are read ARRAY_BATCH
+ * at a time, popped together. */
 #define ARRAY_BATCH 16
 
-static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
+static lua_Integer encode_array(enc *e, int idx, lua_Integer n, part *pp) {
   lua_State *L = e->L;
-  int top = lua_gettop(L), held = 0;
+  int top = lua_gettop(L), held = 0, flushed = e->flushed;
   int may_flush = e->stream != NULL && e->depth == 1;
   lua_Integer i;
   luaL_checkstack(L, ARRAY_BATCH, "value nested too deep");
@@ -465,7 +469,13 @@ static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
         put_number(e, top + ++held);
         if (held == ARRAY_BATCH) { lua_settop(L, top); held = 0; }
         continue;
-      case LUA_TNIL: put_byte(e, T_NIL); break;
+      case LUA_TNIL:
+        if (e->flushed == flushed) {
+          lua_settop(L, top);
+          return i;
+        }
+        put_byte(e, T_NIL);
+        break;
       default:
         pp->i = i;
         encode_value(e, top + held + 1);
@@ -475,6 +485,7 @@ static void encode_array(enc *e, int idx, lua_Integer n, part *pp) {
     held = 0;
   }
   lua_settop(L, top);
+  return n + 1;
 }
 
 /*
@@ -520,13 +531,23 @@ static void encode_table(enc *e, int idx) {
   n = (lua_Integer)lua_rawlen(L, idx);
   if (n >= ARRAY_FAST_MIN && array_probe_usable(L) &&
       n < LUA_MAXINTEGER && probe_next(L, idx, n + 1)) {
+    lua_Integer hole;
     lua_remove(L, k);      /* the rest's first key and value (or nil, nil) from k */
     narr = (uint64_t)n;    /* written now: the header may go in an earlier segment */
     memcpy(e->b->data + counts_at, &narr, sizeof narr);
-    encode_array(e, idx, n, pp);
+    hole = encode_array(e, idx, n, pp);
     in_run = 0;
-    more = !lua_isnil(L, k);
-    if (!more) lua_settop(L, k - 1);
+    if (hole <= n) {
+      /* t[1..hole-1] written; the traversal resumes after hole - 1, an
+       * array slot, and meets none of them again */
+      narr = (uint64_t)(hole - 1);
+      lua_settop(L, k - 1);
+      if (hole > 1) lua_pushinteger(L, hole - 1); else lua_pushnil(L);
+      more = lua_next(L, idx);
+    } else {
+      more = !lua_isnil(L, k);
+      if (!more) lua_settop(L, k - 1);
+    }
   } else {
     more = lua_next(L, idx);
   }
