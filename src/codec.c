@@ -37,8 +37,13 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_MODULE,
-  T_CFUNC, T_FUNC, T_OBJ, T_ENV, T_JOIN, T_META, T_END
+  T_CFUNC, T_FUNC, T_OBJ, T_ENV, T_JOIN, T_META, T_END, T_RUN_END
 };
+
+/* A table header whose run of bare values has no count (the table is a
+ * streamed argument: its header goes before the run is over). The low bits
+ * are a size hint; T_RUN_END closes the run. */
+#define NARR_OPEN ((uint64_t)1 << 63)
 
 /* The first byte of a message. */
 enum { MSG_SCALARS = 0x51, MSG_STRUCTURED = 0x52 };
@@ -354,72 +359,6 @@ static int names_lookup(enc *e, int idx, const char *field) {
   return 0;
 }
 
-/*
- * A long sequence is read with lua_rawgeti rather than lua_next, a third of
- * the API calls per element, when its keys 1..n are known to be all in the
- * table's array part: then the traversal can resume after them and meet
- * none of them again. Lua 5.4's next raises "invalid key" for an absent key
- * outside the array part and resumes after one inside it; so a successful
- * next(t, n + 1), t[n + 1] being nil, proves 1..n + 1 are array slots and
- * returns the rest of the traversal. Checked once per process by
- * array_probe_self_test; tables shorter than ARRAY_FAST_MIN skip the probe
- * (its pcall would cost more than it saves).
- */
-#define ARRAY_FAST_MIN 64
-
-static atomic_int array_probe_works;   /* 0: untested, 1: yes, -1: no */
-
-static int array_probe(lua_State *L) {
-  lua_settop(L, 2);
-  return lua_next(L, 1) ? 2 : 0;
-}
-
-/* Calls next(t, key) for the table at idx, leaving key and value (nil, nil
- * at the end of the traversal); returns 0, leaving nothing, if next raised
- * "invalid key". Any other error (out of memory; lua.c's Ctrl-C hook,
- * which fires at the call) goes on up rather than being lost here. */
-static int probe_next(lua_State *L, int idx, lua_Integer key) {
-  idx = lua_absindex(L, idx);
-  lua_pushcfunction(L, array_probe);
-  lua_pushvalue(L, idx);
-  lua_pushinteger(L, key);
-  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (!msg || !strstr(msg, "invalid key to 'next'")) lua_error(L);
-    lua_pop(L, 1);
-    return 0;
-  }
-  return 1;
-}
-
-/* t[1], t[2] in the hash part must make next(t, 3) raise; in the array
- * part, must resume with nothing left. Run at the first long sequence. */
-static int array_probe_self_test(lua_State *L) {
-  int ok;
-  luaL_checkstack(L, 6, NULL);
-  lua_createtable(L, 0, 4);
-  lua_pushboolean(L, 1); lua_rawseti(L, -2, 1);
-  lua_pushboolean(L, 1); lua_rawseti(L, -2, 2);
-  ok = !probe_next(L, -1, 3);
-  lua_createtable(L, 4, 0);
-  lua_pushboolean(L, 1); lua_rawseti(L, -2, 1);
-  lua_pushboolean(L, 1); lua_rawseti(L, -2, 2);
-  if (ok && probe_next(L, -1, 3)) {
-    ok = lua_isnil(L, -2);
-    lua_pop(L, 2);
-  } else {
-    ok = 0;
-  }
-  lua_pop(L, 2);
-  atomic_store(&array_probe_works, ok ? 1 : -1);
-  return ok;
-}
-
-static int array_probe_usable(lua_State *L) {
-  int works = atomic_load(&array_probe_works);
-  return works ? works > 0 : array_probe_self_test(L);
-}
-
 /* A segment of a streamed call ends only between two items of a top-level
  * argument's array part (depth 1): no enclosing table's counts are left to
  * patch there, and the decoder checks for the end of a segment only there. */
@@ -444,64 +383,25 @@ static void flush_segment(enc *e) {
   }
 }
 
-/* Writes t[1..n] as bare values; pp is the path part. Stops at the first
- * hole and returns its index while nothing has been sent yet (the caller
- * then writes the rest as pairs: a sparse array part, a queue's emptied
- * front, must not arrive as a run of nils); past a segment, a hole is a
- * nil. Returns n + 1 when it wrote them all. Numbers are read ARRAY_BATCH
- * at a time, popped together. */
-#define ARRAY_BATCH 16
-
-static lua_Integer encode_array(enc *e, int idx, lua_Integer n, part *pp) {
-  lua_State *L = e->L;
-  int top = lua_gettop(L), held = 0, flushed = e->flushed;
-  int may_flush = e->stream != NULL && e->depth == 1;
-  lua_Integer i;
-  luaL_checkstack(L, ARRAY_BATCH, "value nested too deep");
-  for (i = 1; i <= n; i++) {
-    if (may_flush && i % SEGMENT_CHECK == 0 && e->b->len >= SEGMENT_BYTES) {
-      lua_settop(L, top);
-      held = 0;
-      flush_segment(e);
-    }
-    switch (lua_rawgeti(L, idx, i)) {
-      case LUA_TNUMBER:
-        put_number(e, top + ++held);
-        if (held == ARRAY_BATCH) { lua_settop(L, top); held = 0; }
-        continue;
-      case LUA_TNIL:
-        if (e->flushed == flushed) {
-          lua_settop(L, top);
-          return i;
-        }
-        put_byte(e, T_NIL);
-        break;
-      default:
-        pp->i = i;
-        encode_value(e, top + held + 1);
-        break;
-    }
-    lua_settop(L, top);
-    held = 0;
-  }
-  lua_settop(L, top);
-  return n + 1;
-}
-
 /*
- * A long sequence in the array part is written by index (above); else one
- * lua_next pass writes the run of keys 1, 2, 3... that the traversal
- * yields first as bare values. Every other pair is written as key and
- * value. Both counts are patched in at the end, unless the header has
- * already gone in an earlier segment.
+ * One lua_next pass: the run of keys 1, 2, 3... that the traversal yields
+ * first (a sequence's array part) is written as bare values, numbers
+ * inline; every other pair is written as key and value. Both counts are
+ * patched in at the end; a top-level argument of a streamed call has an
+ * open run instead (its header may go in an earlier segment), and may
+ * end a segment between two of its items.
+ *
+ * Only the traversal is trusted: reading t[1..#t] by index and resuming
+ * the traversal after them would need to know which keys sit in the
+ * array part, and an emptied hash node (t[n+1] set, then cleared) makes
+ * every test of that through the API lie.
  */
 static void encode_table(enc *e, int idx) {
   lua_State *L = e->L;
   size_t counts_at;
   uint64_t narr = 0;
   uint32_t nhash = 0;
-  int in_run = 1, k, more, flushed;
-  lua_Integer n;
+  int in_run = 1, k, open_run, flushed;
   part *pp;
   int ref;
   /* Modules go by name and take no back-reference number (the receiver
@@ -516,11 +416,14 @@ static void encode_table(enc *e, int idx) {
   }
   ref = seen_check(e, idx);
   if (ref) { put_byte(e, T_REF); put_size(e, (size_t)ref); return; }
+  open_run = e->stream != NULL && e->depth == 0;
   put_byte(e, T_TABLE);
   flushed = e->flushed;
   counts_at = e->b->len;
+  if (open_run) narr = NARR_OPEN;   /* no size hint: #t says nothing of how sparse t is */
   put(e, &narr, sizeof narr);
   put(e, &nhash, sizeof nhash);
+  narr = 0;
   {
     part p0 = { P_INDEX, 0, 0, NULL };
     push_part(e, p0);
@@ -528,41 +431,25 @@ static void encode_table(enc *e, int idx) {
   pp = &e->path[e->depth - 1];
   lua_pushnil(L);
   k = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, idx);
-  if (n >= ARRAY_FAST_MIN && array_probe_usable(L) &&
-      n < LUA_MAXINTEGER && probe_next(L, idx, n + 1)) {
-    lua_Integer hole;
-    lua_remove(L, k);      /* the rest's first key and value (or nil, nil) from k */
-    narr = (uint64_t)n;    /* written now: the header may go in an earlier segment */
-    memcpy(e->b->data + counts_at, &narr, sizeof narr);
-    hole = encode_array(e, idx, n, pp);
-    in_run = 0;
-    if (hole <= n) {
-      /* t[1..hole-1] written; the traversal resumes after hole - 1, an
-       * array slot, and meets none of them again */
-      narr = (uint64_t)(hole - 1);
-      lua_settop(L, k - 1);
-      if (hole > 1) lua_pushinteger(L, hole - 1); else lua_pushnil(L);
-      more = lua_next(L, idx);
-    } else {
-      more = !lua_isnil(L, k);
-      if (!more) lua_settop(L, k - 1);
-    }
-  } else {
-    more = lua_next(L, idx);
-  }
-  for (; more; more = lua_next(L, idx)) {
+  while (lua_next(L, idx)) {
     if (in_run) {
-      lua_Integer ki = lua_isinteger(L, k) ? lua_tointeger(L, k) : 0;
-      if ((uint64_t)ki == narr + 1 && ki > 0) {
+      /* a float key is never integral (Lua normalises them): only an
+       * integer key converts, and a string key is no number at all */
+      if (lua_type(L, k) == LUA_TNUMBER && lua_tointegerx(L, k, NULL) == (lua_Integer)(narr + 1)) {
         narr++;
-        pp->kind = P_INDEX;
-        pp->i = ki;
-        encode_value(e, k + 1);
+        if (lua_isinteger(L, k + 1) || lua_type(L, k + 1) == LUA_TNUMBER) {
+          put_number(e, k + 1);
+        } else {
+          pp->kind = P_INDEX;
+          pp->i = (lua_Integer)narr;
+          encode_value(e, k + 1);
+        }
         lua_settop(L, k);
+        if (open_run && narr % SEGMENT_CHECK == 0 && e->b->len >= SEGMENT_BYTES) flush_segment(e);
         continue;
       }
       in_run = 0;
+      if (open_run) put_byte(e, T_RUN_END);
     }
     pp->kind = P_KEYOF;
     pp->idx = k;
@@ -572,9 +459,12 @@ static void encode_table(enc *e, int idx) {
     nhash++;
     lua_settop(L, k);
   }
+  if (in_run && open_run) put_byte(e, T_RUN_END);
   pop_part(e);
-  if (e->flushed == flushed) {   /* else: the header went as it was (nhash 0: a size hint) */
+  if (!open_run) {
     memcpy(e->b->data + counts_at, &narr, sizeof narr);
+    memcpy(e->b->data + counts_at + sizeof narr, &nhash, sizeof nhash);
+  } else if (e->flushed == flushed) {   /* else the header went as it was */
     memcpy(e->b->data + counts_at + sizeof narr, &nhash, sizeof nhash);
   }
   if (lua_getmetatable(L, idx)) {
@@ -1104,39 +994,51 @@ static void decode_function(dec *d) {
   }
 }
 
+/* One item of a table's run: numbers inline, most long runs hold nothing
+ * else. A streamed message's next segment may start before any item. */
+static void decode_run_item(dec *d, int t, lua_Integer i) {
+  lua_State *L = d->L;
+  if (d->end - d->p > 8 && *d->p == T_FLOAT) {
+    lua_Number x;
+    memcpy(&x, d->p + 1, sizeof x);
+    d->p += 9;
+    lua_pushnumber(L, x);
+  } else if (d->end - d->p > 8 && *d->p == T_INT) {
+    lua_Integer x;
+    memcpy(&x, d->p + 1, sizeof x);
+    d->p += 9;
+    lua_pushinteger(L, x);
+  } else {
+    decode_value(d);
+  }
+  lua_rawseti(L, t, i);
+}
+
 static void decode_table(dec *d) {
   lua_State *L = d->L;
   uint64_t narr, i;
   uint32_t nhash;
-  int t;
+  int t, open;
   get_raw(d, &narr, sizeof narr);
   get_raw(d, &nhash, sizeof nhash);
-
-  /* one spare array slot lets a resend take the encoder's fast path */
-  lua_createtable(L, narr >= INT32_MAX ? 0 : (int)narr + (narr >= ARRAY_FAST_MIN),
-                  nhash > INT32_MAX ? 0 : (int)nhash);
+  open = (narr & NARR_OPEN) != 0;
+  if (open) narr &= NARR_OPEN - 1;      /* a size hint */
+  lua_createtable(L, narr > INT32_MAX ? 0 : (int)narr, nhash > INT32_MAX ? 0 : (int)nhash);
   t = lua_gettop(L);
   register_ref(d, t);
-  for (i = 1; i <= narr; i++) {
-    if (d->p == d->end && d->rest) next_segment(d);
-    /* numbers inline: most long sequences hold nothing else */
-    if (d->end - d->p > 8 && *d->p == T_FLOAT) {
-      lua_Number x;
-      memcpy(&x, d->p + 1, sizeof x);
-      d->p += 9;
-      lua_pushnumber(L, x);
-    } else if (d->end - d->p > 8 && *d->p == T_INT) {
-      lua_Integer x;
-      memcpy(&x, d->p + 1, sizeof x);
-      d->p += 9;
-      lua_pushinteger(L, x);
-    } else {
-      decode_value(d);
+  if (open) {
+    for (i = 1;; i++) {
+      if (d->p == d->end && d->rest) next_segment(d);
+      if (d->p < d->end && *d->p == T_RUN_END) { d->p++; break; }
+      decode_run_item(d, t, (lua_Integer)i);
     }
-    lua_rawseti(L, t, (lua_Integer)i);
+  } else {
+    for (i = 1; i <= narr; i++) decode_run_item(d, t, (lua_Integer)i);
   }
   for (;;) {
-    int tag = *d->p;
+    int tag;
+    if (d->p >= d->end) dec_corrupt(d);
+    tag = *d->p;
     if (tag == T_END) { d->p++; break; }
     if (tag == T_META) {
       d->p++;
