@@ -203,22 +203,26 @@ static void push_part(enc *e, part p) {
 
 static void pop_part(enc *e) { e->depth--; }
 
-static inline void put_number(enc *e, int idx) {
-  lua_State *L = e->L;
+/* A tag and 8 bytes of number. */
+static inline void put_tagged(enc *e, int tag, const void *eight) {
   unsigned char *w;
   reserve(e, 9);
   w = e->b->data + e->b->len;
+  w[0] = (unsigned char)tag;
+  memcpy(w + 1, eight, 8);
+  e->b->len += 9;
+}
+
+static inline void put_number(enc *e, int idx) {
+  lua_State *L = e->L;
   /* lua_isinteger first: lua_tointegerx on a float tries a conversion */
   if (lua_isinteger(L, idx)) {
     lua_Integer i = lua_tointegerx(L, idx, NULL);
-    w[0] = T_INT;
-    memcpy(w + 1, &i, 8);
+    put_tagged(e, T_INT, &i);
   } else {
     lua_Number d = lua_tonumberx(L, idx, NULL);
-    w[0] = T_FLOAT;
-    memcpy(w + 1, &d, 8);
+    put_tagged(e, T_FLOAT, &d);
   }
-  e->b->len += 9;
 }
 
 /* Returns the back-reference number of the value at idx, or 0 (and
@@ -437,8 +441,12 @@ static void encode_table(enc *e, int idx) {
        * integer key converts, and a string key is no number at all */
       if (lua_type(L, k) == LUA_TNUMBER && lua_tointegerx(L, k, NULL) == (lua_Integer)(narr + 1)) {
         narr++;
-        if (lua_isinteger(L, k + 1) || lua_type(L, k + 1) == LUA_TNUMBER) {
-          put_number(e, k + 1);
+        if (lua_isinteger(L, k + 1)) {
+          lua_Integer x = lua_tointegerx(L, k + 1, NULL);
+          put_tagged(e, T_INT, &x);
+        } else if (lua_type(L, k + 1) == LUA_TNUMBER) {
+          lua_Number x = lua_tonumberx(L, k + 1, NULL);
+          put_tagged(e, T_FLOAT, &x);
         } else {
           pp->kind = P_INDEX;
           pp->i = (lua_Integer)narr;
