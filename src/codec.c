@@ -364,8 +364,8 @@ static int names_lookup(enc *e, int idx, const char *field) {
 }
 
 /* A segment of a streamed call ends only between two items of a top-level
- * argument's array part (depth 1): no enclosing table's counts are left to
- * patch there, and the decoder checks for the end of a segment only there. */
+ * argument's open run: no enclosing table's counts are left to patch
+ * there, and the decoder checks for the end of a segment only there. */
 #define SEGMENT_BYTES ((size_t)512 << 10)
 #define SEGMENT_CHECK 4096    /* items between checks of the buffer's size */
 
