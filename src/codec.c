@@ -213,16 +213,20 @@ static inline void put_tagged(enc *e, int tag, const void *eight) {
   e->b->len += 9;
 }
 
+static inline void put_int(enc *e, int idx) {
+  lua_Integer i = lua_tointegerx(e->L, idx, NULL);
+  put_tagged(e, T_INT, &i);
+}
+
+static inline void put_float(enc *e, int idx) {
+  lua_Number d = lua_tonumberx(e->L, idx, NULL);
+  put_tagged(e, T_FLOAT, &d);
+}
+
+/* lua_isinteger first: lua_tointegerx on a float tries a conversion */
 static inline void put_number(enc *e, int idx) {
-  lua_State *L = e->L;
-  /* lua_isinteger first: lua_tointegerx on a float tries a conversion */
-  if (lua_isinteger(L, idx)) {
-    lua_Integer i = lua_tointegerx(L, idx, NULL);
-    put_tagged(e, T_INT, &i);
-  } else {
-    lua_Number d = lua_tonumberx(L, idx, NULL);
-    put_tagged(e, T_FLOAT, &d);
-  }
+  if (lua_isinteger(e->L, idx)) put_int(e, idx);
+  else put_float(e, idx);
 }
 
 /* Returns the back-reference number of the value at idx, or 0 (and
@@ -442,11 +446,9 @@ static void encode_table(enc *e, int idx) {
       if (lua_type(L, k) == LUA_TNUMBER && lua_tointegerx(L, k, NULL) == (lua_Integer)(narr + 1)) {
         narr++;
         if (lua_isinteger(L, k + 1)) {
-          lua_Integer x = lua_tointegerx(L, k + 1, NULL);
-          put_tagged(e, T_INT, &x);
+          put_int(e, k + 1);
         } else if (lua_type(L, k + 1) == LUA_TNUMBER) {
-          lua_Number x = lua_tonumberx(L, k + 1, NULL);
-          put_tagged(e, T_FLOAT, &x);
+          put_float(e, k + 1);
         } else {
           pp->kind = P_INDEX;
           pp->i = (lua_Integer)narr;

@@ -115,17 +115,25 @@ static l_proxy *push_proxy(lua_State *L) {
   return proxy;
 }
 
-/* Makes the proxy's future for the task message m and queues it on p. */
-static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
+/* Makes the proxy's future for the task message m and queues it on p;
+ * raises if it cannot (the message then belongs to the future, or is
+ * freed). */
+static void submit_future(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
   par_future *f = par_future_new(kind, m);
-  if (!f) { par_msg_free(m); return luaL_error(L, "not enough memory"); }
+  if (!f) { par_msg_free(m); luaL_error(L, "not enough memory"); return; }
   proxy->obj = &f->hdr;
-  l_object_remember(L, -1);
   switch (par_pool_submit(p, f)) {
-    case PAR_OK: return 1;
-    case PAR_CLOSED: return luaL_error(L, "pool is shut down");
-    default: return luaL_error(L, "not enough memory");
+    case PAR_OK: return;
+    case PAR_CLOSED: luaL_error(L, "pool is shut down"); return;
+    default: luaL_error(L, "not enough memory"); return;
   }
+}
+
+/* submit_future, then the proxy on top becomes the future's handle here. */
+static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
+  submit_future(L, proxy, p, kind, m);
+  l_object_remember(L, -1);
+  return 1;
 }
 
 typedef struct streamed_task {
@@ -139,19 +147,11 @@ typedef struct streamed_task {
  * future, so pool:completed() leaves it out. */
 static void submit_first_segment(lua_State *L, void *ud, par_msg *m) {
   streamed_task *st = (streamed_task *)ud;
-  par_future *f;
   if (!m) {
     if (st->proxy->obj) atomic_store(&((par_future *)st->proxy->obj)->orphan, 1);
     return;
   }
-  f = par_future_new(TASK_CALL, m);
-  if (!f) { par_msg_free(m); luaL_error(L, "not enough memory"); return; }
-  st->proxy->obj = &f->hdr;
-  switch (par_pool_submit(st->pool, f)) {
-    case PAR_OK: return;
-    case PAR_CLOSED: luaL_error(L, "pool is shut down"); return;
-    default: luaL_error(L, "not enough memory"); return;
-  }
+  submit_future(L, st->proxy, st->pool, TASK_CALL, m);
 }
 
 /* pool:submit(fn, ...) --> future */
@@ -164,11 +164,10 @@ static int l_pool_submit(lua_State *L) {
   st.pool = p;
   st.proxy = push_proxy(L);
   m = codec_encode_call_streamed(L, 2, n, submit_first_segment, &st);
-  if (!m) {                 /* sent in segments: the task is already queued */
-    l_object_remember(L, -1);
-    return 1;
-  }
-  return queue_task(L, st.proxy, p, TASK_CALL, m);
+  if (m) submit_future(L, st.proxy, p, TASK_CALL, m);
+  /* else it went in segments: the task is already queued */
+  l_object_remember(L, -1);
+  return 1;
 }
 
 /* pool:_chunk(fn, list, first, last, star [, label]) --> future running fn
