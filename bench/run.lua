@@ -28,10 +28,11 @@ local function python(script, args)
   return out
 end
 
+-- The shortest of n timed runs of fn (parallel.timeit).
 local function best_of(n, fn)
   local best = math.huge
   for _ = 1, n do
-    local t = fn()
+    local t = parallel.timeit(fn)
     if t < best then best = t end
   end
   return best
@@ -46,15 +47,11 @@ do
   local N = 20000
   local t = best_of(5, function()
     local fs = {}
-    local t0 = now()
     for i = 1, N do fs[i] = pool:submit(inc, i) end
     for i = 1, N do fs[i]:get() end
-    return now() - t0
   end)
   local tseq = best_of(5, function()
-    local t0 = now()
     for i = 1, N do inc(i) end
-    return now() - t0
   end)
   local py = python("submit_overhead.py")
   row("20000 submits of x+1, then gets (2 workers)", t / N * 1e6, tseq / N * 1e6,
@@ -65,9 +62,7 @@ end
 do
   local M = 2000
   local t = best_of(3, function()
-    local t0 = now()
     for i = 1, M do pool:submit(inc, i):get() end
-    return now() - t0
   end)
   local py = python("roundtrip.py")
   row("one submit -> get round trip", t / M * 1e6, nil, py.roundtrip_threadpool, "us",
@@ -80,15 +75,11 @@ do
   local list = {}
   for i = 1, n do list[i] = i end
   local t = best_of(3, function()
-    local t0 = now()
     pool:map(inc, list)
-    return now() - t0
   end)
   local tseq = best_of(3, function()
-    local t0 = now()
     local r = {}
     for i = 1, n do r[i] = inc(list[i]) end
-    return now() - t0
   end)
   local py = python("map_overhead.py")
   row("map over 200000 items (default chunksize)", t / n * 1e6, tseq / n * 1e6,
@@ -163,15 +154,11 @@ do
   -- best of 10: each worker's first few sends fault fresh pages in (the
   -- steady state reuses them), and the two workers take turns
   local t = best_of(10, function()
-    local t0 = now()
     pool:apply(function(t) return #t end, big)
-    return now() - t0
   end)
   local tcopy = best_of(3, function()
-    local t0 = now()
     local c = {}
     for i = 1, #big do c[i] = big[i] end
-    return now() - t0
   end)
   local py = python("big_table.py")
   row("a 1,000,000-number table sent to a worker", t * 1e3, tcopy * 1e3, py.big_table_send, "ms",
