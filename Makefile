@@ -27,6 +27,8 @@ export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 # Debian's busted script starts Lua 5.1; running it with lua5.4 directly also
 # keeps sanitizer runtimes (LD_PRELOAD) in the one process that runs the specs.
 BUSTED = $(LUA) $$(command -v busted)
+# SPEC=spec/queue_spec.lua runs one file (make test, asan, stress).
+SPEC ?= spec
 
 .PHONY: all deps test run bench examples asan tsan valgrind install clean stress
 
@@ -47,10 +49,10 @@ deps:
 	@sh tools/deps.sh
 
 test: deps all
-	$(BUSTED) --exclude-tags=stress spec
+	$(BUSTED) --exclude-tags=stress $(SPEC)
 
 stress: deps all
-	$(BUSTED) --tags=stress spec
+	$(BUSTED) --tags=stress $(SPEC)
 
 run: deps all
 	$(LUA) examples/tour.lua
@@ -65,7 +67,7 @@ examples: deps all
 asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" build-asan/parallel/core.so
 	LUA_CPATH="$(CURDIR)/build-asan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(BUSTED) --exclude-tags=stress spec
+	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(BUSTED) --exclude-tags=stress $(SPEC)
 
 # Specs tagged #child start child processes: under ThreadSanitizer a
 # forked child crashes before exec, so they run in the other builds only.
@@ -79,7 +81,7 @@ TSAN_RUN = LUA_CPATH="$(CURDIR)/build-tsan/?.so;;" LD_PRELOAD="$$($(CC) -print-f
   $(BUSTED) -o TAP --exclude-tags=stress,child
 tsan: deps
 	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" build-tsan/parallel/core.so
-	@for f in spec/*_spec.lua; do \
+	@for f in $$(if [ -d $(SPEC) ]; then ls $(SPEC)/*_spec.lua; else echo $(SPEC); fi); do \
 	  for try in 1 2 3; do \
 	    if $(TSAN_RUN) $$f > build-tsan/last.log 2>&1; then ok=1; break; fi; ok=0; \
 	    grep -q "WARNING: ThreadSanitizer" build-tsan/last.log && break; \
