@@ -14,8 +14,8 @@ WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 NOPLT ?= -fno-plt
 BASE_CFLAGS = -std=c11 -pthread -fPIC -fvisibility=hidden $(NOPLT) $(WARN) -I$(LUA_INCDIR) -Isrc -Iinclude
 
-SRC  = $(wildcard src/core/*.c) $(wildcard src/*.c)
-HDR  = $(wildcard src/core/*.h) $(wildcard src/*.h) $(wildcard include/*.h)
+SRC  = $(wildcard src/core/*.c) $(wildcard src/codec/*.c) $(wildcard src/wire/*.c) $(wildcard src/lua/*.c)
+HDR  = $(wildcard src/*/*.h) $(wildcard include/*.h)
 
 BUILD ?= build
 SO    = $(BUILD)/parallel/core.so

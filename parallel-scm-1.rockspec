@@ -22,7 +22,7 @@ supported_platforms = { "linux", "bsd", "macosx" }
 dependencies = {
    "lua >= 5.4, < 5.5",
 }
--- The Makefile builds parallel.core from every src/*.c and src/core/*.c with
+-- The Makefile builds parallel.core from src/core, src/codec, src/wire and src/lua with
 -- -std=c11 -pthread -fvisibility=hidden and the include dirs (src/, include/,
 -- Lua's); `make install` puts parallel/core.so in LIBDIR and the facade
 -- (lua/parallel/init.lua as `parallel`, lua/parallel/progress.lua as

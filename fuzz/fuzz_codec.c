@@ -29,9 +29,9 @@
 #include "lua.h"
 #include "lauxlib.h"
 #include "lualib.h"
-#include "codec.h"
-#include "dumpscan.h"
-#include "l_object.h"
+#include "codec/codec.h"
+#include "codec/dumpscan.h"
+#include "lua/l_object.h"
 #include "core/msg.h"
 
 int luaopen_parallel_core(lua_State *L);

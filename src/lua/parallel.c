@@ -1,9 +1,9 @@
 /* luaopen_parallel_core: opens every part of the binding. */
 #include "lauxlib.h"
-#include "codec.h"
-#include "l_pool.h"
-#include "l_shared.h"
-#include "l_worker.h"
+#include "codec/codec.h"
+#include "lua/l_pool.h"
+#include "lua/l_shared.h"
+#include "lua/l_worker.h"
 
 /* core._methods(name) --> the method table of a parallel type, so that the
  * facade can add the methods it writes in Lua (map, imap, ...). */

@@ -3,12 +3,12 @@
  * sender's state, travel as messages through core queues, and are decoded
  * in the receiver's state.
  */
-#include "l_shared.h"
+#include "lua/l_shared.h"
 
 #include "lauxlib.h"
-#include "codec.h"
-#include "l_object.h"
-#include "l_wait.h"
+#include "codec/codec.h"
+#include "lua/l_object.h"
+#include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/pipe.h"
 

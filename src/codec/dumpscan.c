@@ -1,4 +1,4 @@
-#include "dumpscan.h"
+#include "codec/dumpscan.h"
 
 #include <stdint.h>
 #include <stdlib.h>

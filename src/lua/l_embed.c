@@ -11,7 +11,7 @@
 
 #include "lauxlib.h"
 #include "parallel.h"
-#include "l_embed.h"
+#include "lua/l_embed.h"
 
 static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
 static parallel_state_hook hook_fn;

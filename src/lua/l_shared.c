@@ -1,8 +1,8 @@
 /* Helpers shared by the bindings of queues, locks, arrays and dicts. */
-#include "l_shared.h"
+#include "lua/l_shared.h"
 
 #include "lauxlib.h"
-#include "codec.h"
+#include "codec/codec.h"
 
 /*
  * The message being decoded waits in a per-state box: if codec_decode

@@ -20,7 +20,7 @@
  * what was encoded so far; the next encode (or the state's close) resets
  * it, releasing the references it took.
  */
-#include "codec.h"
+#include "codec/codec.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -30,9 +30,9 @@
 #include <string.h>
 
 #include "lauxlib.h"
-#include "proto.h"
-#include "l_object.h"
-#include "l_wait.h"
+#include "codec/proto.h"
+#include "lua/l_object.h"
+#include "lua/l_wait.h"
 #include "core/queue.h"
 
 enum {

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 #include "lua.h"
-#include "dumpscan.h"
+#include "codec/dumpscan.h"
 #include "core/object.h"
 
 typedef struct par_proto {

@@ -2,10 +2,10 @@
 #include <string.h>
 
 #include "lauxlib.h"
-#include "codec.h"
-#include "l_object.h"
-#include "l_pool.h"
-#include "l_wait.h"
+#include "codec/codec.h"
+#include "lua/l_object.h"
+#include "lua/l_pool.h"
+#include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/future.h"
 #include "core/pool.h"

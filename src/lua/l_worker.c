@@ -1,13 +1,13 @@
-#include "l_worker.h"
+#include "lua/l_worker.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "lauxlib.h"
 #include "lualib.h"
-#include "codec.h"
-#include "l_embed.h"
-#include "l_wait.h"
+#include "codec/codec.h"
+#include "lua/l_embed.h"
+#include "lua/l_wait.h"
 #include "core/future.h"
 #include "core/spare.h"
 

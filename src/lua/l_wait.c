@@ -1,4 +1,4 @@
-#include "l_wait.h"
+#include "lua/l_wait.h"
 
 #include "lauxlib.h"
 #include "core/clock.h"

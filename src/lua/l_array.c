@@ -3,13 +3,13 @@
  * checked against the element type on the way in (no silent wrap-around)
  * and come out as integers for integer types, floats for float types.
  */
-#include "l_shared.h"
+#include "lua/l_shared.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "lauxlib.h"
-#include "l_object.h"
+#include "lua/l_object.h"
 #include "core/sharedarray.h"
 
 /* 2^63 as a double: the first float past every int64. */

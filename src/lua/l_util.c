@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include "lauxlib.h"
-#include "l_pool.h"
-#include "l_wait.h"
+#include "lua/l_pool.h"
+#include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/object.h"
 

@@ -1,4 +1,4 @@
-#include "proto.h"
+#include "codec/proto.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "l_object.h"
+#include "lua/l_object.h"
 
 #include <string.h>
 

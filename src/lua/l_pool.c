@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "lauxlib.h"
-#include "codec.h"
-#include "l_object.h"
-#include "l_pool.h"
-#include "l_wait.h"
-#include "l_worker.h"
+#include "codec/codec.h"
+#include "lua/l_object.h"
+#include "lua/l_pool.h"
+#include "lua/l_wait.h"
+#include "lua/l_worker.h"
 #include "core/pool.h"
 
 static char *dup_field(lua_State *L, const char *field) {

@@ -4,11 +4,11 @@
  * Locks, rlocks, semaphores and conditions share acquire/release/hold/with:
  * those methods carry their type as an upvalue.
  */
-#include "l_shared.h"
+#include "lua/l_shared.h"
 
 #include "lauxlib.h"
-#include "l_object.h"
-#include "l_wait.h"
+#include "lua/l_object.h"
+#include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/sync.h"
 

@@ -5,14 +5,14 @@
  * the codec. Method names (keys, update) take precedence over stored keys
  * when indexing; pairs(d) and d:keys() still show such keys.
  */
-#include "l_shared.h"
+#include "lua/l_shared.h"
 
 #include <string.h>
 
 #include "lauxlib.h"
-#include "codec.h"
-#include "l_object.h"
-#include "l_wait.h"
+#include "codec/codec.h"
+#include "lua/l_object.h"
+#include "lua/l_wait.h"
 #include "core/dict.h"
 
 #define KEYBUF 64
