@@ -1,32 +1,20 @@
 -- Runs every example (and the guided tour) as a child lua5.4 process, from the repository
 -- root, and checks its key output: the comparisons the tutorial prints.
--- The child gets LUA_PATH / LUA_CPATH from the environment (the Makefile exports them),
--- or paths to this checkout's lua/ and build/ when they are not set.
 
 local support = require "spec.support"
-local shell_quote = support.shell_quote
 local function script_dir()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
   return src:match("^(.*)/[^/]*$") or "."
 end
 
 local ROOT = (script_dir() .. "/.."):gsub("^%./", "")
-local LUA = "lua5.4"
-local LUA_PATH = os.getenv("LUA_PATH") or (ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;")
-local LUA_CPATH = os.getenv("LUA_CPATH") or (ROOT .. "/build/?.so;;")
 local TIMEOUT = 120 -- seconds per example
 
 -- Runs examples/<name> with args; returns its output (stdout and stderr) and exit code.
 local function run(name, ...)
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = shell_quote(a) end
-  local cmd = string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout %d %s %s %s 2>&1",
-                            shell_quote(ROOT), shell_quote(LUA_PATH), shell_quote(LUA_CPATH),
-                            TIMEOUT, LUA, shell_quote("examples/" .. name), table.concat(args, " "))
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
+  local out, err, code = support.run_child{ file = "examples/" .. name, args = { ... },
+                                            cwd = ROOT, timeout = TIMEOUT }
+  return out .. err, code
 end
 
 local function count(out, pattern)

@@ -2,50 +2,15 @@
 -- with open pools, garbage-collected pools, thread leaks, Ctrl-C.
 
 local support = require "spec.support"
-local shell_quote, run_lua = support.shell_quote, support.run_lua
+local run_lua = support.run_lua
 local parallel = require "parallel"
 
-local function write_script(code)
-  local base = os.tmpname()
-  local script, errf = base .. ".lua", base .. ".err"
-  local f = assert(io.open(script, "w")); f:write(code); f:close()
-  local cmd = ("LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
-    shell_quote(package.path), shell_quote(package.cpath), script, errf)
-  local function cleanup()
-    local ef = io.open(errf, "r")
-    local err = ef and ef:read("a") or ""
-    if ef then ef:close() end
-    os.remove(script); os.remove(errf); os.remove(base)
-    return err
-  end
-  return cmd, cleanup
-end
-
--- Runs setup, prints "ready <pid>", runs block; sends SIGINT once ready.
+-- Runs setup, says it is ready, runs block; gets SIGINT once ready.
 -- Returns the exit code, stderr, stdout after ready, and seconds from the signal to the exit.
 local function interrupt(setup, block)
-  local cmd, cleanup = write_script(([[
-    local parallel = require "parallel"
-    local pid = io.open("/proc/self/stat"):read("n")
-    %s
-    io.stdout:write("ready ", pid, "\n")
-    io.stdout:flush()
-    %s
-    print("not interrupted")
-  ]]):format(setup, block))
-  local p = io.popen(cmd, "r")
-  local line = p:read("l")
-  local pid = line and line:match("^ready (%d+)$")
-  if not pid then
-    local rest = p:read("a"); p:close()
-    error("child did not get ready: " .. tostring(line) .. (rest or "") .. cleanup())
-  end
-  local t0 = parallel.now()
-  os.execute("kill -INT " .. pid)
-  local rest = p:read("a")
-  local elapsed = parallel.now() - t0
-  local _, _, status = p:close()
-  return status, cleanup(), rest, elapsed
+  local rest, err, status, elapsed = support.run_interrupted(
+    block .. '\nprint("not interrupted")', 'local parallel = require "parallel"\n' .. setup)
+  return status, err, rest, elapsed
 end
 
 describe("a script that ends with a pool still open #child", function()

@@ -1,28 +1,14 @@
 -- parallel.queue: push/pop with timeouts, close and drain, items(), #q.
 
 local support = require "spec.support"
-local assert_raises, shell_quote = support.assert_raises, support.shell_quote
+local assert_raises = support.assert_raises
 local parallel = require "parallel"
 
--- Runs code in a child lua5.4 and sends it SIGINT once it says it is ready
--- (a signal before lua.c installs its handler would just kill it).
--- Returns its output (stderr included) and the seconds from signal to exit.
+-- Output (stderr included) of a child sent SIGINT once ready, and the
+-- seconds from the signal to its exit.
 local function interrupted(code)
-  local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write('io.stdout:write("ready ", io.open("/proc/self/stat"):read("n"), "\\n") io.stdout:flush() ', code)
-  f:close()
-  local cmd = ("LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>&1"):format(
-    shell_quote(package.path), shell_quote(package.cpath), script)
-  local p = io.popen(cmd, "r")
-  local pid = (p:read("l") or ""):match("^ready (%d+)$")
-  assert(pid, "the child did not get ready")
-  local t0 = parallel.now()
-  os.execute("kill -INT " .. pid)
-  local out = p:read("a")
-  p:close()
-  os.remove(script)
-  return out, parallel.now() - t0
+  local out, err, _, secs = support.run_interrupted(code)
+  return out .. err, secs
 end
 
 describe("parallel.queue", function()

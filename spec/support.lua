@@ -32,26 +32,72 @@ end
 
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- Runs code in a child lua5.4 with this checkout's paths, after an optional
--- shell prelude (`ulimit -v ...`), killed after 10 s. Returns its stdout,
--- stderr, exit status and the seconds it took.
-function M.run_lua(code, prelude)
+-- The one child-process runner of the specs. Runs a lua5.4 child with this
+-- checkout's paths, killed after opts.timeout seconds (default 10):
+--   code     Lua source to run (written to a temporary file), or
+--   file     a script to run, with opts.args (strings) after it
+--   prelude  shell text before the command (`ulimit -v 100000;`)
+--   cwd      directory to run in
+--   ready    when set, the child's first line of output must be
+--            "ready <pid>": ready(pid) is called then (to send a signal),
+--            and the elapsed time counts from that moment
+-- Returns stdout, stderr, the exit status and the seconds it took.
+function M.run_child(opts)
   local base = os.tmpname()
-  local script, errf = base .. ".lua", base .. ".err"
-  local f = assert(io.open(script, "w")); f:write(code); f:close()
-  local cmd = ("%s LUA_PATH=%s LUA_CPATH=%s timeout 10 lua5.4 %s 2>%s"):format(
-    prelude or "", M.shell_quote(package.path), M.shell_quote(package.cpath), script, errf)
+  local script, errf = opts.file, base .. ".err"
+  if opts.code then
+    script = base .. ".lua"
+    local f = assert(io.open(script, "w")); f:write(opts.code); f:close()
+  end
+  local args = {}
+  for i, a in ipairs(opts.args or {}) do args[i] = M.shell_quote(a) end
+  local cmd = ("%s %s LUA_PATH=%s LUA_CPATH=%s timeout %d lua5.4 %s %s 2>%s"):format(
+    opts.cwd and ("cd " .. M.shell_quote(opts.cwd) .. " &&") or "", opts.prelude or "",
+    M.shell_quote(package.path), M.shell_quote(package.cpath), opts.timeout or 10,
+    M.shell_quote(script), table.concat(args, " "), errf)
   local clock = require("parallel").now
+  local function cleanup()
+    local ef = io.open(errf, "r")
+    local err = ef and ef:read("a") or ""
+    if ef then ef:close() end
+    if opts.code then os.remove(script) end
+    os.remove(errf); os.remove(base)
+    return err
+  end
   local t0 = clock()
   local p = io.popen(cmd, "r")
-  local out = p:read("a")
+  local out = ""
+  if opts.ready then
+    local line = p:read("l")
+    local pid = line and line:match("^ready (%d+)$")
+    if not pid then
+      local rest = p:read("a"); p:close()
+      error("the child did not get ready: " .. tostring(line) .. (rest or "") .. cleanup())
+    end
+    t0 = clock()
+    opts.ready(pid)
+  end
+  out = p:read("a")
   local _, _, status = p:close()
   local elapsed = clock() - t0
-  local ef = io.open(errf, "r")
-  local err = ef and ef:read("a") or ""
-  if ef then ef:close() end
-  os.remove(script); os.remove(errf); os.remove(base)
-  return out, err, status, elapsed
+  return out, cleanup(), status, elapsed
+end
+
+-- run_child for code, after an optional shell prelude (`ulimit -v ...`).
+function M.run_lua(code, prelude)
+  return M.run_child{ code = code, prelude = prelude }
+end
+
+-- Runs setup (optional), then code in a child that says it is ready in
+-- between, and sends it SIGINT then (a signal before lua.c installs its
+-- handler would just kill it). Returns stdout after ready, stderr, the exit
+-- status and the seconds from the signal to the exit.
+function M.run_interrupted(code, setup)
+  return M.run_child{
+    code = (setup or "") .. '\nio.stdout:write("ready ", io.open("/proc/self/stat"):read("n"), "\\n") '
+      .. 'io.stdout:flush()\n' .. code,
+    ready = function(pid) os.execute("kill -INT " .. pid) end,
+  }
 end
 
 -- Occupies one worker of pool until release() is called. Returns the
