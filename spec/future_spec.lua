@@ -253,11 +253,20 @@ describe("parallel.as_completed", function()
   end)
 
   it("yields in completion order", function()
-    local slow = pool:submit(function() parallel.sleep(0.4); return "slow" end)
-    local fast = pool:submit(function() return "fast" end)
-    local mid = pool:submit(function() parallel.sleep(0.2); return "mid" end)
-    local order = {}
-    for f in parallel.as_completed({slow, fast, mid}) do order[#order + 1] = f:get() end
+    -- each task finishes when its event is set; the loop sets the next one
+    -- only after the previous future came out, so the order is known
+    local go = {fast = parallel.event(), mid = parallel.event(), slow = parallel.event()}
+    local function task(name, e) e:wait(10); return name end
+    local slow = pool:submit(task, "slow", go.slow)
+    local fast = pool:submit(task, "fast", go.fast)
+    local mid = pool:submit(task, "mid", go.mid)
+    local order, next_one = {}, {fast = "mid", mid = "slow"}
+    go.fast:set()
+    for f in parallel.as_completed({slow, fast, mid}, 10) do
+      local name = f:get()
+      order[#order + 1] = name
+      if next_one[name] then go[next_one[name]]:set() end
+    end
     assert.same({"fast", "mid", "slow"}, order)
   end)
 
