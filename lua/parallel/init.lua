@@ -99,8 +99,19 @@ local function map_impl(pool, fname, fn, list, opts, star)
   if n == 0 then return results end
   local cs = opts.chunksize or default_chunksize(n, workers_of(pool))
   local futures, firsts = {}, {}
+  -- A list with a metatable (a proxy) is read as list[i] reads it; the C
+  -- side reads plain tables raw, which is the same thing and runs no code.
+  local proxy = getmetatable(list) ~= nil
   for first = 1, n, cs do
-    local f = pool:_chunk(fn, list, first, min(first + cs - 1, n), star)
+    local last = min(first + cs - 1, n)
+    local f
+    if proxy then
+      local items = {}
+      for i = first, last do items[i - first + 1] = list[i] end
+      f = pool:_chunk(fn, items, 1, last - first + 1, star, first)
+    else
+      f = pool:_chunk(fn, list, first, last, star)
+    end
     futures[#futures + 1] = f
     firsts[f] = first
   end

@@ -55,6 +55,9 @@ enum { MSG_SCALARS = 0x51, MSG_STRUCTURED = 0x52 };
  * stack. */
 #define SLOTS_PER_LEVEL 24
 #define PATH_MAX_PARTS (MAX_DEPTH + 8)
+/* A starmap call gets at most this many arguments (Lua's own stack limit
+ * is a million slots). */
+#define CHUNK_MAX_ARGS 200000
 
 /* ---------------------------------------------------------------- protos */
 
@@ -793,18 +796,56 @@ par_msg *codec_encode_call_streamed(lua_State *L, int first, int n, codec_submit
   return NULL;
 }
 
+/* A starmap argument list t: t[1..n] as table.unpack(t, 1, n) reads it,
+ * n being t.n when that is an integer (table.pack's), else #t; it goes as
+ * a plain table whose n says how many values the call gets, nils included
+ * (the receiver's # cannot tell where trailing nils end). Read raw: no
+ * user code runs in the middle of an encode. */
+static void encode_arglist(enc *e, int t) {
+  lua_State *L = e->L;
+  lua_Integer n, j;
+  uint64_t narr;
+  uint32_t nhash = 1;
+  part pj = { P_INDEX, 0, 0, NULL };
+  lua_pushliteral(L, "n");
+  if (lua_rawget(L, t) == LUA_TNUMBER && lua_isinteger(L, -1)) n = lua_tointeger(L, -1);
+  else n = (lua_Integer)lua_rawlen(L, t);
+  lua_pop(L, 1);
+  if (n < 0) n = 0;
+  if (n > CHUNK_MAX_ARGS) enc_fail(e, lua_pushfstring(L, "an argument list of %I values", n));
+  e->nseen++;                       /* the receiver numbers every table */
+  narr = (uint64_t)n;
+  put_byte(e, T_TABLE);
+  put(e, &narr, sizeof narr);
+  put(e, &nhash, sizeof nhash);
+  push_part(e, pj);
+  for (j = 1; j <= n; j++) {
+    e->path[e->depth - 1].i = j;
+    lua_rawgeti(L, t, j);
+    encode_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  pop_part(e);
+  lua_pushliteral(L, "n");
+  lua_pushinteger(L, n);
+  encode_value(e, lua_gettop(L) - 1);
+  encode_value(e, lua_gettop(L));
+  lua_pop(L, 2);
+  put_byte(e, T_END);
+}
+
 par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
-                            lua_Integer label) {
+                            lua_Integer label, int star) {
   enc e;
   int top = lua_gettop(L);
-  lua_Integer i;
-  uint64_t narr = (uint64_t)(last - first + 1);
+  lua_Integer i, count = last - first + 1;
+  uint64_t narr = (uint64_t)count;
   uint32_t nhash = 0;
   part p0 = { P_INDEX, 0, 0, NULL };
   fn = lua_absindex(L, fn);
   list = lua_absindex(L, list);
   enc_begin(&e, L, "fn", 1);
-  put_size(&e, 3);
+  put_size(&e, 4);
   encode_value(&e, fn);
   /* list[first..last] as one table, numbered like any table */
   e.root = "list";
@@ -814,15 +855,16 @@ par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, l
   put(&e, &nhash, sizeof nhash);
   push_part(&e, p0);
   for (i = first; i <= last; i++) {
-    e.path[0].i = i;
+    e.path[0].i = label + (i - first);
     lua_rawgeti(L, list, i);
-    encode_value(&e, lua_gettop(L));
+    if (star && lua_type(L, -1) == LUA_TTABLE) encode_arglist(&e, lua_gettop(L));
+    else encode_value(&e, lua_gettop(L));
     lua_pop(L, 1);
   }
   pop_part(&e);
   put_byte(&e, T_END);
-  put_byte(&e, T_INT);
-  put(&e, &label, sizeof label);
+  put_tagged(&e, T_INT, &label);
+  put_tagged(&e, T_INT, &count);   /* items, nils included: # cannot tell */
   return enc_finish(&e, top);
 }
 

@@ -38,11 +38,13 @@ typedef void (*codec_submit_fn)(lua_State *L, void *ud, par_msg *first);
 par_msg *codec_encode_call_streamed(lua_State *L, int first, int n, codec_submit_fn submit,
                                     void *ud);
 
-/* Encodes a map chunk: the function at fn, then list[first..last] as one
- * table (errors name the items "list[i]"), then `label`, the index an
- * error in the chunk's first item is reported under. */
+/* Encodes a map chunk: the function at fn, then list[first..last] (read
+ * raw) as one table, then `label`, the index of the chunk's first item in
+ * errors ("list[label]"), then the number of items, nils included. With
+ * star, each item that is a table is an argument list sent with its count
+ * as field n (t.n when an integer, else #t). */
 par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
-                            lua_Integer label);
+                            lua_Integer label, int star);
 
 /* Decodes the (results, n) message of a map chunk straight into
  * dest[offset ..]; returns n. */

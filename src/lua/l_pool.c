@@ -183,7 +183,7 @@ static int l_pool_chunk(lua_State *L) {
   lua_Integer label = luaL_optinteger(L, 7, first);
   l_proxy *proxy = push_proxy(L);
   return queue_task(L, proxy, p, star ? TASK_STARMAP : TASK_MAP,
-                    codec_encode_chunk(L, 2, 3, first, last, label));
+                    codec_encode_chunk(L, 2, 3, first, last, label, star));
 }
 
 static int opt_flag(lua_State *L, int idx, const char *field, int def) {

@@ -1,5 +1,6 @@
 #include "lua/l_worker.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,13 +151,14 @@ static void finish_failed(lua_State *L, par_future *f, int err, lua_Integer inde
 }
 
 /* The loop of a map chunk, run under one protected call (not one per
- * item): fn(items[i]) (or fn(table.unpack(items[i])) for starmap) into
- * results[i]; *at tells which item was running when an error escaped. */
-typedef struct chunk_state { lua_Integer at; int star; } chunk_state;
+ * item): fn(items[i]) (or fn(table.unpack(items[i], 1, items[i].n)) for
+ * starmap) into results[i]; *at tells which item was running when an
+ * error escaped. Every index up to n is an item, nil included. */
+typedef struct chunk_state { lua_Integer at, n; int star; } chunk_state;
 
 static int chunk_loop(lua_State *L) {
   chunk_state *cs = (chunk_state *)lua_touserdata(L, 1);
-  lua_Integer i, n = (lua_Integer)lua_rawlen(L, 3);
+  lua_Integer i, n = cs->n;
   /* 1: state, 2: fn, 3: items, 4: results */
   for (i = 1; i <= n; i++) {
     int nargs = 1;
@@ -168,7 +170,9 @@ static int chunk_loop(lua_State *L) {
       int args = lua_gettop(L);
       if (lua_type(L, args) != LUA_TTABLE)
         luaL_error(L, "starmap: argument list %I is a %s, not a table", i, luaL_typename(L, args));
-      k = (lua_Integer)lua_rawlen(L, args);
+      lua_pushliteral(L, "n");
+      k = lua_rawget(L, args) == LUA_TNUMBER ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, args);
+      lua_pop(L, 1);
       luaL_checkstack(L, (int)k + 2, "too many arguments");
       for (j = 1; j <= k; j++) lua_rawgeti(L, args, j);
       lua_remove(L, args);
@@ -180,14 +184,44 @@ static int chunk_loop(lua_State *L) {
   return 0;
 }
 
+/* Protected: encodes the (results, n) of a chunk into *out. */
+static int encode_results(lua_State *L) {
+  par_msg **out = (par_msg **)lua_touserdata(L, 1);
+  *out = codec_encode(L, 2, lua_gettop(L) - 1, "results", 1);
+  return 0;
+}
+
+/* Results that could not travel together: finds the first item whose own
+ * result cannot, so that the error names it and its path from that
+ * result ("item 8: cannot send thread at results[1]"). Fails the future
+ * with the item's error, or with err (at the top) when each one can. */
+static void fail_results(lua_State *L, par_future *f, int results, lua_Integer n,
+                         lua_Integer first) {
+  lua_Integer i;
+  int err = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    par_msg *m = NULL;
+    lua_pushcfunction(L, encode_results);
+    lua_pushlightuserdata(L, &m);
+    lua_rawgeti(L, results, i);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      finish_failed(L, f, lua_gettop(L), first + i - 1);
+      return;
+    }
+    par_msg_free(m);
+  }
+  finish_failed(L, f, err, 0);
+}
+
 static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
   int items = fn + 1, results;
-  lua_Integer first = lua_tointeger(L, fn + 2), n = (lua_Integer)lua_rawlen(L, items);
+  lua_Integer first = lua_tointeger(L, fn + 2), n = lua_tointeger(L, fn + 3);
   chunk_state cs;
-  par_msg *m;
+  par_msg *m = NULL;
   cs.at = 0;
+  cs.n = n;
   cs.star = star;
-  lua_createtable(L, (int)n, 0);
+  lua_createtable(L, n > INT_MAX ? 0 : (int)n, 0);
   results = lua_gettop(L);
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, chunk_loop);
@@ -199,9 +233,15 @@ static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
     finish_failed(L, f, lua_gettop(L), first + cs.at - 1);
     return 1;
   }
+  lua_settop(L, results);
+  lua_pushcfunction(L, encode_results);
+  lua_pushlightuserdata(L, &m);
   lua_pushvalue(L, results);
   lua_pushinteger(L, n);
-  m = codec_encode(L, -2, 2, "results", 1);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    fail_results(L, f, results, n, first);
+    return 1;
+  }
   par_future_finish(f, PAR_DONE, m);
   return 1;
 }

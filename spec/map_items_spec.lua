@@ -1,0 +1,98 @@
+-- The map family reads its items as a sequential loop would: list[i] for
+-- i = 1, #list (proxies, nil holes), starmap's argument lists by t.n or #t,
+-- and an item whose result cannot travel is named.
+
+local support = require "spec.support"
+local error_of = support.error_of
+local parallel = require "parallel"
+
+local function proxy(n, f)
+  return setmetatable({}, {
+    __index = function(_, i) return f(i) end,
+    __len = function() return n end,
+  })
+end
+
+local function show(x) return x == nil and "<nil>" or x end
+
+describe("the map family's items", function()
+  local pool
+  setup(function() pool = parallel.pool(2) end)
+  teardown(function() pool:shutdown() end)
+
+  for _, cs in ipairs { 1, 2, 10 } do
+    it("reads a proxy list through __index and __len (map, starmap; chunksize " .. cs .. ")", function()
+      local r = pool:map(function(x) return x + 1 end, proxy(5, function(i) return i * 10 end), { chunksize = cs })
+      assert.same({ 11, 21, 31, 41, 51, n = 5 }, r)
+      r = pool:starmap(function(a, b) return a .. b end,
+        proxy(3, function(i) return { "x", i } end), { chunksize = cs })
+      assert.same({ "x1", "x2", "x3", n = 3 }, r)
+    end)
+
+    it("calls fn for a nil hole, as a loop over 1..#list does (chunksize " .. cs .. ")", function()
+      local list = { 1, 2, nil, 4 }
+      assert.equal(4, #list)
+      local r = pool:map(function(x) return show(x) end, list, { chunksize = cs })
+      assert.same({ 1, 2, "<nil>", 4, n = 4 }, r)
+      local got = {}
+      for i, v in pool:imap(function(x) return show(x) end, list, { chunksize = cs }) do got[i] = v end
+      assert.same({ 1, 2, "<nil>", 4 }, got)
+      got = {}
+      for i, v in pool:imap_unordered(function(x) return show(x) end, list, { chunksize = cs }) do got[i] = v end
+      assert.same({ 1, 2, "<nil>", 4 }, got)
+    end)
+  end
+
+  it("passes imap a proxy's items", function()
+    local got = {}
+    for i, v in pool:imap(function(x) return x end, proxy(4, function(i) return -i end)) do got[i] = v end
+    assert.same({ -1, -2, -3, -4 }, got)
+  end)
+
+  it("gives starmap every value of an argument list with a hole (#t)", function()
+    local r = pool:starmap(function(...) return select("#", ...) .. ":" .. tostring((select(3, ...))) end,
+      { { "a.b", ".", nil, true } })
+    assert.same({ "4:nil", n = 1 }, r)
+  end)
+
+  it("honours t.n as table.pack makes it, trailing nils included", function()
+    local r = pool:starmap(function(...) return select("#", ...) end,
+      { table.pack(1, nil, nil), table.pack(), { n = 2 }, { 1, 2, 3, n = 1 } })
+    assert.same({ 3, 0, 2, 1, n = 4 }, r)
+  end)
+
+  it("names the item whose result cannot travel, with its path from that result", function()
+    local e = error_of(pool.map, pool, function(x)
+      if x == 8 then return coroutine.create(print) end
+      return x
+    end, { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, { chunksize = 3 })
+    assert.is_string(e)
+    assert.equal("item 8: cannot send thread at results[1]", (e:match("^[^\n]*")))
+    e = error_of(pool.map, pool, function(x)
+      if x == 5 then return { ok = true, bad = { io.stdout } } end
+      return x
+    end, { 1, 2, 3, 4, 5, 6 }, { chunksize = 6 })
+    assert.equal("item 5: cannot send userdata (FILE*) at results[1].bad[1]", (e:match("^[^\n]*")))
+  end)
+
+  it("names the item in imap and imap_unordered too", function()
+    for _, m in ipairs { "imap", "imap_unordered" } do
+      local e = error_of(function()
+        for _ in pool[m](pool, function(x)
+          if x == 5 then return coroutine.create(print) end
+          return x
+        end, { 1, 2, 3, 4, 5, 6 }, { chunksize = 4 }) do end
+      end)
+      assert.equal("item 5: cannot send thread at results[1]", (e:match("^[^\n]*")), m)
+    end
+  end)
+
+  it("names an argument that cannot travel by its item index", function()
+    local e = error_of(pool.starmap, pool, function() end, { { 1 }, { 2, io.stdout } }, { chunksize = 2 })
+    assert.is_truthy(e:find("cannot send userdata (FILE*) at list[2][2]", 1, true), e)
+    e = error_of(function()
+      for _ in pool:imap(function() end, { 1, 2, 3, 4, 5, coroutine.create(print) }, { chunksize = 4 }) do end
+    end)
+    assert.is_truthy(e:find("cannot send thread at list[6]", 1, true), e)
+  end)
+end)
