@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the codec (src/codec.c).
+ * libFuzzer target for the codec (src/codec/).
  *
  * Each input is read as a little program that builds Lua values in a
  * sender state A: nested tables with cycles, shared parts, tables and
