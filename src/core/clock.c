@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "clock.h"
 #include "object.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <time.h>
@@ -47,17 +48,24 @@ static struct timespec to_timespec(double t) {
 
 int par_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline) {
   struct timespec ts;
+  int r;
+  par_wait_sleep_begin();
   if (isinf(deadline)) {
     pthread_cond_wait(cv, mu);
-    return PAR_OK;
+    r = PAR_OK;
+  } else {
+    ts = to_timespec(deadline);
+    r = pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT ? PAR_TIMEOUT : PAR_OK;
   }
-  ts = to_timespec(deadline);
-  return pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT ? PAR_TIMEOUT : PAR_OK;
+  par_wait_sleep_end();
+  return r;
 }
 
 void par_sleep_until(double deadline) {
   struct timespec ts = to_timespec(deadline);
+  par_wait_sleep_begin();
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+  par_wait_sleep_end();
 }
 
 void par_cpu_relax(void) {

@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "pool.h"
+#include "wait.h"
 
 struct par_sub {
   par_sub *next;             /* in the future's list (future mutex) */
@@ -99,18 +100,16 @@ int par_future_cancel(par_future *f) {
   return 1;
 }
 
-/* Spinning covers the common case of a short task finishing within
- * microseconds, where sleeping on the condvar would cost a futex round
- * trip (~70 us on virtual machines). */
-#define SPIN_ROUNDS 4000
+static int is_done(void *ud) {
+  par_future *f = (par_future *)ud;
+  return par_future_is_terminal(atomic_load_explicit(&f->state, memory_order_acquire));
+}
 
+/* A short task finishing within microseconds is caught by the spin, when
+ * the policy (wait.h) lets us spin, instead of a futex round trip. */
 int par_future_wait(par_future *f, double deadline) {
-  int i, rc = PAR_OK;
-  for (i = 0; i < SPIN_ROUNDS; i++) {
-    if (par_future_is_terminal(atomic_load_explicit(&f->state, memory_order_acquire)))
-      return PAR_OK;
-    par_cpu_relax();
-  }
+  int rc = PAR_OK;
+  if (is_done(f) || par_spin(PAR_WAIT_FUTURE, is_done, f, deadline)) return PAR_OK;
   pthread_mutex_lock(&f->mu);
   f->nwaiters++;
   while (!par_future_is_terminal(atomic_load(&f->state)) && rc == PAR_OK)

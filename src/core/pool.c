@@ -8,10 +8,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-
-/* How long an idle worker polls the FIFO before sleeping: long enough to
- * catch the next task of a submit loop, short enough not to steal a core. */
-#define IDLE_SPIN_NS 50000.0
+#include "wait.h"
 
 /*
  * Interrupting a running task. The binding's interrupt (lua_sethook) may
@@ -73,19 +70,29 @@ static void pool_destroy(par_object *o) {
 
 const par_type par_pool_type = { "parallel.pool", pool_destroy };
 
-/* Takes the next future, or NULL when the pool is closed and drained. */
+static int has_work(void *ud) {
+  par_pool *p = (par_pool *)ud;
+  return atomic_load_explicit(&p->queued, memory_order_relaxed) > 0 ||
+         atomic_load_explicit(&p->closed, memory_order_relaxed);
+}
+
+/* Takes the next future, or NULL when the pool is closed and drained. An
+ * idle worker spins first when the policy (wait.h) says it pays: the next
+ * task of a submit loop then costs no wake-up. */
 static par_future *take(par_pool *p) {
   par_future *f = NULL;
-  double spin_until = par_now() + IDLE_SPIN_NS * 1e-9;
-  while (atomic_load_explicit(&p->queued, memory_order_relaxed) == 0 &&
-         !atomic_load_explicit(&p->closed, memory_order_relaxed) && par_now() < spin_until) {
-    int i;
-    for (i = 0; i < 64; i++) par_cpu_relax();
+  int spun = 0;
+  if (!has_work(p)) {
+    /* a submit that a spinner will see needs no wake-up (par_pool_submit) */
+    atomic_fetch_add(&p->spinning, 1);
+    par_spin(PAR_WAIT_POOL, has_work, p, PAR_FOREVER);
+    spun = 1;
   }
   pthread_mutex_lock(&p->mu);
+  if (spun) atomic_fetch_sub(&p->spinning, 1);
   while (p->count == 0 && !atomic_load(&p->closed)) {
     p->sleeping++;
-    pthread_cond_wait(&p->cv, &p->mu);
+    par_cond_wait_until(&p->cv, &p->mu, PAR_FOREVER);
     p->sleeping--;
   }
   if (p->count > 0) {
@@ -103,6 +110,7 @@ static void *worker_main(void *arg) {
   par_pool *p = w->pool;
   par_future *f;
   sigset_t interrupt_only;
+  par_wait_thread_begin();
   w->ctx = p->ops->start(p->ud, w->index, &w->interrupted);
   this_worker = w;
   sigemptyset(&interrupt_only);
@@ -131,6 +139,7 @@ static void *worker_main(void *arg) {
   this_worker = NULL;
   if (w->ctx) p->ops->stop(w->ctx);
   w->ctx = NULL;
+  par_wait_thread_end();
   return NULL;
 }
 
@@ -199,7 +208,9 @@ int par_pool_submit(par_pool *p, par_future *f) {
   p->count++;
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
-  if (p->sleeping) pthread_cond_signal(&p->cv);
+  /* A spinner decrements `spinning` under mu before it looks at count: one
+   * counted here will take a task without being woken. */
+  if (p->sleeping && p->count > (size_t)atomic_load(&p->spinning)) pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
   return PAR_OK;
 }

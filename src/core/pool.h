@@ -69,6 +69,7 @@ struct par_pool {
   size_t head, count, cap;
   _Atomic size_t queued;          /* = count, readable while spinning */
   int sleeping;
+  _Atomic int spinning;           /* idle workers spinning (wait.h) */
   _Atomic int closed;
   int joined;
   pthread_mutex_t join_mu;        /* serialises shutdowns */

@@ -1,11 +1,8 @@
 #include "queue.h"
 #include "clock.h"
+#include "wait.h"
 
 #include <stdlib.h>
-
-/* How long a would-be sleeper spins first: a handoff between two busy
- * threads is then a few cache misses instead of a futex round trip. */
-#define SPIN_SECONDS 20e-6
 
 struct par_queue {
   par_object hdr;
@@ -64,20 +61,23 @@ static int grow(par_queue *q) {
   return 1;
 }
 
-/* Spins until ready() or the spin budget/deadline runs out. */
+/* A would-be sleeper spins first when the policy (wait.h) says it pays:
+ * a handoff between two running threads is then a few cache misses
+ * instead of a futex round trip. */
+static int can_pop(void *ud) {
+  par_queue *q = (par_queue *)ud;
+  return atomic_load_explicit(&q->avail, memory_order_relaxed) > 0 ||
+         atomic_load_explicit(&q->aclosed, memory_order_relaxed);
+}
+
+static int can_push(void *ud) {
+  par_queue *q = (par_queue *)ud;
+  return atomic_load_explicit(&q->avail, memory_order_relaxed) < q->capacity ||
+         atomic_load_explicit(&q->aclosed, memory_order_relaxed);
+}
+
 static void spin(par_queue *q, int for_pop, double deadline) {
-  double start = par_now(), stop = start + SPIN_SECONDS;
-  int i;
-  if (deadline < stop) stop = deadline;
-  for (;;) {
-    for (i = 0; i < 64; i++) {
-      size_t n = atomic_load_explicit(&q->avail, memory_order_relaxed);
-      if (atomic_load_explicit(&q->aclosed, memory_order_relaxed)) return;
-      if (for_pop ? n > 0 : n < q->capacity) return;
-      par_cpu_relax();
-    }
-    if (par_now() >= stop) return;
-  }
+  par_spin(PAR_WAIT_QUEUE, for_pop ? can_pop : can_push, q, deadline);
 }
 
 int par_queue_push(par_queue *q, par_msg *m, double deadline) {

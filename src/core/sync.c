@@ -2,10 +2,9 @@
 
 #include <limits.h>
 #include "clock.h"
+#include "wait.h"
 
 #include <stdlib.h>
-
-#define SPIN_SECONDS 10e-6
 
 uintptr_t par_thread_id(void) {
   static _Thread_local char id;
@@ -32,20 +31,18 @@ static int core_try(par_lockcore *c) {
          atomic_compare_exchange_strong(&c->held, &expected, 1);
 }
 
+static int core_free(void *ud) {
+  par_lockcore *c = (par_lockcore *)ud;
+  return atomic_load_explicit(&c->held, memory_order_relaxed) == 0;
+}
+
 static int core_acquire(par_lockcore *c, double deadline) {
-  int r = PAR_OK;
+  int r = PAR_OK, round;
   if (core_try(c)) return PAR_OK;
-  {
-    double stop = par_now() + SPIN_SECONDS;
-    int i;
-    if (deadline < stop) stop = deadline;
-    do {
-      for (i = 0; i < 32; i++) {
-        if (core_try(c)) return PAR_OK;
-        par_cpu_relax();
-      }
-    } while (par_now() < stop);
-  }
+  /* Spin (when the policy of wait.h says it pays) until the lock looks
+   * free, then race for it; a few lost races, and we sleep. */
+  for (round = 0; round < 4 && par_spin(PAR_WAIT_LOCK, core_free, c, deadline); round++)
+    if (core_try(c)) return PAR_OK;
   pthread_mutex_lock(&c->mu);
   /* Dekker with core_release: count ourselves before the last try. */
   atomic_fetch_add(&c->sleepers, 1);

@@ -1,4 +1,4 @@
-/* Measuring helpers: cpu_count, now, sleep, cpu_time, isatty. */
+/* Measuring helpers: cpu_count, now, sleep, cpu_time, isatty, waiting. */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <unistd.h>
@@ -8,6 +8,7 @@
 #include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/object.h"
+#include "core/wait.h"
 
 int par_cpu_count_default(void) {
   cpu_set_t set;
@@ -50,6 +51,42 @@ static int l_sleep(lua_State *L) {
   return 0;
 }
 
+/* parallel.waiting(): what the waiting policy (core/wait.h) sees now. */
+static int l_waiting(lua_State *L) {
+  static const char *const names[PAR_WAIT_KINDS] = {"pool", "future", "queue", "lock"};
+  par_wait_info info;
+  int i;
+  par_wait_get_info(&info);
+  lua_createtable(L, 0, 8);
+  lua_pushboolean(L, info.enabled);
+  lua_setfield(L, -2, "spin");
+  lua_pushnumber(L, info.cap_us);
+  lua_setfield(L, -2, "cap_us");
+  lua_pushinteger(L, info.cpus);
+  lua_setfield(L, -2, "cpus");
+  lua_pushinteger(L, info.online);
+  lua_setfield(L, -2, "online");
+  lua_pushinteger(L, info.runnable);
+  lua_setfield(L, -2, "runnable");
+  if (info.machine_runnable >= 0) {
+    lua_pushnumber(L, info.machine_runnable);
+    lua_setfield(L, -2, "machine_runnable");
+  }
+  lua_createtable(L, 0, PAR_WAIT_KINDS);
+  for (i = 0; i < PAR_WAIT_KINDS; i++) {
+    lua_pushnumber(L, info.limit_us[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_setfield(L, -2, "limit_us");
+  lua_createtable(L, 0, PAR_WAIT_KINDS);
+  for (i = 0; i < PAR_WAIT_KINDS; i++) {
+    lua_pushinteger(L, (lua_Integer)info.spins[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_setfield(L, -2, "spins");
+  return 1;
+}
+
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -65,6 +102,7 @@ static const luaL_Reg util_funcs[] = {
   {"now", l_now},
   {"cpu_time", l_cpu_time},
   {"sleep", l_sleep},
+  {"waiting", l_waiting},
   {"_isatty", l_isatty},
   {"worker_index", l_worker_index},
   {NULL, NULL}

@@ -1,0 +1,189 @@
+/* The waiting policy: see wait.h for the reasoning. */
+#define _GNU_SOURCE
+#include "wait.h"
+#include "clock.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CAP_NS 20000     /* ~ one futex wake-up on a virtual machine */
+#define FLOOR_NS 1000            /* below this a kind only probes */
+#define PROBE_EVERY 32
+#define SAMPLE_NS 10000000LL     /* /proc/loadavg at most every 10 ms */
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static long cap_ns;              /* 0: spinning off */
+static int cpus = 1, online = 1;
+static int loadavg_fd = -1;
+
+/* The host thread counts as one; workers add themselves. */
+static _Atomic int threads = 1, sleepers = 0;
+
+static _Atomic long long sample_at = 0;       /* ns, par_now() scale */
+static _Atomic int machine_x16 = -16;         /* smoothed runnable * 16; < 0 unknown */
+
+typedef struct {
+  _Alignas(64) _Atomic long limit_ns;
+  _Atomic unsigned probes;
+  _Alignas(64) _Atomic unsigned long spins;   /* spins begun (parallel.waiting) */
+} kind_state;
+static kind_state kinds[PAR_WAIT_KINDS];
+
+/* CPUs allowed by a cgroup quota ("max" or "<quota> <period>"), or 0. */
+static int quota_cpus(void) {
+  char path[512], line[256], *p;
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  long long quota = 0, period = 0;
+  int n = 0;
+  path[0] = 0;
+  if (f) {
+    while (fgets(line, sizeof line, f))
+      if (strncmp(line, "0::", 3) == 0) {
+        if ((p = strchr(line, '\n')) != NULL) *p = 0;
+        snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", line + 3);
+        break;
+      }
+    fclose(f);
+  }
+  f = path[0] ? fopen(path, "re") : NULL;
+  if (!f) f = fopen("/sys/fs/cgroup/cpu.max", "re");
+  if (f) {
+    if (fscanf(f, "%lld %lld", &quota, &period) != 2) quota = 0;
+    fclose(f);
+  } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "re")) != NULL) {  /* v1 */
+    if (fscanf(f, "%lld", &quota) != 1) quota = 0;
+    fclose(f);
+    if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "re")) != NULL) {
+      if (fscanf(f, "%lld", &period) != 1) period = 0;
+      fclose(f);
+    }
+  }
+  if (quota > 0 && period > 0) n = (int)((quota + period - 1) / period);
+  return n;
+}
+
+static void init(void) {
+  const char *env = getenv("PARALLEL_SPIN");
+  cpu_set_t set;
+  long n;
+  int i, q;
+  cap_ns = DEFAULT_CAP_NS;
+  if (env && *env) {
+    char *end;
+    double us = strtod(env, &end);
+    if (end != env && us >= 0 && us < 1e6) cap_ns = (long)(us * 1000);
+  }
+#ifdef PAR_NO_SPIN
+  cap_ns = 0;
+#endif
+  n = sysconf(_SC_NPROCESSORS_ONLN);
+  online = n > 0 ? (int)n : 1;
+  cpus = online;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) cpus = CPU_COUNT(&set);
+  q = quota_cpus();
+  if (q > 0 && q < cpus) cpus = q;
+  /* one CPU: whoever we wait for needs the one we would spin on */
+  if (cpus < 2) cap_ns = 0;
+  loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  for (i = 0; i < PAR_WAIT_KINDS; i++) atomic_init(&kinds[i].limit_ns, cap_ns);
+}
+
+/* Refreshes the machine's smoothed runnable count when the sample is old. */
+static void sample_machine(long long now_ns) {
+  long long at = atomic_load_explicit(&sample_at, memory_order_relaxed);
+  char buf[128], *slash;
+  ssize_t len;
+  int running, old;
+  if (now_ns - at < SAMPLE_NS || loadavg_fd < 0) return;
+  if (!atomic_compare_exchange_strong(&sample_at, &at, now_ns)) return;   /* another waiter does it */
+  len = pread(loadavg_fd, buf, sizeof buf - 1, 0);
+  if (len <= 0) return;
+  buf[len] = 0;
+  /* "0.52 0.58 0.59 3/467 12345": the fourth field is runnable/total */
+  slash = strchr(buf, '/');
+  if (!slash) return;
+  while (slash > buf && slash[-1] >= '0' && slash[-1] <= '9') slash--;
+  running = atoi(slash);
+  old = atomic_load_explicit(&machine_x16, memory_order_relaxed);
+  atomic_store_explicit(&machine_x16, old < 0 ? running * 16 : old + (running * 16 - old) / 4,
+                        memory_order_relaxed);
+}
+
+/* Whether a spin now could pay: a CPU free for the thread we wait for. */
+static int cpus_free(double now) {
+  int runnable = atomic_load_explicit(&threads, memory_order_relaxed) -
+                 atomic_load_explicit(&sleepers, memory_order_relaxed);
+  int m;
+  if (runnable > cpus) return 0;
+  sample_machine((long long)(now * 1e9));
+  m = atomic_load_explicit(&machine_x16, memory_order_relaxed);
+  return m < 0 || m <= online * 16;
+}
+
+int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline) {
+  kind_state *k = &kinds[kind];
+  long limit, old;
+  double start, stop, now;
+  int i;
+  pthread_once(&once, init);
+  if (cap_ns == 0) return 0;
+  limit = old = atomic_load_explicit(&k->limit_ns, memory_order_relaxed);
+  if (limit < FLOOR_NS) {
+    if (atomic_fetch_add_explicit(&k->probes, 1, memory_order_relaxed) % PROBE_EVERY) return 0;
+    limit = cap_ns;
+  }
+  start = now = par_now();
+  if (!cpus_free(start)) return 0;
+  atomic_fetch_add_explicit(&k->spins, 1, memory_order_relaxed);
+  stop = start + (double)limit * 1e-9;
+  if (deadline < stop) stop = deadline;
+  for (;;) {
+    for (i = 0; i < 32; i++) {
+      if (ready(ud)) {
+        long want = (long)((par_now() - start) * 2e9) + FLOOR_NS;
+        long cur = atomic_load_explicit(&k->limit_ns, memory_order_relaxed);
+        if (want > cap_ns) want = cap_ns;
+        if (want > cur) atomic_store_explicit(&k->limit_ns, want, memory_order_relaxed);
+        return 1;
+      }
+      par_cpu_relax();
+    }
+    now = par_now();
+    if (now >= stop) break;
+  }
+  /* A spin cut short by the caller's deadline says nothing of the pattern. */
+  if (stop < deadline)
+    atomic_store_explicit(&k->limit_ns, (limit < old ? limit : old) / 2, memory_order_relaxed);
+  return 0;
+}
+
+void par_wait_thread_begin(void) { atomic_fetch_add_explicit(&threads, 1, memory_order_relaxed); }
+void par_wait_thread_end(void) { atomic_fetch_sub_explicit(&threads, 1, memory_order_relaxed); }
+void par_wait_sleep_begin(void) { atomic_fetch_add_explicit(&sleepers, 1, memory_order_relaxed); }
+void par_wait_sleep_end(void) { atomic_fetch_sub_explicit(&sleepers, 1, memory_order_relaxed); }
+
+void par_wait_get_info(par_wait_info *info) {
+  int i, m;
+  pthread_once(&once, init);
+  sample_machine((long long)(par_now() * 1e9));
+  info->enabled = cap_ns > 0;
+  info->cap_us = (double)cap_ns / 1000;
+  info->cpus = cpus;
+  info->online = online;
+  info->runnable = atomic_load(&threads) - atomic_load(&sleepers);
+  m = atomic_load(&machine_x16);
+  info->machine_runnable = m < 0 ? -1 : m / 16.0;
+  for (i = 0; i < PAR_WAIT_KINDS; i++) {
+    long l = atomic_load(&kinds[i].limit_ns);
+    info->limit_us[i] = cap_ns && l >= FLOOR_NS ? (double)l / 1000 : 0;
+    info->spins[i] = atomic_load(&kinds[i].spins);
+  }
+}

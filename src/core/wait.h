@@ -1,0 +1,77 @@
+/*
+ * The one waiting policy of the core: before a thread sleeps on a condition
+ * variable (an idle pool worker, a future's waiter, a queue's pusher or
+ * popper, a lock's acquirer), should it spin, and for how long?
+ *
+ * Spinning is a bet that the thread we wait for is running on another CPU
+ * and will make our predicate true within less time than a sleep and a
+ * wake-up cost (a futex wait, a signal, a reschedule: 5-70 us on virtual
+ * machines). Won, it turns a handoff into a few cache misses; lost, it burns
+ * a CPU, and on a busy machine the CPU it burns is the one the thread we
+ * wait for needed. So a waiter spins only while it can pay:
+ *
+ *  - never when spinning is off: PARALLEL_SPIN=0 in the environment (read
+ *    once), or built with -DPAR_NO_SPIN. PARALLEL_SPIN=<n> caps a spin at n
+ *    microseconds instead of the default;
+ *  - not when this process has more runnable threads than CPUs it may use
+ *    (sched_getaffinity, and a cgroup v2 cpu.max quota): our threads count
+ *    as runnable unless they sleep in a core wait (par_cond_wait_until
+ *    brackets every sleep), so a pool with more busy workers than CPUs
+ *    sleeps at once;
+ *  - not when the machine is busy: the runnable count of /proc/loadavg,
+ *    sampled at most every 10 ms by whichever waiter finds the sample old,
+ *    smoothed, above the number of online CPUs. Other processes' work
+ *    counts: the figure that made this policy (issue 12) was a round trip
+ *    of 14-179 us while builds ran beside it, against 25 us blocking only;
+ *  - not after spins of this kind have recently failed: each kind of waiter
+ *    keeps a spin limit; a spin that ends without its predicate halves it, a
+ *    spin that succeeds after t raises it to cover 2t. Below 1 us the kind
+ *    stops spinning but probes one wait in 32 so a change of pattern (short
+ *    tasks again) is noticed;
+ *  - never longer than a wake-up costs: the limit never exceeds the cap
+ *    (20 us by default, PARALLEL_SPIN to change it), nor the deadline.
+ *
+ * Threads: any. State: per-kind limits and process counters are C11 atomics
+ * updated with relaxed races on purpose (the policy is a heuristic; a lost
+ * update only costs a spin or a sleep). No mutex, nothing to free.
+ */
+#ifndef PAR_WAIT_H
+#define PAR_WAIT_H
+
+typedef enum {
+  PAR_WAIT_POOL,     /* an idle worker waiting for a task */
+  PAR_WAIT_FUTURE,   /* a waiter on a future's outcome */
+  PAR_WAIT_QUEUE,    /* a push on a full queue, a pop on an empty one */
+  PAR_WAIT_LOCK,     /* acquiring a held lock */
+  PAR_WAIT_KINDS
+} par_wait_kind;
+
+/* Nonzero when the caller's wait is over (a quick, lock-free check). */
+typedef int (*par_ready_fn)(void *ud);
+
+/* Spins while the policy says it pays and ready(ud) is false, never past
+ * the absolute deadline. 1: ready() became true; 0: sleep now. */
+int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline);
+
+/* A thread of ours (a worker) starts or ends: counted as runnable. */
+void par_wait_thread_begin(void);
+void par_wait_thread_end(void);
+/* Around a blocking sleep (par_cond_wait_until does it). */
+void par_wait_sleep_begin(void);
+void par_wait_sleep_end(void);
+
+/* What the policy sees now, for parallel.waiting(). limit_us has
+ * PAR_WAIT_KINDS entries (0: that kind sleeps at once). */
+typedef struct par_wait_info {
+  int enabled;              /* spinning allowed at all (PARALLEL_SPIN) */
+  double cap_us;            /* the longest spin */
+  int cpus;                 /* CPUs this process may use */
+  int runnable;             /* our threads not sleeping in a core wait */
+  double machine_runnable;  /* smoothed /proc/loadavg runnable count, -1 unknown */
+  int online;               /* online CPUs */
+  double limit_us[PAR_WAIT_KINDS];
+  unsigned long spins[PAR_WAIT_KINDS];   /* spins begun since the start */
+} par_wait_info;
+void par_wait_get_info(par_wait_info *info);
+
+#endif
