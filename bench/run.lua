@@ -1,7 +1,8 @@
 -- make bench: each workload measured here, sequentially in Lua, and with
 -- Python's concurrent.futures / multiprocessing on the same work, in the
 -- same run; printed as one table with the ratios.
--- BENCH_QUICK=1 shrinks the slow Python runs (primes) for a fast check.
+-- BENCH_QUICK=1 shrinks the slow Python runs (primes) for a fast check;
+-- BENCH_LOAD=0 skips the load mode (bench/load.lua).
 local parallel = require "parallel"
 local workloads = dofile("bench/workloads.lua")
 local now = parallel.now
@@ -185,6 +186,9 @@ for _, r in ipairs(rows) do
   print(string.format("%-44s %s %s %s  %-8s %s%s", r.name, fmt(r.ours), fmt(r.seq), fmt(r.py), r.unit, ratio, r.note))
 end
 
+if os.getenv("BENCH_LOAD") ~= "0" then
+  run_script("bench/load.lua", "waiting on a busy machine (load mode, BENCH_LOAD=0 skips it):")
+end
 run_script("bench/shared_bench.lua", "shared objects (queues, counters, arrays):")
 if py_ok then
   print("\nthe same with Python's multiprocessing:")

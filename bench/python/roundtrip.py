@@ -33,9 +33,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads-only", action="store_true", help="skip ProcessPoolExecutor")
     a = ap.parse_args()
     with ThreadPoolExecutor(max_workers=a.workers) as ex:
         print(f"roundtrip_threadpool\t{roundtrip_us(ex, a.repeat):.2f}\tus", flush=True)
+    if a.threads_only:
+        return
     with ProcessPoolExecutor(max_workers=a.workers) as ex:
         print(f"roundtrip_processpool\t{roundtrip_us(ex, a.repeat):.2f}\tus", flush=True)
 
