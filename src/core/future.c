@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "clock.h"
-#include "pool.h"
 #include "wait.h"
 
 struct par_sub {
@@ -29,7 +28,7 @@ static void future_destroy(par_object *o) {
   par_future *f = (par_future *)o;
   par_msg_free(f->task);
   par_msg_free(f->result);
-  if (f->pool) par_object_release(&f->pool->hdr);
+  if (f->owner) par_object_release(f->owner);
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->cv);
   free(f);
@@ -47,6 +46,39 @@ par_future *par_future_new(int kind, par_msg *task) {
   pthread_mutex_init(&f->mu, NULL);
   par_cond_init(&f->cv);
   return f;
+}
+
+par_object *par_future_adopt(par_future *f, par_object *owner, const par_future_sink *sink) {
+  if (!f->owner) {
+    f->owner = par_object_retain(owner);
+    f->sink = sink;
+  }
+  return f->owner;
+}
+
+par_object *par_future_owner(const par_future *f) { return f->owner; }
+
+int par_future_interrupt(par_future *f) {
+  return f->sink && f->sink->interrupt && f->sink->interrupt(f->owner, f);
+}
+
+int par_future_state(const par_future *f) {
+  return atomic_load_explicit(&((par_future *)f)->state, memory_order_acquire);
+}
+
+const par_msg *par_future_result(const par_future *f) { return f->result; }
+
+int par_future_kind(const par_future *f) { return f->kind; }
+par_future *par_future_next_done(const par_future *f) { return f->next_done; }
+void par_future_mark_orphan(par_future *f) { atomic_store(&f->orphan, 1); }
+int par_future_is_orphan(par_future *f) { return atomic_load(&f->orphan); }
+
+const par_msg *par_future_task(const par_future *f) { return f->task; }
+
+par_msg *par_future_take_task(par_future *f) {
+  par_msg *m = f->task;
+  f->task = NULL;
+  return m;
 }
 
 int par_future_is_terminal(int state) {
@@ -76,10 +108,10 @@ static void wake_all(par_future *f) {
 void par_future_finish(par_future *f, int state, par_msg *result) {
   /* Count and list before anyone can see the outcome: a waiter that reads
    * stats or pool:completed() next finds this future there. */
-  if (f->pool) par_pool_count(f->pool, state);
+  if (f->sink) f->sink->count(f->owner, state);
   pthread_mutex_lock(&f->mu);
   f->result = result;
-  if (f->pool) par_pool_notice_done(f->pool, f, state);
+  if (f->sink) f->sink->notice(f->owner, f, state);
   else atomic_store(&f->state, state);
   wake_all(f);
   pthread_mutex_unlock(&f->mu);
@@ -89,11 +121,11 @@ int par_future_cancel(par_future *f) {
   int expected = PAR_PENDING;
   par_msg *task;
   if (!atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) return 0;
-  if (f->pool) par_pool_count(f->pool, PAR_CANCELLED);
+  if (f->sink) f->sink->count(f->owner, PAR_CANCELLED);
   pthread_mutex_lock(&f->mu);
   task = f->task;
   f->task = NULL;
-  if (f->pool) par_pool_notice_done(f->pool, f, PAR_CANCELLED);
+  if (f->sink) f->sink->notice(f->owner, f, PAR_CANCELLED);
   wake_all(f);
   pthread_mutex_unlock(&f->mu);
   par_msg_free(task);

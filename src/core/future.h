@@ -27,7 +27,19 @@ typedef enum {
 typedef struct par_future par_future;
 typedef struct par_waitset par_waitset;
 typedef struct par_sub par_sub;
-struct par_pool;
+
+/*
+ * Who runs a future (a pool) learns its outcome through a sink, so that
+ * futures know nothing of pools: count(owner, state) runs before anyone can
+ * see the outcome; notice(owner, f, state) runs with f->mu held and must
+ * store f->state (it may list f somewhere in the same critical section);
+ * interrupt(owner, f) asks whoever runs f to stop it: 1 if it was running.
+ */
+typedef struct par_future_sink {
+  void (*count)(par_object *owner, int state);
+  void (*notice)(par_object *owner, par_future *f, int state);
+  int (*interrupt)(par_object *owner, par_future *f);
+} par_future_sink;
 
 struct par_future {
   par_object hdr;
@@ -39,8 +51,9 @@ struct par_future {
   par_msg *task;             /* function and arguments */
   par_msg *result;           /* results, or the error and its traceback */
   par_sub *subs;
-  struct par_pool *pool;     /* retained: stats and completion notices */
-  par_future *next_done;     /* the pool's completed list (pool mutex) */
+  par_object *owner;         /* retained: who runs it (a pool), or NULL */
+  const par_future_sink *sink;   /* the owner's completion notices */
+  par_future *next_done;     /* the owner's completed list (its mutex) */
   _Atomic int orphan;        /* no handle to it was ever given out */
 };
 
@@ -48,6 +61,24 @@ extern const par_type par_future_type;
 
 par_future *par_future_new(int kind, par_msg *task);   /* takes the message */
 int par_future_is_terminal(int state);
+/* The first call makes owner (retained) the one told of f's outcome;
+ * later calls change nothing. Returns the owner. */
+par_object *par_future_adopt(par_future *f, par_object *owner, const par_future_sink *sink);
+par_object *par_future_owner(const par_future *f);
+/* Asks the owner to interrupt f if it is running: 1 if asked. */
+int par_future_interrupt(par_future *f);
+int par_future_state(const par_future *f);
+/* The outcome message (results, or error and traceback) once terminal. */
+const par_msg *par_future_result(const par_future *f);
+int par_future_kind(const par_future *f);
+/* The next future of an owner's completed list. */
+par_future *par_future_next_done(const par_future *f);
+/* An orphan: no handle to it was ever given out (left out of completed()). */
+void par_future_mark_orphan(par_future *f);
+int par_future_is_orphan(par_future *f);
+/* The task message of a future this caller claimed, and taking it over. */
+const par_msg *par_future_task(const par_future *f);
+par_msg *par_future_take_task(par_future *f);
 /* Claims a pending future for running: 1 if this caller now runs it. */
 int par_future_claim(par_future *f);
 /* Sets the outcome (DONE or FAILED) and wakes everyone; takes result. */

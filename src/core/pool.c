@@ -187,6 +187,13 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   return p;
 }
 
+static void pool_count(par_object *owner, int state);
+static void pool_notice_done(par_object *owner, par_future *f, int state);
+static int pool_interrupt(par_object *owner, par_future *f);
+
+/* What a future submitted here tells its pool (future.h). */
+static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt };
+
 int par_pool_submit(par_pool *p, par_future *f) {
   pthread_mutex_lock(&p->mu);
   if (atomic_load(&p->closed)) {
@@ -203,7 +210,7 @@ int par_pool_submit(par_pool *p, par_future *f) {
     p->cap = cap;
     p->head = 0;
   }
-  if (!f->pool) f->pool = (par_pool *)par_object_retain(&p->hdr);
+  par_future_adopt(f, &p->hdr, &pool_sink);
   p->fifo[(p->head + p->count) % p->cap] = (par_future *)par_object_retain(&f->hdr);
   p->count++;
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
@@ -223,7 +230,8 @@ static void interrupt_worker(par_worker *w, par_future *only) {
   pthread_mutex_unlock(&w->mu);
 }
 
-int par_pool_interrupt(par_pool *p, par_future *f) {
+static int pool_interrupt(par_object *owner, par_future *f) {
+  par_pool *p = (par_pool *)owner;
   int i;
   if (atomic_load(&f->state) != PAR_RUNNING) return 0;
   for (i = 0; i < p->nworkers; i++) interrupt_worker(&p->workers[i], f);
@@ -265,7 +273,8 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   }
 }
 
-void par_pool_count(par_pool *p, int state) {
+static void pool_count(par_object *owner, int state) {
+  par_pool *p = (par_pool *)owner;
   switch (state) {
     case PAR_DONE: atomic_fetch_add(&p->completed, 1); break;
     case PAR_FAILED: atomic_fetch_add(&p->failed, 1); break;
@@ -276,7 +285,8 @@ void par_pool_count(par_pool *p, int state) {
 
 /* With f's mutex held: stores the outcome, and lists f for pool:completed()
  * in the same critical section, so no one sees the one without the other. */
-void par_pool_notice_done(par_pool *p, par_future *f, int state) {
+static void pool_notice_done(par_object *owner, par_future *f, int state) {
+  par_pool *p = (par_pool *)owner;
   uint64_t one = 1;
   if (atomic_load(&p->notify_fd) < 0) {
     atomic_store(&f->state, state);
@@ -295,6 +305,23 @@ void par_pool_notice_done(par_pool *p, par_future *f, int state) {
   }
   atomic_store(&f->state, state);
   pthread_mutex_unlock(&p->mu);
+}
+
+int par_pool_is_shut_down(par_pool *p) { return atomic_load(&p->closed); }
+
+void par_pool_get_stats(par_pool *p, par_pool_stats *out) {
+  /* done before started before submitted: no negative differences */
+  out->workers = p->nworkers;
+  out->shutdown = atomic_load(&p->closed);
+  out->completed = atomic_load(&p->completed);
+  out->failed = atomic_load(&p->failed);
+  out->cancelled = atomic_load(&p->cancelled);
+  out->started = atomic_load(&p->started);
+  out->submitted = atomic_load(&p->submitted);
+}
+
+double par_pool_busy_seconds(par_pool *p, int i) {
+  return (double)atomic_load(&p->workers[i].busy_ns) * 1e-9;
 }
 
 int par_pool_fd(par_pool *p) {

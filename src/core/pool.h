@@ -94,12 +94,16 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud);
 /* PAR_OK, or PAR_CLOSED after shutdown (f is then not taken). */
 int par_pool_submit(par_pool *p, par_future *f);
 void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt);
-/* Interrupts f if it is running now: 1 if it was. */
-int par_pool_interrupt(par_pool *p, par_future *f);
+int par_pool_is_shut_down(par_pool *p);
 
-/* Called by futures. */
-void par_pool_count(par_pool *p, int state);   /* before waking waiters */
-void par_pool_notice_done(par_pool *p, par_future *f, int state);
+/* Counters for pool:stats(), read without a lock. */
+typedef struct par_pool_stats {
+  int workers, shutdown;
+  long long submitted, started, completed, failed, cancelled;
+} par_pool_stats;
+void par_pool_get_stats(par_pool *p, par_pool_stats *out);
+/* Seconds worker i has spent running tasks. */
+double par_pool_busy_seconds(par_pool *p, int i);
 
 /* Event-loop support: a descriptor readable when futures have finished,
  * and the list of those finished since the last call. */

@@ -8,7 +8,6 @@
 #include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/future.h"
-#include "core/pool.h"
 
 static const char *const state_names[] = {
   "pending", "running", "done", "failed", "cancelled"
@@ -25,7 +24,7 @@ static int try_future(void *ud, double deadline) {
 /* Waits for f from Lua; returns PAR_OK or PAR_TIMEOUT, raises on Ctrl-C. */
 static int wait_future(lua_State *L, par_future *f, double timeout) {
   int r;
-  if (par_future_is_terminal(atomic_load(&f->state))) return PAR_OK;
+  if (par_future_is_terminal(par_future_state(f))) return PAR_OK;
   r = l_wait(L, timeout, try_future, f);
   if (r == PAR_INTERRUPTED) l_wait_raise(L);
   return r;
@@ -33,12 +32,12 @@ static int wait_future(lua_State *L, par_future *f, double timeout) {
 
 /* Pushes error value, traceback and item index of a failed future. */
 static void push_failure(lua_State *L, par_future *f) {
-  if (f->result == NULL) {
+  if (par_future_result(f) == NULL) {
     lua_pushliteral(L, "pool init failed: cannot create the worker's Lua state (not enough memory)");
     lua_pushliteral(L, "");
     lua_pushnil(L);
   } else {
-    codec_decode(L, f->result);
+    codec_decode(L, par_future_result(f));
   }
 }
 
@@ -61,8 +60,8 @@ static int l_future_get(lua_State *L) {
   par_future *f = check_future(L, 1);
   double timeout = l_opttimeout(L, 2);
   if (wait_future(L, f, timeout) == PAR_TIMEOUT) return luaL_error(L, "timeout");
-  switch (atomic_load(&f->state)) {
-    case PAR_DONE: lua_settop(L, 1); return codec_decode(L, f->result);
+  switch (par_future_state(f)) {
+    case PAR_DONE: lua_settop(L, 1); return codec_decode(L, par_future_result(f));
     case PAR_CANCELLED: return luaL_error(L, "cancelled");
     default: return raise_failure(L, f);
   }
@@ -76,12 +75,12 @@ static int l_future_wait(lua_State *L) {
 }
 
 static int l_future_done(lua_State *L) {
-  lua_pushboolean(L, par_future_is_terminal(atomic_load(&check_future(L, 1)->state)));
+  lua_pushboolean(L, par_future_is_terminal(par_future_state(check_future(L, 1))));
   return 1;
 }
 
 static int l_future_state(lua_State *L) {
-  lua_pushstring(L, state_names[atomic_load(&check_future(L, 1)->state)]);
+  lua_pushstring(L, state_names[par_future_state(check_future(L, 1))]);
   return 1;
 }
 
@@ -93,7 +92,7 @@ static int l_future_cancel(lua_State *L) {
 /* future:error() --> nil, or the error value and the traceback */
 static int l_future_error(lua_State *L) {
   par_future *f = check_future(L, 1);
-  int st = atomic_load(&f->state);
+  int st = par_future_state(f);
   if (st == PAR_CANCELLED) {
     lua_pushliteral(L, "cancelled");
     lua_pushliteral(L, "");
@@ -108,7 +107,7 @@ static int l_future_error(lua_State *L) {
 /* future:_failure() --> error value, traceback, item index (map family) */
 static int l_future_failure(lua_State *L) {
   par_future *f = check_future(L, 1);
-  if (atomic_load(&f->state) != PAR_FAILED) return 0;
+  if (par_future_state(f) != PAR_FAILED) return 0;
   push_failure(L, f);
   return 3;
 }
@@ -118,16 +117,16 @@ static int l_future_failure(lua_State *L) {
 static int l_future_into(lua_State *L) {
   par_future *f = check_future(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (atomic_load(&f->state) != PAR_DONE || f->kind == 0)
+  if (par_future_state(f) != PAR_DONE || par_future_kind(f) == 0)
     return luaL_error(L, "not a finished map chunk");
-  lua_pushinteger(L, codec_decode_into(L, f->result, 2, luaL_checkinteger(L, 3)));
+  lua_pushinteger(L, codec_decode_into(L, par_future_result(f), 2, luaL_checkinteger(L, 3)));
   return 1;
 }
 
 /* future:interrupt() --> true if the task was running and is being stopped */
 static int l_future_interrupt(lua_State *L) {
   par_future *f = check_future(L, 1);
-  lua_pushboolean(L, f->pool && par_pool_interrupt(f->pool, f));
+  lua_pushboolean(L, par_future_interrupt(f));
   return 1;
 }
 
@@ -135,7 +134,7 @@ static int l_future_tostring(lua_State *L) {
   l_proxy *p = (l_proxy *)luaL_checkudata(L, 1, par_future_type.name);
   if (!p->obj) lua_pushliteral(L, "parallel.future (closed)");
   else lua_pushfstring(L, "parallel.future (%s): %p",
-                       state_names[atomic_load(&((par_future *)p->obj)->state)], (void *)p->obj);
+                       state_names[par_future_state((par_future *)p->obj)], (void *)p->obj);
   return 1;
 }
 

@@ -101,7 +101,7 @@ static int l_pool_new(lua_State *L) {
 
 static par_pool *check_open_pool(lua_State *L) {
   par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
-  if (atomic_load(&p->closed)) luaL_error(L, "pool is shut down");
+  if (par_pool_is_shut_down(p)) luaL_error(L, "pool is shut down");
   return p;
 }
 
@@ -148,7 +148,7 @@ typedef struct streamed_task {
 static void submit_first_segment(lua_State *L, void *ud, par_msg *m) {
   streamed_task *st = (streamed_task *)ud;
   if (!m) {
-    if (st->proxy->obj) atomic_store(&((par_future *)st->proxy->obj)->orphan, 1);
+    if (st->proxy->obj) par_future_mark_orphan((par_future *)st->proxy->obj);
     return;
   }
   submit_future(L, st->proxy, st->pool, TASK_CALL, m);
@@ -216,30 +216,28 @@ static void set_int(lua_State *L, const char *k, long long v) {
 /* pool:stats() */
 static int l_pool_stats(lua_State *L) {
   par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  par_pool_stats st;
+  long long pending, running;
   int i;
-  long long done, failed, cancelled, started, submitted;
+  par_pool_get_stats(p, &st);
   lua_createtable(L, 0, 9);
-  set_int(L, "workers", p->nworkers);
-  /* started before submitted, done before started: no negative counts */
-  done = atomic_load(&p->completed);
-  failed = atomic_load(&p->failed);
-  cancelled = atomic_load(&p->cancelled);
-  started = atomic_load(&p->started);
-  submitted = atomic_load(&p->submitted);
-  set_int(L, "submitted", submitted);
-  set_int(L, "completed", done);
-  set_int(L, "failed", failed);
-  set_int(L, "cancelled", cancelled);
+  set_int(L, "workers", st.workers);
+  set_int(L, "submitted", st.submitted);
+  set_int(L, "completed", st.completed);
+  set_int(L, "failed", st.failed);
+  set_int(L, "cancelled", st.cancelled);
   /* Read apart, the counters may disagree for a moment: never below 0. */
-  set_int(L, "pending", submitted - started - cancelled > 0 ? submitted - started - cancelled : 0);
-  set_int(L, "running", started - done - failed > 0 ? started - done - failed : 0);
-  lua_createtable(L, p->nworkers, 0);
-  for (i = 0; i < p->nworkers; i++) {
-    lua_pushnumber(L, (lua_Number)atomic_load(&p->workers[i].busy_ns) * 1e-9);
+  pending = st.submitted - st.started - st.cancelled;
+  running = st.started - st.completed - st.failed;
+  set_int(L, "pending", pending > 0 ? pending : 0);
+  set_int(L, "running", running > 0 ? running : 0);
+  lua_createtable(L, st.workers, 0);
+  for (i = 0; i < st.workers; i++) {
+    lua_pushnumber(L, par_pool_busy_seconds(p, i));
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "busy");
-  lua_pushboolean(L, atomic_load(&p->closed));
+  lua_pushboolean(L, st.shutdown);
   lua_setfield(L, -2, "shutdown");
   return 1;
 }
@@ -261,8 +259,8 @@ static int l_pool_completed(lua_State *L) {
   lua_newtable(L);
   f = par_pool_take_completed(p);
   while (f) {
-    par_future *next = f->next_done;
-    if (atomic_load(&f->orphan)) {
+    par_future *next = par_future_next_done(f);
+    if (par_future_is_orphan(f)) {
       par_object_release(&f->hdr);  /* a submit that raised: nobody's future */
     } else {
       l_object_push(L, &f->hdr);    /* the list's reference moves to the proxy */
@@ -294,7 +292,7 @@ static int l_pool_gc(lua_State *L) {
      * hold the pool (a cycle that would keep it and its descriptor). */
     f = par_pool_take_completed(p);
     while (f) {
-      par_future *next = f->next_done;
+      par_future *next = par_future_next_done(f);
       par_object_release(&f->hdr);
       f = next;
     }

@@ -252,10 +252,9 @@ static int run_protected(lua_State *L) {
   int n, fn;
   par_msg *m;
   lua_settop(L, 0);
-  n = codec_decode(L, f->task);
-  par_msg_free(f->task);      /* claimed: the message is ours */
-  f->task = NULL;
-  if (f->kind != TASK_CALL) return run_chunk(L, f, 1, f->kind == TASK_STARMAP);
+  n = codec_decode(L, par_future_task(f));   /* if it raises, f keeps the message */
+  par_msg_free(par_future_take_task(f));      /* claimed: the message is ours */
+  if (par_future_kind(f) != TASK_CALL) return run_chunk(L, f, 1, par_future_kind(f) == TASK_STARMAP);
   lua_pushcfunction(L, msgh);
   lua_insert(L, 1);
   fn = 2;
@@ -322,7 +321,7 @@ static void worker_run(void *ctx, par_future *f) {
     return;
   }
   /* Decoding or encoding failed (e.g. a result that cannot travel). */
-  finished = par_future_is_terminal(atomic_load(&f->state));
+  finished = par_future_is_terminal(par_future_state(f));
   if (!finished) finish_failed(L, f, lua_gettop(L), 0);
   lua_settop(L, 0);
 }
