@@ -31,7 +31,7 @@ static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static void on_interrupt_signal(int sig, siginfo_t *info, void *uctx) {
   par_worker *w = this_worker;
   if (w) {
-    if (atomic_load(&w->interrupted) && w->ctx) w->pool->ops->interrupt(w->ctx);
+    if (w->hookable && atomic_load(&w->interrupted) && w->ctx) w->pool->ops->interrupt(w->ctx);
   } else if (previous_action.sa_flags & SA_SIGINFO) {
     if (previous_action.sa_sigaction) previous_action.sa_sigaction(sig, info, uctx);
   } else if (previous_action.sa_handler != SIG_DFL && previous_action.sa_handler != SIG_IGN) {
@@ -61,7 +61,7 @@ static void pool_destroy(par_object *o) {
     par_object_release(&f->hdr);
   }
   if (p->notify_fd >= 0) close(p->notify_fd);
-  if (p->ops->free_ud) p->ops->free_ud(p->ud);
+  if (p->ops->free_ud && p->ud) p->ops->free_ud(p->ud);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->join_mu);
   pthread_cond_destroy(&p->cv);
@@ -105,6 +105,25 @@ static par_future *take(par_pool *p) {
   return f;
 }
 
+/* Marks the worker busy outside a task (init, stop) so that a shutdown that
+ * interrupts reaches it, and interrupts at once if one already began. */
+static void set_busy(par_worker *w, int busy) {
+  pthread_mutex_lock(&w->mu);
+  w->busy = busy;
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* After w->current or w->busy is set: a shutdown that interrupted before
+ * could not see this work, so the worker interrupts itself. */
+static void catch_abort(par_worker *w) {
+  if (atomic_load(&w->pool->aborting) && !atomic_exchange(&w->interrupted, 1) && w->hookable)
+    w->pool->ops->interrupt(w->ctx);
+}
+
+static void end_interrupt(par_worker *w) {
+  if (atomic_exchange(&w->interrupted, 0) && w->ctx) w->pool->ops->clear_interrupt(w->ctx);
+}
+
 static void *worker_main(void *arg) {
   par_worker *w = (par_worker *)arg;
   par_pool *p = w->pool;
@@ -113,9 +132,17 @@ static void *worker_main(void *arg) {
   par_wait_thread_begin();
   w->ctx = p->ops->start(p->ud, w->index, &w->interrupted);
   this_worker = w;
+  w->hookable = w->ctx != NULL;
   sigemptyset(&interrupt_only);
   sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
   pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
+  if (w->ctx && p->ops->init) {
+    set_busy(w, 1);
+    catch_abort(w);
+    p->ops->init(w->ctx);
+    set_busy(w, 0);
+    end_interrupt(w);
+  }
   while ((f = take(p)) != NULL) {
     double t0;
     if (!par_future_claim(f)) {      /* cancelled while queued */
@@ -126,18 +153,28 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&w->mu);
     w->current = f;
     pthread_mutex_unlock(&w->mu);
+    if (w->ctx) catch_abort(w);
     t0 = par_now();
     p->ops->run(w->ctx, f);
     atomic_fetch_add(&w->busy_ns, (long long)((par_now() - t0) * 1e9));
     pthread_mutex_lock(&w->mu);
     w->current = NULL;
     pthread_mutex_unlock(&w->mu);
-    if (atomic_exchange(&w->interrupted, 0) && w->ctx) p->ops->clear_interrupt(w->ctx);
+    end_interrupt(w);
     par_object_release(&f->hdr);
+  }
+  if (w->ctx) {
+    /* Closing runs finalizers: their waits stop on the flag alone, since
+     * the state may be freed under a late signal. */
+    w->hookable = 0;
+    set_busy(w, 1);
+    if (atomic_load(&p->aborting)) atomic_store(&w->interrupted, 1);
+    p->ops->stop(w->ctx);
+    set_busy(w, 0);
+    atomic_store(&w->interrupted, 0);
   }
   pthread_sigmask(SIG_BLOCK, &interrupt_only, NULL);
   this_worker = NULL;
-  if (w->ctx) p->ops->stop(w->ctx);
   w->ctx = NULL;
   par_wait_thread_end();
   return NULL;
@@ -181,6 +218,7 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (!p->workers[n - 1].started) {
+    p->ud = NULL;                  /* the caller's again */
     par_object_release(&p->hdr);   /* shuts down what did start */
     return NULL;
   }
@@ -222,9 +260,11 @@ int par_pool_submit(par_pool *p, par_future *f) {
   return PAR_OK;
 }
 
+/* Interrupts the task `only` if w runs it; with only NULL, whatever w runs
+ * (a task, init, or the finalizers of its closing state). */
 static void interrupt_worker(par_worker *w, par_future *only) {
   pthread_mutex_lock(&w->mu);
-  if (w->current && (!only || w->current == only)) {
+  if (only ? w->current == only : (w->current || w->busy)) {
     if (!atomic_exchange(&w->interrupted, 1)) pthread_kill(w->thread, PAR_INTERRUPT_SIGNAL);
   }
   pthread_mutex_unlock(&w->mu);
@@ -260,8 +300,11 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
     par_object_release(&drop[i]->hdr);
   }
   free(drop);
-  if (interrupt)
-    for (i = 0; i < (size_t)p->nworkers; i++) interrupt_worker(&p->workers[i], NULL);
+  if (interrupt) {
+    atomic_store(&p->aborting, 1);
+    for (i = 0; i < (size_t)p->nworkers; i++)
+      if (p->workers[i].started) interrupt_worker(&p->workers[i], NULL);
+  }
   if (wait) {
     pthread_mutex_lock(&p->join_mu);
     if (!p->joined) {

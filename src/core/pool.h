@@ -25,6 +25,7 @@
 #define PAR_POOL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdalign.h>
 #include "object.h"
 #include "future.h"
@@ -44,8 +45,13 @@ typedef struct par_pool_ops {
   void (*interrupt)(void *ctx);
   /* In the worker thread after an interrupted task: undo what interrupt did. */
   void (*clear_interrupt)(void *ctx);
+  /* Closes the context. The interrupt flag still stops waits in code it
+   * runs (finalizers), but interrupt is no longer called. */
   void (*stop)(void *ctx);
   void (*free_ud)(void *ud);
+  /* After start, interruptible like a task (shutdown's interrupt reaches
+   * it): the user's set-up code. May be NULL. */
+  void (*init)(void *ctx);
 } par_pool_ops;
 
 struct par_worker {
@@ -55,6 +61,8 @@ struct par_worker {
   void *ctx;
   pthread_mutex_t mu;
   par_future *current;
+  int busy;                       /* in init or stop: shutdown interrupts it */
+  volatile sig_atomic_t hookable; /* the signal handler may call interrupt */
   _Atomic int interrupted;
   _Atomic long long busy_ns;
 };
@@ -71,6 +79,7 @@ struct par_pool {
   int sleeping;
   _Atomic int spinning;           /* idle workers spinning (wait.h) */
   _Atomic int closed;
+  _Atomic int aborting;           /* shutdown interrupts whatever runs now or next */
   int joined;
   pthread_mutex_t join_mu;        /* serialises shutdowns */
   int nworkers;
@@ -89,7 +98,8 @@ struct par_pool {
 
 extern const par_type par_pool_type;
 
-/* Starts n workers; NULL on failure (no thread left behind). */
+/* Starts n workers; NULL on failure (no thread left behind; ud is not
+ * freed: it still belongs to the caller). */
 par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud);
 /* PAR_OK, or PAR_CLOSED after shutdown (f is then not taken). */
 int par_pool_submit(par_pool *p, par_future *f);

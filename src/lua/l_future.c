@@ -33,7 +33,7 @@ static int wait_future(lua_State *L, par_future *f, double timeout) {
 /* Pushes error value, traceback and item index of a failed future. */
 static void push_failure(lua_State *L, par_future *f) {
   if (par_future_result(f) == NULL) {
-    lua_pushliteral(L, "pool init failed: cannot create the worker's Lua state (not enough memory)");
+    lua_pushliteral(L, "pool init failed: not enough memory");
     lua_pushliteral(L, "");
     lua_pushnil(L);
   } else {

@@ -91,7 +91,7 @@ static int l_pool_new(lua_State *L) {
     p = par_pool_new(n, &worker_ops, cfg);   /* cfg belongs to the pool now */
     if (!p) {
       worker_ops.free_ud(cfg);
-      return luaL_error(L, "cannot start %d worker threads", n);
+      return luaL_error(L, "cannot start worker thread (%d asked): out of memory or at the thread limit", n);
     }
     proxy->obj = &p->hdr;
     l_object_remember(L, -1);

@@ -1,5 +1,7 @@
 #include "lua/l_wait.h"
 
+#include <stdatomic.h>
+
 #include "lauxlib.h"
 #include "core/clock.h"
 #include "core/object.h"
@@ -30,15 +32,59 @@ static _Atomic int *interrupt_flag(lua_State *L) {
 }
 
 /*
- * lua.c answers SIGINT by installing a count hook (lstop) on the main
- * state. A hook that appears while we block means Ctrl-C: stop waiting and
- * run Lua code so that the hook fires.
+ * lua.c answers SIGINT by setting a hook (lstop: call, return, line, count 1)
+ * on the main Lua thread, while this wait may run in a coroutine: both
+ * threads are looked at. Hooks set from Lua by debug.sethook all go through
+ * one C function of the debug library, learnt once (l_wait_open): those
+ * are the user's, never Ctrl-C. A worker state has no lua.c: only its
+ * interrupt flag stops it.
  */
+static _Atomic(lua_Hook) debug_library_hook;
+
+#define CTRL_C_MASK (LUA_MASKCALL | LUA_MASKCOUNT)
+
+static int ctrl_c_pending(lua_State *T) {
+  lua_Hook h = lua_gethook(T);
+  return h != NULL && h != atomic_load(&debug_library_hook) &&
+         (lua_gethookmask(T) & CTRL_C_MASK) == CTRL_C_MASK && lua_gethookcount(T) == 1;
+}
+
+static lua_State *main_thread(lua_State *L) {
+  lua_State *T;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  T = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return T;
+}
+
 int l_wait_should_stop(lua_State *L) {
   _Atomic int *flag = interrupt_flag(L);
-  if (flag && atomic_load(flag)) return 1;
-  return lua_gethook(L) != NULL && (lua_gethookmask(L) & LUA_MASKCOUNT) != 0 &&
-         lua_gethookcount(L) == 1;
+  lua_State *T;
+  if (flag) return atomic_load(flag) != 0;
+  if (ctrl_c_pending(L)) return 1;
+  T = main_thread(L);
+  return T != NULL && T != L && ctrl_c_pending(T);
+}
+
+static int learn_hook(lua_State *L) {
+  lua_State *T = lua_newthread(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "debug") != LUA_TTABLE) return 0;
+  if (lua_getfield(L, -1, "sethook") != LUA_TFUNCTION) return 0;
+  lua_pushvalue(L, -1);        /* debug.sethook(T, any function, "", 1000) */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_pushliteral(L, "");
+  lua_pushinteger(L, 1000);
+  lua_call(L, 4, 0);
+  if (lua_gethook(T)) atomic_store(&debug_library_hook, lua_gethook(T));
+  return 0;
+}
+
+void l_wait_open(lua_State *L) {
+  if (atomic_load(&debug_library_hook)) return;
+  lua_pushcfunction(L, learn_hook);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
 }
 
 int l_wait(lua_State *L, double timeout, l_wait_fn try_fn, void *ud) {
@@ -56,8 +102,12 @@ int l_wait(lua_State *L, double timeout, l_wait_fn try_fn, void *ud) {
 static int noop(lua_State *L) { (void)L; return 0; }
 
 int l_wait_raise(lua_State *L) {
-  /* A call is enough for lua.c's hook (LUA_MASKCALL) to raise "interrupted!". */
-  lua_pushcfunction(L, noop);
-  lua_call(L, 0, 0);
+  /* A call is enough for lua.c's hook (LUA_MASKCALL) to raise "interrupted!"
+   * when it is on this thread. In a coroutine the error is ours; the hook
+   * stays on the main thread and fires again there, as Ctrl-C should. */
+  if (ctrl_c_pending(L)) {
+    lua_pushcfunction(L, noop);
+    lua_call(L, 0, 0);
+  }
   return luaL_error(L, "interrupted");
 }

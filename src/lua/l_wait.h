@@ -32,6 +32,9 @@ int l_wait_raise(lua_State *L);
 /* Nonzero when a wait in this state should stop now. */
 int l_wait_should_stop(lua_State *L);
 
+/* Per state (luaopen_parallel_core): learns how debug.sethook's hooks look. */
+void l_wait_open(lua_State *L);
+
 /* Worker states register the flag that interrupts their current task. */
 void l_wait_set_interrupt_flag(lua_State *L, _Atomic int *flag);
 

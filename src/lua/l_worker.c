@@ -8,6 +8,7 @@
 #include "lualib.h"
 #include "codec/codec.h"
 #include "lua/l_embed.h"
+#include "lua/l_interrupt.h"
 #include "lua/l_wait.h"
 #include "core/future.h"
 #include "core/spare.h"
@@ -17,11 +18,16 @@ static const char key_traceback = 0;   /* registry: traceback of the last error 
 
 typedef struct worker_ctx {
   lua_State *L;
-  _Atomic int *interrupted;   /* the pool's flag for the running task */
   worker_config *cfg;
+  int index;
   size_t used;                /* bytes allocated by L (memory limit) */
   par_spare spare;            /* large blocks L freed, for its next ones */
-  char *init_error;           /* set when init failed: every task fails with it */
+  int codec_ready;            /* set-up got as far as the codec */
+  int failed;                 /* set-up or init failed: every task fails... */
+  par_msg *failure;           /* ...with this (NULL: not enough memory) */
+  par_msg *nomem;             /* a failure saying "not enough memory", made
+                                 early, for a task whose error cannot be sent */
+  l_interrupt in;
 } worker_ctx;
 
 par_pool *worker_pool_of(lua_State *L) {
@@ -64,10 +70,28 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-static int set_paths(lua_State *L) {
+static void encode_nomem(lua_State *L, worker_ctx *w) {
+  lua_pushliteral(L, "not enough memory");
+  lua_pushliteral(L, "");
+  lua_pushnil(L);
+  w->nomem = codec_encode(L, lua_gettop(L) - 2, 3, "error", 1);
+  lua_pop(L, 3);
+}
+
+/* The worker's state as tasks find it; every Lua call of the start-up
+ * runs here, in protected mode (an allocation may fail anywhere). */
+static int setup(lua_State *L) {
   worker_ctx *w = (worker_ctx *)lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, w->cfg->pool);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
+  l_wait_set_interrupt_flag(L, w->in.flag);
+  lua_pushinteger(L, w->index + 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
   luaL_openlibs(L);
+  l_interrupt_open(L, &w->in);
   l_embed_prepare(L);
+  w->codec_ready = 1;
+  encode_nomem(L, w);
   lua_getglobal(L, "package");
   if (w->cfg->path) { lua_pushstring(L, w->cfg->path); lua_setfield(L, -2, "path"); }
   if (w->cfg->cpath) { lua_pushstring(L, w->cfg->cpath); lua_setfield(L, -2, "cpath"); }
@@ -78,13 +102,60 @@ static int set_paths(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "parallel");
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
-  if (w->cfg->init) {
-    int n = codec_decode(L, w->cfg->init);
-    lua_pushcfunction(L, msgh);
-    lua_insert(L, -n - 1);
-    lua_call(L, n - 1, 0);
-  }
   return 0;
+}
+
+static int run_init(lua_State *L) {
+  worker_ctx *w = (worker_ctx *)lua_touserdata(L, 1);
+  int n;
+  lua_settop(L, 0);
+  n = codec_decode(L, w->cfg->init);
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, 1);
+  lua_call(L, n - 1, 0);
+  return 0;
+}
+
+/* What an error value says in a message: a string or number as is, else
+ * its __tostring, else its type (lua.c's wording). */
+static int call_tostring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+static const char *describe(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+    return lua_tostring(L, idx);
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      return lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+static int encode_init_failure(lua_State *L) {
+  worker_ctx *w = (worker_ctx *)lua_touserdata(L, 1);
+  lua_pushfstring(L, "pool init failed: %s", describe(L, 2));
+  lua_pushliteral(L, "");
+  lua_pushnil(L);
+  w->failure = codec_encode(L, lua_gettop(L) - 2, 3, "error", 1);
+  return 0;
+}
+
+/* Set-up or init raised the value on top: every task will fail with it. */
+static void start_failed(worker_ctx *w) {
+  lua_State *L = w->L;
+  w->failed = 1;
+  if (!w->codec_ready) return;      /* tasks say "not enough memory" */
+  lua_gc(L, LUA_GCCOLLECT);         /* room to say what happened */
+  lua_pushcfunction(L, encode_init_failure);
+  lua_pushlightuserdata(L, w);
+  lua_rotate(L, -3, 2);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) w->failure = NULL;
 }
 
 static void *worker_start(void *ud, int index, _Atomic int *interrupted) {
@@ -92,61 +163,76 @@ static void *worker_start(void *ud, int index, _Atomic int *interrupted) {
   lua_State *L;
   if (!w) return NULL;
   w->cfg = (worker_config *)ud;
+  w->index = index;
   L = lua_newstate(worker_alloc, w);
   if (!L) { free(w); return NULL; }
   w->L = L;
-  w->interrupted = interrupted;
-  lua_pushlightuserdata(L, w->cfg->pool);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
-  l_wait_set_interrupt_flag(L, interrupted);
-  lua_pushinteger(L, index + 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
+  l_interrupt_init(&w->in, L, interrupted);
+  lua_pushcfunction(L, setup);
   lua_pushlightuserdata(L, w);
-  lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_ctx");
-  lua_pushcfunction(L, set_paths);
-  lua_pushlightuserdata(L, w);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    size_t n = strlen(msg ? msg : "?");
-    w->init_error = malloc(n + 1);
-    if (w->init_error) memcpy(w->init_error, msg ? msg : "?", n + 1);
-  }
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) start_failed(w);
   lua_settop(L, 0);
   return w;
 }
 
-/* Encodes the failure (error value, traceback, item index or nil) left on
- * the stack by a failed call, in protected mode: a value that cannot
- * travel is replaced by its description. */
+/* Interruptible (core/pool.c marks the worker busy meanwhile). */
+static void worker_init(void *ctx) {
+  worker_ctx *w = (worker_ctx *)ctx;
+  lua_State *L = w->L;
+  if (w->failed || !w->cfg->init) return;
+  l_interrupt_arm(&w->in);
+  lua_pushcfunction(L, run_init);
+  lua_pushlightuserdata(L, w);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) start_failed(w);
+  lua_settop(L, 0);
+}
+
 static int encode_failure(lua_State *L) {
   par_msg **out = (par_msg **)lua_touserdata(L, 1);
   *out = codec_encode(L, 2, 3, "error", 1);
   return 0;
 }
 
-static void finish_failed(lua_State *L, par_future *f, int err, lua_Integer index) {
-  par_msg *m = NULL;
-  int base = lua_gettop(L);
-  lua_pushcfunction(L, encode_failure);
-  lua_pushlightuserdata(L, &m);
-  lua_pushvalue(L, err);
+/* Protected: *out = the failure message of (error at 2, item index or nil
+ * at 3) with the last traceback; an error value that cannot travel is
+ * replaced by its description. */
+static int make_failure(lua_State *L) {
+  par_msg **out = (par_msg **)lua_touserdata(L, 1);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_traceback) != LUA_TSTRING) {
     lua_pop(L, 1);
     lua_pushliteral(L, "");
   }
-  if (index) lua_pushinteger(L, index); else lua_pushnil(L);
-  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
-    lua_pushcfunction(L, encode_failure);
-    lua_pushlightuserdata(L, &m);
-    lua_pushstring(L, luaL_tolstring(L, err, NULL));
-    lua_remove(L, -2);
-    lua_pushliteral(L, "");
-    if (index) lua_pushinteger(L, index); else lua_pushnil(L);
-    if (lua_pcall(L, 4, 0, 0) != LUA_OK) m = NULL;
-  }
-  lua_settop(L, base);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_traceback);
+  lua_pushcfunction(L, encode_failure);
+  lua_pushlightuserdata(L, out);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
+  if (lua_pcall(L, 4, 0, 0) == LUA_OK) return 0;
+  lua_pop(L, 1);
+  lua_pushcfunction(L, call_tostring);
+  lua_pushvalue(L, 2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 2));
+  }
+  lua_replace(L, 2);
+  return encode_failure(L);
+}
+
+/* Finishes f as failed with the error at err; never raises. */
+static void finish_failed(worker_ctx *w, par_future *f, int err, lua_Integer index) {
+  lua_State *L = w->L;
+  par_msg *m = NULL;
+  int base = lua_gettop(L);
+  err = lua_absindex(L, err);
+  lua_pushcfunction(L, make_failure);
+  lua_pushlightuserdata(L, &m);
+  lua_pushvalue(L, err);
+  if (index) lua_pushinteger(L, index); else lua_pushnil(L);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) m = w->nomem ? par_msg_copy(w->nomem) : NULL;
+  lua_settop(L, base);
   par_future_finish(f, PAR_FAILED, m);
 }
 
@@ -195,8 +281,9 @@ static int encode_results(lua_State *L) {
  * result cannot, so that the error names it and its path from that
  * result ("item 8: cannot send thread at results[1]"). Fails the future
  * with the item's error, or with err (at the top) when each one can. */
-static void fail_results(lua_State *L, par_future *f, int results, lua_Integer n,
+static void fail_results(worker_ctx *w, par_future *f, int results, lua_Integer n,
                          lua_Integer first) {
+  lua_State *L = w->L;
   lua_Integer i;
   int err = lua_gettop(L);
   for (i = 1; i <= n; i++) {
@@ -205,15 +292,16 @@ static void fail_results(lua_State *L, par_future *f, int results, lua_Integer n
     lua_pushlightuserdata(L, &m);
     lua_rawgeti(L, results, i);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-      finish_failed(L, f, lua_gettop(L), first + i - 1);
+      finish_failed(w, f, lua_gettop(L), first + i - 1);
       return;
     }
     par_msg_free(m);
   }
-  finish_failed(L, f, err, 0);
+  finish_failed(w, f, err, 0);
 }
 
-static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
+static int run_chunk(worker_ctx *w, par_future *f, int fn, int star) {
+  lua_State *L = w->L;
   int items = fn + 1, results;
   lua_Integer first = lua_tointeger(L, fn + 2), n = lua_tointeger(L, fn + 3);
   chunk_state cs;
@@ -230,7 +318,7 @@ static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
   lua_pushvalue(L, items);
   lua_pushvalue(L, results);
   if (lua_pcall(L, 4, 0, results + 1) != LUA_OK) {
-    finish_failed(L, f, lua_gettop(L), first + cs.at - 1);
+    finish_failed(w, f, lua_gettop(L), first + cs.at - 1);
     return 1;
   }
   lua_settop(L, results);
@@ -239,7 +327,7 @@ static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
   lua_pushvalue(L, results);
   lua_pushinteger(L, n);
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-    fail_results(L, f, results, n, first);
+    fail_results(w, f, results, n, first);
     return 1;
   }
   par_future_finish(f, PAR_DONE, m);
@@ -249,17 +337,18 @@ static int run_chunk(lua_State *L, par_future *f, int fn, int star) {
 /* Runs one future in protected mode; returns 1 once the future is finished. */
 static int run_protected(lua_State *L) {
   par_future *f = (par_future *)lua_touserdata(L, 1);
+  worker_ctx *w = (worker_ctx *)lua_touserdata(L, 2);
   int n, fn;
   par_msg *m;
   lua_settop(L, 0);
   n = codec_decode(L, par_future_task(f));   /* if it raises, f keeps the message */
   par_msg_free(par_future_take_task(f));      /* claimed: the message is ours */
-  if (par_future_kind(f) != TASK_CALL) return run_chunk(L, f, 1, par_future_kind(f) == TASK_STARMAP);
+  if (par_future_kind(f) != TASK_CALL) return run_chunk(w, f, 1, par_future_kind(f) == TASK_STARMAP);
   lua_pushcfunction(L, msgh);
   lua_insert(L, 1);
   fn = 2;
   if (lua_pcall(L, n - 1, LUA_MULTRET, 1) != LUA_OK) {
-    finish_failed(L, f, lua_gettop(L), 0);
+    finish_failed(w, f, lua_gettop(L), 0);
     return 1;
   }
   n = lua_gettop(L) - 1;
@@ -268,86 +357,43 @@ static int run_protected(lua_State *L) {
   return 1;
 }
 
-/*
- * ThreadSanitizer holds an asynchronous signal back until the thread calls
- * into instrumented code, which a Lua loop in the (uninstrumented) liblua
- * never does: under it, the interrupt signal would not arrive. There, and
- * only there, a running task polls for interrupts with a count hook.
- */
-#if defined(__SANITIZE_THREAD__)
-#define PAR_POLL_INTERRUPTS 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PAR_POLL_INTERRUPTS 1
-#endif
-#endif
-
-static void interrupt_hook(lua_State *L, lua_Debug *ar);
-
-#ifdef PAR_POLL_INTERRUPTS
-static void poll_hook(lua_State *L, lua_Debug *ar) {
-  worker_ctx *w;
-  lua_getfield(L, LUA_REGISTRYINDEX, "parallel.worker_ctx");
-  w = (worker_ctx *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (w && atomic_load(w->interrupted)) {
-    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
-    interrupt_hook(L, ar);
-  }
-}
-#endif
-
 static void worker_run(void *ctx, par_future *f) {
   worker_ctx *w = (worker_ctx *)ctx;
-  lua_State *L = w ? w->L : NULL;
-  int finished;
+  lua_State *L;
   if (!w) {                   /* the worker's state could not be created */
     par_future_finish(f, PAR_FAILED, NULL);
     return;
   }
-  if (w->init_error) {
-    lua_pushfstring(L, "pool init failed: %s", w->init_error);
-    finish_failed(L, f, lua_gettop(L), 0);
-    lua_settop(L, 0);
+  if (w->failed) {            /* NULL: "pool init failed: not enough memory" */
+    par_future_finish(f, PAR_FAILED, w->failure ? par_msg_copy(w->failure) : NULL);
     return;
   }
-#ifdef PAR_POLL_INTERRUPTS
-  lua_sethook(L, poll_hook, LUA_MASKCOUNT, 10000);
-#endif
+  L = w->L;
+  l_interrupt_arm(&w->in);
   lua_pushcfunction(L, run_protected);
   lua_pushlightuserdata(L, f);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
-    lua_settop(L, 0);
-    return;
-  }
-  /* Decoding or encoding failed (e.g. a result that cannot travel). */
-  finished = par_future_is_terminal(par_future_state(f));
-  if (!finished) finish_failed(L, f, lua_gettop(L), 0);
+  lua_pushlightuserdata(L, w);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK && !par_future_is_terminal(par_future_state(f)))
+    finish_failed(w, f, -1, 0);   /* decoding or encoding failed */
   lua_settop(L, 0);
 }
 
-static void interrupt_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  luaL_error(L, "interrupted");
-}
-
-/* Runs in a signal handler on the worker's thread (pool.c): lua_sethook is
- * the one Lua call made for that, as lua.c's Ctrl-C handler uses it. */
+/* Runs in a signal handler on the worker's thread (core/pool.c): it only
+ * sets hooks, as lua.c's Ctrl-C handler does. */
 static void worker_interrupt(void *ctx) {
-  worker_ctx *w = (worker_ctx *)ctx;
-  lua_sethook(w->L, interrupt_hook, LUA_MASKCOUNT, 1);
+  l_interrupt_now(&((worker_ctx *)ctx)->in);
 }
 
 static void worker_clear_interrupt(void *ctx) {
-  worker_ctx *w = (worker_ctx *)ctx;
-  lua_sethook(w->L, NULL, 0, 0);
+  l_interrupt_clear(&((worker_ctx *)ctx)->in);
 }
 
 static void worker_stop(void *ctx) {
   worker_ctx *w = (worker_ctx *)ctx;
   lua_close(w->L);
   par_spare_clear(&w->spare);
-  free(w->init_error);
+  par_msg_free(w->failure);
+  par_msg_free(w->nomem);
   free(w);
 }
 
@@ -360,6 +406,11 @@ static void worker_free_config(void *ud) {
 }
 
 const par_pool_ops worker_ops = {
-  worker_start, worker_run, worker_interrupt, worker_clear_interrupt,
-  worker_stop, worker_free_config
+  .start = worker_start,
+  .init = worker_init,
+  .run = worker_run,
+  .interrupt = worker_interrupt,
+  .clear_interrupt = worker_clear_interrupt,
+  .stop = worker_stop,
+  .free_ud = worker_free_config,
 };

@@ -3,6 +3,7 @@
 #include "codec/codec.h"
 #include "lua/l_pool.h"
 #include "lua/l_shared.h"
+#include "lua/l_wait.h"
 #include "lua/l_worker.h"
 
 /* core._methods(name) --> the method table of a parallel type, so that the
@@ -19,6 +20,7 @@ static int l_methods(lua_State *L) {
 PAR_EXPORT int luaopen_parallel_core(lua_State *L) {
   luaL_checkversion(L);
   codec_open(L);
+  l_wait_open(L);
   lua_newtable(L);
   l_pool_open(L);
   l_future_open(L);
