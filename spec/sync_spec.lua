@@ -258,3 +258,173 @@ describe("parallel.barrier", function()
     end)
   end)
 end)
+
+describe("parallel.bounded_semaphore", function()
+  it("raises when released past its start value, and keeps the value", function()
+    local s = parallel.bounded_semaphore(2)
+    assert.is_true(s:bounded())
+    assert.is_false(parallel.semaphore(2):bounded())
+    assert_raises("semaphore released too many times (bounded at 2)", s.release, s)
+    assert.is_true(s:acquire(0))
+    s:release()
+    assert.equal(2, s:value())
+    assert.is_true(s:acquire(0))
+    assert_raises("semaphore released too many times (bounded at 2)", s.release, s, 2)
+    assert.equal(1, s:value())
+  end)
+
+  it("works as a semaphore across threads", function()
+    local s = parallel.bounded_semaphore(1)
+    assert.is_true(s:acquire())
+    local f = parallel.spawn(function(s) return s:acquire(30) end, s)
+    s:release()
+    assert.is_true(f:get())
+  end)
+
+  it("rejects a negative value", function()
+    assert_raises("bad argument #1 to 'bounded_semaphore' (value must be non-negative)",
+      function() parallel.bounded_semaphore(-1) end)
+  end)
+end)
+
+describe("condition:wait_for", function()
+  it("returns the predicate's value at once when it holds", function()
+    local c = parallel.condition()
+    assert.equal(7, c:with(function() return c:wait_for(function() return 7 end) end))
+  end)
+
+  it("returns the predicate's last value on timeout, the lock held again", function()
+    local c = parallel.condition(parallel.lock())
+    local calls = 0
+    local r = c:with(function()
+      local r = c:wait_for(function() calls = calls + 1; return false end, 0.02)
+      assert.is_true(c:locked())
+      return r
+    end)
+    assert.is_false(r)
+    assert.is_true(calls >= 2)
+  end)
+
+  it("wakes when another thread makes the predicate true", function()
+    local c, d = parallel.condition(), parallel.dict()
+    local f = parallel.spawn(function(c, d)
+      c:with(function() d.ready = "yes"; c:notify_all() end)
+    end, c, d)
+    local got = c:with(function() return c:wait_for(function() return d.ready end, 30) end)
+    assert.equal("yes", got)
+    f:get()
+  end)
+
+  it("checks its arguments", function()
+    local c = parallel.condition()
+    assert_raises("bad argument #1 to 'wait_for' (function expected, got nil)",
+      function() c:wait_for() end)
+  end)
+end)
+
+describe("parallel.barrier extras", function()
+  -- Returns once n parties wait on b (they are blocked: polling is the only way to see it).
+  local function until_waiting(b, n)
+    local deadline = parallel.now() + 30
+    while b:waiting() < n do
+      assert.is_true(parallel.now() < deadline, "the other party never waited")
+      parallel.sleep(0.001)
+    end
+  end
+
+  it("runs the action in exactly one party, before any party goes on", function()
+    local n = 3
+    local runs = parallel.value("int32", 0)
+    local b = parallel.barrier(n, function() runs:add(1) end)
+    local fs = {}
+    for t = 1, n - 1 do
+      fs[t] = parallel.spawn(function(b, runs)
+        local out = {}
+        for r = 1, 5 do assert(b:wait(30)); out[r] = runs:get() end
+        return out
+      end, b, runs)
+    end
+    local mine = {}
+    for r = 1, 5 do assert.is_truthy(b:wait(30)); mine[r] = runs:get() end
+    assert.same({ 1, 2, 3, 4, 5 }, mine)
+    for t = 1, n - 1 do
+      local out = fs[t]:get()
+      for r = 1, 5 do assert.is_true(out[r] >= r) end
+    end
+    assert.equal(5, runs:get())
+  end)
+
+  it("an action that raises breaks the barrier: its party raises, the others get 'broken'", function()
+    local b = parallel.barrier(2, function() error("no way", 0) end)
+    local f = parallel.spawn(function(b) return b:wait(30) end, b)
+    until_waiting(b, 1)
+    assert_raises("no way", b.wait, b, 30)
+    local v, why = f:get()
+    assert.is_true(b:broken())
+    assert.is_nil(v)
+    assert.equal("broken", why)
+  end)
+
+  it("abort wakes the waiters with nil, 'broken' and breaks later waits", function()
+    local b = parallel.barrier(3)
+    local f = parallel.spawn(function(b) return b:wait(30) end, b)
+    until_waiting(b, 1)
+    b:abort()
+    local v, why = f:get()
+    assert.is_nil(v); assert.equal("broken", why)
+    assert.is_true(b:broken())
+    assert.equal(0, b:waiting())
+    v, why = b:wait(1)
+    assert.is_nil(v); assert.equal("broken", why)
+  end)
+
+  it("reset makes it usable again; its waiters get 'broken'", function()
+    local b = parallel.barrier(2)
+    b:abort()
+    b:reset()
+    assert.is_false(b:broken())
+    local f = parallel.spawn(function(b) return b:wait(30) end, b)
+    assert.is_truthy(b:wait(30))
+    assert.is_truthy(f:get())
+    local g = parallel.spawn(function(b) return b:wait(30) end, b)
+    until_waiting(b, 1)
+    b:reset()
+    local v, why = g:get()
+    assert.is_nil(v); assert.equal("broken", why)
+    assert.is_false(b:broken())
+  end)
+
+  it("rejects an action that is not a function", function()
+    assert_raises("bad argument #2 to 'barrier' (function expected, got number)",
+      function() parallel.barrier(2, 5) end)
+  end)
+end)
+
+describe("parallel.timer", function()
+  it("runs fn with its arguments after the delay, on another thread", function()
+    local t0 = parallel.now()
+    local t = parallel.timer(0.05, function(a, b) return a + b, parallel.now() end, 2, 3)
+    local sum, at = t:get(30)
+    assert.equal(5, sum)
+    assert.is_true(at - t0 >= 0.05)
+    assert.is_true(t:fired())
+    assert.is_false(t:cancel())
+  end)
+
+  it("cancel before the delay stops fn from running", function()
+    local ran = parallel.value("int32", 0)
+    local t = parallel.timer(30, function(ran) ran:set(1) end, ran)
+    assert.is_true(t:cancel())
+    assert.is_true(t:cancel())
+    assert.is_true(t:wait(30))
+    assert.is_false(t:fired())
+    assert.equal(0, ran:get())
+  end)
+
+  it("checks its arguments", function()
+    assert_raises("bad argument #1 to 'timer' (seconds must be a non-negative number)",
+      function() parallel.timer(-1, print) end)
+    assert_raises("bad argument #2 to 'timer' (function expected, got nil)",
+      function() parallel.timer(1) end)
+  end)
+end)

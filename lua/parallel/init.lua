@@ -402,4 +402,64 @@ function M.gustafson(s, n)
   return n - s * (n - 1)
 end
 
+-- Synchronisation helpers written in Lua over the core objects.
+
+local Condition = core._methods("parallel.condition")
+
+--- condition:wait_for(predicate [, timeout]) --> predicate's last value
+-- Waits until predicate() is true (checked first, then after each wake-up),
+-- the lock held as for wait; false-ish on timeout.
+function Condition:wait_for(predicate, timeout)
+  check(predicate, "function", 1, "wait_for")
+  if timeout ~= nil then check(timeout, "number", 2, "wait_for") end
+  local deadline = timeout and now() + timeout
+  local result = predicate()
+  while not result do
+    local left = remaining(deadline)
+    if left and left <= 0 then break end
+    self:wait(left)
+    result = predicate()
+  end
+  return result
+end
+
+local Timer = {}
+Timer.__index = Timer
+Timer.__name = "parallel.timer"
+
+--- parallel.timer(seconds, fn, ...) --> timer
+-- fn(...) runs once, after `seconds`, on a thread of its own (as with
+-- spawn: fn and its arguments travel by the transfer rules), unless
+-- timer:cancel() came first.
+function M.timer(seconds, fn, ...)
+  check(seconds, "number", 1, "timer")
+  if seconds ~= seconds or seconds < 0 then argerror(1, "timer", "seconds must be a non-negative number") end
+  check(fn, "function", 2, "timer")
+  local wake, st = core.event(), core.value("int32", 0)   -- 0 waiting, 1 fired, 2 cancelled
+  local f = M.spawn(function(wake, st, seconds, fn, ...)
+    if not wake:wait(seconds) and st:cas(0, 1) then return fn(...) end
+  end, wake, st, seconds, fn, ...)
+  return setmetatable({ future = f, _wake = wake, _state = st }, Timer)
+end
+
+--- timer:cancel() --> true if fn will not run (it had not started)
+function Timer:cancel()
+  if self._state:cas(0, 2) then
+    self._wake:set()
+    return true
+  end
+  return self._state:get() == 2
+end
+
+--- timer:fired() --> true once fn has started
+function Timer:fired() return self._state:get() == 1 end
+
+--- timer:wait([timeout]) --> true once the timer ended (fired and returned, or cancelled)
+function Timer:wait(timeout) return self.future:wait(timeout) end
+
+--- timer:get([timeout]) --> fn's results (nothing if cancelled); raises fn's error
+function Timer:get(timeout) return self.future:get(timeout) end
+
+Timer.__close = Timer.cancel
+
 return M

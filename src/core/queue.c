@@ -7,13 +7,14 @@
 struct par_queue {
   par_object hdr;
   pthread_mutex_t mu;
-  pthread_cond_t not_empty, not_full;
+  pthread_cond_t not_empty, not_full, all_done;
   par_msg **ring;
   size_t size;            /* allocated slots */
   size_t head, count;
   size_t capacity;        /* 0: unbounded */
   int closed;
-  int pop_sleepers, push_sleepers;
+  size_t unfinished;       /* pushed, not yet marked done */
+  int pop_sleepers, push_sleepers, poll_sleepers, join_sleepers;
   atomic_size_t avail;    /* == count, for the spin */
   atomic_int aclosed;     /* == closed, for the spin */
 };
@@ -25,6 +26,7 @@ static void queue_destroy(par_object *o) {
   free(q->ring);
   pthread_cond_destroy(&q->not_empty);
   pthread_cond_destroy(&q->not_full);
+  pthread_cond_destroy(&q->all_done);
   pthread_mutex_destroy(&q->mu);
   free(q);
 }
@@ -41,6 +43,7 @@ par_queue *par_queue_new(size_t capacity) {
   pthread_mutex_init(&q->mu, NULL);
   par_cond_init(&q->not_empty);
   par_cond_init(&q->not_full);
+  par_cond_init(&q->all_done);
   q->capacity = capacity;
   atomic_init(&q->avail, 0);
   atomic_init(&q->aclosed, 0);
@@ -109,8 +112,11 @@ int par_queue_push(par_queue *q, par_msg *m, double deadline) {
   if (r == PAR_OK) {
     q->ring[(q->head + q->count) % q->size] = m;
     q->count++;
+    q->unfinished++;
     atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
-    if (q->pop_sleepers) pthread_cond_signal(&q->not_empty);
+    /* A poller takes nothing: a signal it got would be lost to a popper. */
+    if (q->poll_sleepers) pthread_cond_broadcast(&q->not_empty);
+    else if (q->pop_sleepers) pthread_cond_signal(&q->not_empty);
   }
   pthread_mutex_unlock(&q->mu);
   return r;
@@ -168,4 +174,43 @@ size_t par_queue_count(par_queue *q) {
 
 size_t par_queue_capacity(par_queue *q) {
   return q->capacity;
+}
+
+int par_queue_poll(par_queue *q, double deadline) {
+  int r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  while (q->count == 0 && !q->closed && deadline > 0) {
+    q->poll_sleepers++;
+    r = par_cond_wait_until(&q->not_empty, &q->mu, deadline);
+    q->poll_sleepers--;
+    if (r == PAR_TIMEOUT) break;
+  }
+  if (q->count) r = PAR_OK;
+  else if (q->closed) r = PAR_CLOSED;
+  else r = PAR_TIMEOUT;
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+int par_queue_task_done(par_queue *q) {
+  int r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  if (q->unfinished == 0) r = PAR_ERROR;
+  else if (--q->unfinished == 0 && q->join_sleepers) pthread_cond_broadcast(&q->all_done);
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
+int par_queue_join(par_queue *q, double deadline) {
+  int r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  while (q->unfinished > 0) {
+    q->join_sleepers++;
+    r = par_cond_wait_until(&q->all_done, &q->mu, deadline);
+    q->join_sleepers--;
+    if (r == PAR_TIMEOUT) break;
+  }
+  r = q->unfinished == 0 ? PAR_OK : PAR_TIMEOUT;
+  pthread_mutex_unlock(&q->mu);
+  return r;
 }

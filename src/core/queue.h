@@ -3,7 +3,8 @@
  * and by both directions of a parallel.pipe.
  *
  * Threads: any number of producers and consumers, in any thread.
- * Locking: q->mu guards the ring, count, closed and the waiter counts; the
+ * Locking: q->mu guards the ring, count, closed, unfinished (pushed items
+ * not yet marked done, for join) and the waiter counts; the
  * atomic mirrors `avail` and `aclosed` are only read by the lock-free spin
  * that precedes sleeping, never trusted without taking mu.
  * Ownership: par_queue_push takes over the message only when it returns
@@ -35,5 +36,12 @@ void par_queue_close(par_queue *q);
 int par_queue_closed(par_queue *q);
 size_t par_queue_count(par_queue *q);
 size_t par_queue_capacity(par_queue *q);
+/* Waits until a pop would not block: PAR_OK (an item is there),
+ * PAR_CLOSED (closed and drained) or PAR_TIMEOUT. Takes nothing. */
+int par_queue_poll(par_queue *q, double deadline);
+/* Marks one pushed item done; PAR_ERROR if every pushed item already is. */
+int par_queue_task_done(par_queue *q);
+/* Waits until every pushed item is marked done: PAR_OK or PAR_TIMEOUT. */
+int par_queue_join(par_queue *q, double deadline);
 
 #endif

@@ -161,13 +161,14 @@ static void semaphore_destroy(par_object *o) {
 
 const par_type par_semaphore_type = {"parallel.semaphore", semaphore_destroy};
 
-par_semaphore *par_semaphore_new(long value) {
+par_semaphore *par_semaphore_new(long value, long bound) {
   par_semaphore *s = malloc(sizeof *s);
   if (!s) return NULL;
   par_object_init(&s->hdr, &par_semaphore_type);
   pthread_mutex_init(&s->mu, NULL);
   par_cond_init(&s->cv);
   s->value = value;
+  s->bound = bound;
   s->sleepers = 0;
   return s;
 }
@@ -191,7 +192,7 @@ int par_semaphore_acquire(par_semaphore *s, double deadline) {
 
 int par_semaphore_release(par_semaphore *s, long k) {
   pthread_mutex_lock(&s->mu);
-  if (k > LONG_MAX - s->value) {
+  if (k > s->bound - s->value) {
     pthread_mutex_unlock(&s->mu);
     return PAR_ERROR;
   }
@@ -203,6 +204,8 @@ int par_semaphore_release(par_semaphore *s, long k) {
   pthread_mutex_unlock(&s->mu);
   return PAR_OK;
 }
+
+long par_semaphore_bound(par_semaphore *s) { return s->bound; }
 
 long par_semaphore_value(par_semaphore *s) {
   long v;
@@ -263,6 +266,7 @@ int par_event_wait(par_event *e, double deadline) {
 
 static void barrier_destroy(par_object *o) {
   par_barrier *b = (par_barrier *)o;
+  par_msg_free(b->action);
   pthread_cond_destroy(&b->cv);
   pthread_mutex_destroy(&b->mu);
   free(b);
@@ -270,49 +274,115 @@ static void barrier_destroy(par_object *o) {
 
 const par_type par_barrier_type = {"parallel.barrier", barrier_destroy};
 
-par_barrier *par_barrier_new(long parties) {
-  par_barrier *b = malloc(sizeof *b);
-  if (!b) return NULL;
+par_barrier *par_barrier_new(long parties, par_msg *action) {
+  par_barrier *b = calloc(1, sizeof *b);
+  if (!b) { par_msg_free(action); return NULL; }
   par_object_init(&b->hdr, &par_barrier_type);
   pthread_mutex_init(&b->mu, NULL);
   par_cond_init(&b->cv);
   b->parties = parties;
-  b->count = 0;
-  b->generation = 0;
+  b->action = action;
   return b;
 }
 
-long par_barrier_arrive(par_barrier *b, unsigned long *generation) {
-  long index;
-  pthread_mutex_lock(&b->mu);
-  *generation = b->generation;
-  index = ++b->count;
-  if (b->count == b->parties) {
-    b->count = 0;
-    b->generation++;
-    pthread_cond_broadcast(&b->cv);
+/* Ends the round for every waiter (mu held). */
+static void end_waiters(par_barrier *b, int outcome) {
+  par_barrier_waiter *w = b->waiters;
+  while (w) {
+    par_barrier_waiter *next = w->next;
+    w->outcome = outcome;
+    w->next = NULL;
+    w = next;
   }
-  pthread_mutex_unlock(&b->mu);
-  return index;
+  b->waiters = NULL;
+  b->count = 0;
+  pthread_cond_broadcast(&b->cv);
 }
 
-int par_barrier_wait(par_barrier *b, unsigned long generation, double deadline) {
-  int r;
+int par_barrier_arrive(par_barrier *b, par_barrier_waiter *w, long *index, double deadline) {
+  int r = PAR_OK;
   pthread_mutex_lock(&b->mu);
-  while (b->generation == generation)
+  while (b->acting && !b->broken)
     if (par_cond_wait_until(&b->cv, &b->mu, deadline) == PAR_TIMEOUT) break;
-  r = b->generation != generation ? PAR_OK : PAR_TIMEOUT;
+  if (b->broken) r = PAR_ERROR;
+  else if (b->acting) r = PAR_TIMEOUT;
+  else {
+    *index = ++b->count;
+    if (b->count < b->parties) {
+      w->outcome = -1;
+      w->next = b->waiters;
+      b->waiters = w;
+    } else if (b->action) {
+      b->acting = 1;
+    } else {
+      end_waiters(b, PAR_OK);
+    }
+  }
   pthread_mutex_unlock(&b->mu);
   return r;
 }
 
-int par_barrier_withdraw(par_barrier *b, unsigned long generation) {
-  int r = PAR_OK;
+int par_barrier_wait(par_barrier *b, par_barrier_waiter *w, double deadline) {
+  int r;
   pthread_mutex_lock(&b->mu);
-  if (b->generation == generation) {
+  while (w->outcome < 0)
+    if (par_cond_wait_until(&b->cv, &b->mu, deadline) == PAR_TIMEOUT) break;
+  r = w->outcome < 0 ? PAR_TIMEOUT : w->outcome;
+  pthread_mutex_unlock(&b->mu);
+  return r;
+}
+
+int par_barrier_withdraw(par_barrier *b, par_barrier_waiter *w) {
+  int r;
+  pthread_mutex_lock(&b->mu);
+  if (w->outcome < 0) {
+    par_barrier_waiter **pp;
+    for (pp = &b->waiters; *pp; pp = &(*pp)->next)
+      if (*pp == w) { *pp = w->next; break; }
     b->count--;
     r = PAR_TIMEOUT;
+  } else {
+    r = w->outcome;
   }
+  pthread_mutex_unlock(&b->mu);
+  return r;
+}
+
+void par_barrier_end_round(par_barrier *b, int ok) {
+  pthread_mutex_lock(&b->mu);
+  b->acting = 0;
+  if (!ok) b->broken = 1;
+  end_waiters(b, b->broken ? PAR_ERROR : PAR_OK);
+  pthread_mutex_unlock(&b->mu);
+}
+
+void par_barrier_abort(par_barrier *b) {
+  pthread_mutex_lock(&b->mu);
+  b->broken = 1;
+  end_waiters(b, PAR_ERROR);
+  pthread_mutex_unlock(&b->mu);
+}
+
+void par_barrier_reset(par_barrier *b) {
+  pthread_mutex_lock(&b->mu);
+  end_waiters(b, PAR_ERROR);
+  b->broken = 0;
+  pthread_mutex_unlock(&b->mu);
+}
+
+long par_barrier_waiting(par_barrier *b) {
+  long n = 0;
+  par_barrier_waiter *w;
+  pthread_mutex_lock(&b->mu);
+  for (w = b->waiters; w; w = w->next) n++;
+  pthread_mutex_unlock(&b->mu);
+  return n;
+}
+
+int par_barrier_broken(par_barrier *b) {
+  int r;
+  pthread_mutex_lock(&b->mu);
+  r = b->broken;
   pthread_mutex_unlock(&b->mu);
   return r;
 }

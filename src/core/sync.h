@@ -10,12 +10,17 @@
  *   the atomic `sleepers` (a release signals only when someone sleeps).
  * - rlock: a lock core plus `owner` (a thread id) and `count`, which only
  *   the owning thread writes.
- * - semaphore (value, sleepers), event (flag), barrier (count, generation),
- *   condition (waiter list): fields guarded by the object's mu.
+ * - semaphore (value, bound, sleepers), event (flag), barrier (count,
+ *   broken, acting, waiter list), condition (waiter list): fields guarded
+ *   by the object's mu.
+ * - barrier: waiters are nodes owned by the waiting call (on its stack);
+ *   the round's end (opening, abort, reset) unlinks them under mu and sets
+ *   their outcome. With an action, the last arrival runs it (in its own
+ *   Lua state) while the barrier is `acting`, then ends the round.
  * - condition: waiters are nodes owned by the waiting call (on its stack);
  *   notify unlinks them under mu and marks them notified.
- * Ownership: a condition holds a reference to its lock. No object frees
- * anything but itself.
+ * Ownership: a condition holds a reference to its lock; a barrier owns its
+ * encoded action. No object frees anything but itself.
  */
 #ifndef PAR_SYNC_H
 #define PAR_SYNC_H
@@ -23,6 +28,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "object.h"
+#include "msg.h"
 
 /* A per-thread identifier, never 0. */
 uintptr_t par_thread_id(void);
@@ -51,6 +57,7 @@ typedef struct par_semaphore {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   long value;
+  long bound;               /* LONG_MAX unless bounded */
   int sleepers;
 } par_semaphore;
 
@@ -61,12 +68,20 @@ typedef struct par_event {
   atomic_int flag;
 } par_event;
 
+/* outcome: -1 while waiting, then PAR_OK (opened) or PAR_ERROR (broken). */
+typedef struct par_barrier_waiter {
+  struct par_barrier_waiter *next;
+  int outcome;
+} par_barrier_waiter;
+
 typedef struct par_barrier {
   par_object hdr;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   long parties, count;
-  unsigned long generation;
+  int broken, acting;
+  par_barrier_waiter *waiters;
+  par_msg *action;          /* the encoded action, or NULL */
 } par_barrier;
 
 typedef struct par_cond_waiter {
@@ -106,11 +121,13 @@ int par_rlock_locked(par_rlock *r);
 long par_rlock_release_all(par_rlock *r);
 int par_rlock_restore(par_rlock *r, long depth, double deadline);
 
-par_semaphore *par_semaphore_new(long value);
+/* bound: the greatest value release may reach (LONG_MAX: unbounded). */
+par_semaphore *par_semaphore_new(long value, long bound);
 int par_semaphore_acquire(par_semaphore *s, double deadline);
-/* PAR_ERROR when the value would overflow (nothing released). */
+/* PAR_ERROR when the value would pass the bound (nothing released). */
 int par_semaphore_release(par_semaphore *s, long k);
 long par_semaphore_value(par_semaphore *s);
+long par_semaphore_bound(par_semaphore *s);
 
 par_event *par_event_new(void);
 void par_event_set(par_event *e);
@@ -118,14 +135,29 @@ void par_event_clear(par_event *e);
 int par_event_is_set(par_event *e);
 int par_event_wait(par_event *e, double deadline);
 
-par_barrier *par_barrier_new(long parties);
-/* Arrives: returns this thread's arrival index (1..parties) and the
- * generation to wait on; the last arrival opens the barrier. */
-long par_barrier_arrive(par_barrier *b, unsigned long *generation);
-int par_barrier_wait(par_barrier *b, unsigned long generation, double deadline);
-/* Gives up waiting: PAR_TIMEOUT if it withdrew, PAR_OK if the barrier
- * opened meanwhile. */
-int par_barrier_withdraw(par_barrier *b, unsigned long generation);
+/* Takes the action message (NULL: none). */
+par_barrier *par_barrier_new(long parties, par_msg *action);
+/*
+ * Arrives: *index is this thread's arrival index (1..parties). PAR_OK;
+ * PAR_ERROR if the barrier is broken; PAR_TIMEOUT if the last round's
+ * action still runs at the deadline (nothing done: arrive again). Every
+ * arrival but the last enlists w and then waits on it. The last opens the
+ * barrier, unless there is an action: it then runs the action and calls
+ * par_barrier_end_round.
+ */
+int par_barrier_arrive(par_barrier *b, par_barrier_waiter *w, long *index, double deadline);
+/* PAR_OK (opened), PAR_ERROR (broken), or PAR_TIMEOUT. */
+int par_barrier_wait(par_barrier *b, par_barrier_waiter *w, double deadline);
+/* Gives up waiting: PAR_TIMEOUT if it withdrew, else the outcome. */
+int par_barrier_withdraw(par_barrier *b, par_barrier_waiter *w);
+/* After the action: opens the barrier (ok) or breaks it. */
+void par_barrier_end_round(par_barrier *b, int ok);
+/* Breaks the barrier; its waiters get PAR_ERROR. */
+void par_barrier_abort(par_barrier *b);
+/* Back to empty and unbroken; current waiters get PAR_ERROR. */
+void par_barrier_reset(par_barrier *b);
+int par_barrier_broken(par_barrier *b);
+long par_barrier_waiting(par_barrier *b);   /* parties waiting now */
 
 /* lock: a par_lock or par_rlock, retained. */
 par_condition *par_condition_new(par_object *lock);

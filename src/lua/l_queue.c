@@ -5,6 +5,8 @@
  */
 #include "lua/l_shared.h"
 
+#include <math.h>
+
 #include "lauxlib.h"
 #include "codec/codec.h"
 #include "lua/l_object.h"
@@ -105,6 +107,41 @@ static int l_queue_len(lua_State *L) {
   return 1;
 }
 
+/* q:full() --> true when bounded and at capacity */
+static int l_queue_full(lua_State *L) {
+  par_queue *q = checkqueue(L);
+  size_t cap = par_queue_capacity(q);
+  lua_pushboolean(L, cap > 0 && par_queue_count(q) >= cap);
+  return 1;
+}
+
+/* q:capacity() --> the bound, or math.huge when unbounded */
+static int l_queue_capacity(lua_State *L) {
+  size_t cap = par_queue_capacity(checkqueue(L));
+  if (cap == 0) lua_pushnumber(L, HUGE_VAL);
+  else lua_pushinteger(L, (lua_Integer)cap);
+  return 1;
+}
+
+static int l_queue_task_done(lua_State *L) {
+  if (par_queue_task_done(checkqueue(L)) != PAR_OK)
+    return luaL_error(L, "task_done called more times than items were pushed");
+  return 0;
+}
+
+static int join_try(void *ud, double deadline) {
+  return par_queue_join((par_queue *)ud, deadline);
+}
+
+/* q:join([timeout]) --> true once every pushed item is marked done, false on timeout */
+static int l_queue_join(lua_State *L) {
+  par_queue *q = checkqueue(L);
+  int r = l_wait(L, l_opttimeout(L, 2), join_try, q);
+  if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  lua_pushboolean(L, r == PAR_OK);
+  return 1;
+}
+
 static int items_next(lua_State *L) {
   par_queue *q = checkqueue(L);
   int n = pop_value(L, q, -1);
@@ -147,6 +184,22 @@ static int l_pipe_recv(lua_State *L) {
   return pop_value(L, p->in, l_opttimeout(L, 2));
 }
 
+static int poll_try(void *ud, double deadline) {
+  return par_queue_poll((par_queue *)ud, deadline);
+}
+
+/* pipe_end:poll([timeout]) --> true when recv would not block (a value
+ * waits, or the other end is closed), false on timeout; no timeout: 0 */
+static int l_pipe_poll(lua_State *L) {
+  par_pipe *p = checkpipe(L);
+  double timeout = lua_isnoneornil(L, 2) ? 0 : l_opttimeout(L, 2);
+  int r = par_queue_poll(p->in, 0);
+  if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, poll_try, p->in);
+  if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  lua_pushboolean(L, r != PAR_TIMEOUT);
+  return 1;
+}
+
 static int l_pipe_close(lua_State *L) {
   par_pipe_close(checkpipe(L));
   return 0;
@@ -157,6 +210,10 @@ static const luaL_Reg queue_methods[] = {
   {"pop", l_queue_pop},
   {"close", l_queue_close},
   {"items", l_queue_items},
+  {"full", l_queue_full},
+  {"capacity", l_queue_capacity},
+  {"task_done", l_queue_task_done},
+  {"join", l_queue_join},
   {NULL, NULL}
 };
 
@@ -168,6 +225,7 @@ static const luaL_Reg queue_meta[] = {
 static const luaL_Reg pipe_methods[] = {
   {"send", l_pipe_send},
   {"recv", l_pipe_recv},
+  {"poll", l_pipe_poll},
   {"close", l_pipe_close},
   {NULL, NULL}
 };

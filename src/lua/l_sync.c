@@ -6,7 +6,10 @@
  */
 #include "lua/l_shared.h"
 
+#include <limits.h>
+
 #include "lauxlib.h"
+#include "codec/codec.h"
 #include "lua/l_object.h"
 #include "lua/l_wait.h"
 #include "core/clock.h"
@@ -47,7 +50,9 @@ static const char *release(par_object *o) {
   if (l->type == &par_rlock_type)
     return par_rlock_release((par_rlock *)l) == PAR_OK ? NULL
                                                         : "rlock is not held by this thread";
-  return par_semaphore_release((par_semaphore *)l, 1) == PAR_OK ? NULL : "semaphore value overflow";
+  if (par_semaphore_release((par_semaphore *)l, 1) == PAR_OK) return NULL;
+  return par_semaphore_bound((par_semaphore *)l) == LONG_MAX ? "semaphore value overflow"
+                                                              : "semaphore released too many times";
 }
 
 static par_object *checklockish(lua_State *L) {
@@ -144,22 +149,36 @@ static par_semaphore *checksemaphore(lua_State *L) {
   return (par_semaphore *)l_object_check(L, 1, &par_semaphore_type);
 }
 
-static int l_semaphore_new(lua_State *L) {
+static int semaphore_new(lua_State *L, int bounded) {
   lua_Integer n = luaL_optinteger(L, 1, 1);
   par_semaphore *s;
   luaL_argcheck(L, n >= 0, 1, "value must be non-negative");
-  s = par_semaphore_new((long)n);
+  s = par_semaphore_new((long)n, bounded ? (long)n : LONG_MAX);
   if (!s) return luaL_error(L, "not enough memory");
   l_object_push(L, &s->hdr);
   return 1;
 }
 
+static int l_semaphore_new(lua_State *L) { return semaphore_new(L, 0); }
+
+/* parallel.bounded_semaphore(n): release past n raises */
+static int l_bounded_semaphore_new(lua_State *L) { return semaphore_new(L, 1); }
+
 static int l_semaphore_release(lua_State *L) {
   par_semaphore *s = checksemaphore(L);
   lua_Integer k = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, k >= 1, 2, "count must be positive");
-  if (par_semaphore_release(s, (long)k) != PAR_OK) return luaL_error(L, "semaphore value overflow");
+  if (par_semaphore_release(s, (long)k) != PAR_OK) {
+    if (par_semaphore_bound(s) == LONG_MAX) return luaL_error(L, "semaphore value overflow");
+    return luaL_error(L, "semaphore released too many times (bounded at %I)",
+                      (lua_Integer)par_semaphore_bound(s));
+  }
   return 0;
+}
+
+static int l_semaphore_bounded(lua_State *L) {
+  lua_pushboolean(L, par_semaphore_bound(checksemaphore(L)) != LONG_MAX);
+  return 1;
 }
 
 static int l_semaphore_value(lua_State *L) {
@@ -309,11 +328,17 @@ static par_barrier *checkbarrier(lua_State *L) {
   return (par_barrier *)l_object_check(L, 1, &par_barrier_type);
 }
 
+/* parallel.barrier(n [, action]) */
 static int l_barrier_new(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
+  par_msg *action = NULL;
   par_barrier *b;
   luaL_argcheck(L, n >= 1, 1, "parties must be positive");
-  b = par_barrier_new((long)n);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    action = codec_encode(L, 2, 1, "action", 0);
+  }
+  b = par_barrier_new((long)n, action);
   if (!b) return luaL_error(L, "not enough memory");
   l_object_push(L, &b->hdr);
   return 1;
@@ -321,34 +346,90 @@ static int l_barrier_new(lua_State *L) {
 
 typedef struct barrier_op {
   par_barrier *b;
-  unsigned long generation;
+  par_barrier_waiter w;
+  long index;
 } barrier_op;
+
+static int arrive_try(void *ud, double deadline) {
+  barrier_op *op = (barrier_op *)ud;
+  return par_barrier_arrive(op->b, &op->w, &op->index, deadline);
+}
 
 static int barrier_try(void *ud, double deadline) {
   barrier_op *op = (barrier_op *)ud;
-  return par_barrier_wait(op->b, op->generation, deadline);
+  return par_barrier_wait(op->b, &op->w, deadline);
 }
 
+static int run_action(lua_State *L) {
+  par_barrier *b = (par_barrier *)lua_touserdata(L, 1);
+  codec_decode(L, b->action);
+  lua_call(L, lua_gettop(L) - 2, 0);
+  return 0;
+}
+
+static int barrier_result(lua_State *L, int r, long index) {
+  if (r == PAR_OK) {
+    lua_pushinteger(L, index);
+    return 1;
+  }
+  lua_pushnil(L);
+  if (r == PAR_ERROR) lua_pushliteral(L, "broken");
+  else lua_pushliteral(L, "timeout");
+  return 2;
+}
+
+/* barrier:wait([timeout]) --> arrival index | nil, "timeout" | nil, "broken" */
 static int l_barrier_wait(lua_State *L) {
   barrier_op op;
-  double timeout = l_opttimeout(L, 2);
-  long index;
+  double timeout = l_opttimeout(L, 2), deadline = par_deadline(timeout);
   int r;
   op.b = checkbarrier(L);
-  index = par_barrier_arrive(op.b, &op.generation);
-  if (index < op.b->parties) {
-    r = l_wait(L, timeout, barrier_try, &op);
-    if (r != PAR_OK) {
-      if (par_barrier_withdraw(op.b, op.generation) == PAR_OK) r = PAR_OK;
-      else if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  op.index = 0;
+  r = l_wait(L, timeout, arrive_try, &op);
+  if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  if (r != PAR_OK) return barrier_result(L, r, 0);
+  if (op.index == op.b->parties) {
+    if (op.b->action) {
+      /* This party runs the action; the others wait for its end. */
+      int status;
+      lua_pushcfunction(L, run_action);
+      lua_pushlightuserdata(L, op.b);
+      status = lua_pcall(L, 1, 0, 0);
+      par_barrier_end_round(op.b, status == LUA_OK);
+      if (status != LUA_OK) return lua_error(L);
     }
-    if (r != PAR_OK) {
-      lua_pushnil(L);
-      lua_pushliteral(L, "timeout");
-      return 2;
-    }
+    return barrier_result(L, PAR_OK, op.index);
   }
-  lua_pushinteger(L, index);
+  if (timeout >= 0) {
+    timeout = deadline - par_now();
+    if (timeout < 0) timeout = 0;
+  }
+  r = l_wait(L, timeout, barrier_try, &op);
+  if (r == PAR_TIMEOUT || r == PAR_INTERRUPTED) {
+    int w = par_barrier_withdraw(op.b, &op.w);
+    if (w != PAR_TIMEOUT) r = w;   /* the round ended meanwhile */
+    else if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  }
+  return barrier_result(L, r, op.index);
+}
+
+static int l_barrier_abort(lua_State *L) {
+  par_barrier_abort(checkbarrier(L));
+  return 0;
+}
+
+static int l_barrier_reset(lua_State *L) {
+  par_barrier_reset(checkbarrier(L));
+  return 0;
+}
+
+static int l_barrier_waiting(lua_State *L) {
+  lua_pushinteger(L, par_barrier_waiting(checkbarrier(L)));
+  return 1;
+}
+
+static int l_barrier_broken(lua_State *L) {
+  lua_pushboolean(L, par_barrier_broken(checkbarrier(L)));
   return 1;
 }
 
@@ -375,6 +456,7 @@ static const luaL_Reg lock_methods[] = {
 static const luaL_Reg semaphore_methods[] = {
   {"release", l_semaphore_release},
   {"value", l_semaphore_value},
+  {"bounded", l_semaphore_bounded},
   {NULL, NULL}
 };
 
@@ -397,6 +479,10 @@ static const luaL_Reg event_methods[] = {
 static const luaL_Reg barrier_methods[] = {
   {"wait", l_barrier_wait},
   {"parties", l_barrier_parties},
+  {"abort", l_barrier_abort},
+  {"reset", l_barrier_reset},
+  {"broken", l_barrier_broken},
+  {"waiting", l_barrier_waiting},
   {NULL, NULL}
 };
 
@@ -410,6 +496,7 @@ static const luaL_Reg constructors[] = {
   {"lock", l_lock_new},
   {"rlock", l_rlock_new},
   {"semaphore", l_semaphore_new},
+  {"bounded_semaphore", l_bounded_semaphore_new},
   {"condition", l_condition_new},
   {"event", l_event_new},
   {"barrier", l_barrier_new},
