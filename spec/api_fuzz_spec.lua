@@ -47,6 +47,7 @@ local TIMEOUTS = {
   ["lock.acquire"] = 1, ["rlock.acquire"] = 1, ["semaphore.acquire"] = 1,
   ["condition.acquire"] = 1, ["condition.wait"] = 1,
   ["event.wait"] = 1, ["barrier.wait"] = 1, ["waitset.next"] = 1,
+  ["pipe.poll"] = 1, ["queue.join"] = 1, ["condition.wait_for"] = 2,
 }
 
 -- Methods that are not in the metatables' __index tables.
