@@ -26,11 +26,13 @@ static void *locker(void *arg) {
 }
 
 static void *barrier_party(void *arg) {
-  unsigned long gen;
+  par_barrier_waiter w;
+  long index;
   int i;
   for (i = 0; i < 100; i++) {
-    if (par_barrier_arrive(barrier, &gen) < 0) return (void *)1;
-    if (par_barrier_wait(barrier, gen, par_deadline(10)) != PAR_OK) return (void *)1;
+    if (par_barrier_arrive(barrier, &w, &index, par_deadline(10)) != PAR_OK) return (void *)1;
+    if (index < THREADS && par_barrier_wait(barrier, &w, par_deadline(10)) != PAR_OK)
+      return (void *)1;
     __atomic_add_fetch(&passed, 1, __ATOMIC_RELAXED);
   }
   return NULL;
@@ -57,17 +59,29 @@ int main(void) {
   for (i = 0; i < THREADS; i++) { pthread_join(t[i], &r); CHECK(r == NULL); }
   CHECK_EQ(counter, (long)THREADS * ROUNDS);
 
-  sem = par_semaphore_new(2);
+  sem = par_semaphore_new(2, 2);
   CHECK_EQ(par_semaphore_acquire(sem, 0), PAR_OK);
   CHECK_EQ(par_semaphore_acquire(sem, 0), PAR_OK);
   CHECK_EQ(par_semaphore_acquire(sem, par_deadline(0.01)), PAR_TIMEOUT);
   CHECK_EQ(par_semaphore_release(sem, 2), PAR_OK);
   CHECK_EQ(par_semaphore_value(sem), 2);
+  CHECK_EQ(par_semaphore_release(sem, 1), PAR_ERROR);   /* bounded at 2 */
+  CHECK_EQ(par_semaphore_value(sem), 2);
 
-  barrier = par_barrier_new(THREADS);
+  barrier = par_barrier_new(THREADS, NULL);
   for (i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, barrier_party, NULL);
   for (i = 0; i < THREADS; i++) { pthread_join(t[i], &r); CHECK(r == NULL); }
   CHECK_EQ(passed, THREADS * 100);
+  CHECK(!par_barrier_broken(barrier));
+  par_barrier_abort(barrier);
+  CHECK(par_barrier_broken(barrier));
+  {
+    par_barrier_waiter w;
+    long index;
+    CHECK_EQ(par_barrier_arrive(barrier, &w, &index, 0), PAR_ERROR);
+  }
+  par_barrier_reset(barrier);
+  CHECK(!par_barrier_broken(barrier));
 
   par_object_release((par_object *)lock);
   par_object_release((par_object *)go);
