@@ -47,6 +47,30 @@ local function lower(a, b) return a < b end
 report("queue_int_items_per_s", best(higher, function()
   return queue_rate(200000, function(i) return i end)
 end), "items/s")
+-- The same integers in batches: push_all of 1000-item lists, pop_many(1000).
+report("queue_int_batch_items_per_s", best(higher, function()
+  local n = 1000000
+  local q, go = parallel.queue(1 << 16), parallel.event()
+  local f = parallel.spawn(function(q, go, n)
+    local list = {}
+    for i = 1, 1000 do list[i] = i end
+    go:wait()
+    for _ = 1, n // 1000 do q:push_all(list) end
+    q:close()
+  end, q, go, n)
+  local t0 = now()
+  go:set()
+  local count = 0
+  while true do
+    local l = q:pop_many(1000)
+    if not l then break end
+    count = count + #l
+  end
+  local t = now() - t0
+  f:get()
+  assert(count == n)
+  return n / t
+end), "items/s")
 report("queue_table10_items_per_s", best(higher, function()
   return queue_rate(20000, function(i)
     return {i, i + 1, i + 2, i + 3, i + 4, "a", "b", "c", true, 1.5}

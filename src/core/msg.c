@@ -111,7 +111,7 @@ par_msg *par_msg_copy(const par_msg *m) {
 
 void par_msg_free(par_msg *m) {
   size_t i;
-  if (!m) return;
+  if (!m || PAR_MSG_IS_IMMEDIATE(m)) return;
   for (i = 0; i < m->nrefs; i++) par_object_release(m->refs[i]);
   if (m->rest) par_object_release(m->rest);
   if (m->block) spare_give(m->data, m->block);

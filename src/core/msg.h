@@ -11,6 +11,7 @@
 #define PAR_MSG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "object.h"
 
 typedef struct par_msg {
@@ -44,7 +45,13 @@ par_msg *par_buf_finish(par_buf *b);
 /* A copy of m holding its own references; NULL on out of memory. */
 par_msg *par_msg_copy(const par_msg *m);
 
-void par_msg_free(par_msg *m);
+/* An immediate: a message pointer whose low bit is set holds a small value
+ * itself instead of pointing anywhere (a queue's integers and booleans, see
+ * l_queue.c): no allocation, no codec. Queues carry it like any message;
+ * par_msg_free ignores it; nothing else may be given one. */
+#define PAR_MSG_IS_IMMEDIATE(m) (((uintptr_t)(m) & 1u) != 0)
+
+void par_msg_free(par_msg *m);   /* NULL and immediates: nothing to do */
 
 /* Frees the blocks kept for large messages (a state closing: the library
  * may be unloaded next, and with it the only pointers to them). */

@@ -155,6 +155,99 @@ int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
   return r;
 }
 
+/* Puts k messages behind the ring's tail (room and slots checked) and
+ * wakes the poppers they are for: one signal, or all for a batch. */
+static void put_run(par_queue *q, par_msg **ms, size_t k) {
+  size_t i;
+  for (i = 0; i < k; i++) q->ring[(q->head + q->count + i) % q->size] = ms[i];
+  q->count += k;
+  q->unfinished += k;
+  atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
+  /* A poller takes nothing: a signal it got would be lost to a popper. */
+  if (q->poll_sleepers || (q->pop_sleepers > 1 && k > 1)) pthread_cond_broadcast(&q->not_empty);
+  else if (q->pop_sleepers) pthread_cond_signal(&q->not_empty);
+}
+
+size_t par_queue_push_many(par_queue *q, par_msg **ms, size_t n, double deadline, int *status) {
+  size_t done = 0;
+  int spun = 0, r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  while (done < n) {
+    size_t k = n - done;
+    if (q->closed) { r = PAR_CLOSED; break; }
+    if (q->capacity) {
+      if (q->count >= q->capacity) {
+        if (deadline <= 0) { r = PAR_TIMEOUT; break; }
+        if (!spun) {
+          spun = 1;
+          pthread_mutex_unlock(&q->mu);
+          spin(q, 0, deadline);
+          pthread_mutex_lock(&q->mu);
+          continue;
+        }
+        q->push_sleepers++;
+        r = par_cond_wait_until(&q->not_full, &q->mu, deadline);
+        q->push_sleepers--;
+        if (r == PAR_TIMEOUT && !q->closed && q->count >= q->capacity) break;
+        r = PAR_OK;
+        continue;
+      }
+      if (k > q->capacity - q->count) k = q->capacity - q->count;
+    }
+    while (q->count + k > q->size)
+      if (!grow(q)) break;
+    if (q->count + k > q->size) { r = PAR_NOMEM; break; }
+    put_run(q, ms + done, k);
+    done += k;
+  }
+  pthread_mutex_unlock(&q->mu);
+  *status = r;
+  return done;
+}
+
+par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *n, int *status) {
+  par_msg **out = NULL;
+  size_t k = 0, i;
+  int spun = 0, r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  while (q->count == 0) {
+    if (q->closed) { r = PAR_CLOSED; break; }
+    if (deadline <= 0) { r = PAR_TIMEOUT; break; }
+    if (!spun) {
+      spun = 1;
+      pthread_mutex_unlock(&q->mu);
+      spin(q, 1, deadline);
+      pthread_mutex_lock(&q->mu);
+      continue;
+    }
+    q->pop_sleepers++;
+    r = par_cond_wait_until(&q->not_empty, &q->mu, deadline);
+    q->pop_sleepers--;
+    if (r == PAR_TIMEOUT) {
+      if (q->count) r = PAR_OK;
+      else if (q->closed) r = PAR_CLOSED;
+      break;
+    }
+  }
+  if (r == PAR_OK) {
+    k = q->count < max ? q->count : max;
+    out = malloc(k * sizeof *out);
+    if (!out) { k = 0; r = PAR_NOMEM; }
+  }
+  if (k) {
+    for (i = 0; i < k; i++) out[i] = q->ring[(q->head + i) % q->size];
+    q->head = (q->head + k) % q->size;
+    q->count -= k;
+    atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
+    if (q->push_sleepers > 1 && k > 1) pthread_cond_broadcast(&q->not_full);
+    else if (q->push_sleepers) pthread_cond_signal(&q->not_full);
+  }
+  pthread_mutex_unlock(&q->mu);
+  *n = k;
+  *status = r;
+  return out;
+}
+
 void par_queue_close(par_queue *q) {
   pthread_mutex_lock(&q->mu);
   q->closed = 1;

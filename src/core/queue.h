@@ -31,6 +31,16 @@ par_queue *par_queue_new(size_t capacity);
 int par_queue_push(par_queue *q, par_msg *m, double deadline);
 /* PAR_OK (*out set), PAR_TIMEOUT, or PAR_CLOSED once closed and drained. */
 int par_queue_pop(par_queue *q, par_msg **out, double deadline);
+/* Batches: one lock and one wake-up per run of items instead of per item.
+ * push_many queues ms[0..n-1] in order, waiting (until the deadline) only
+ * while a bounded queue is full; it returns how many went in, the first
+ * ones, with *status PAR_OK (all), PAR_TIMEOUT, PAR_CLOSED or PAR_NOMEM;
+ * the rest stay the caller's. pop_many waits like pop for one item, then
+ * takes every item there, up to max: a malloc'd array of *n messages
+ * (the caller frees it and them), NULL with *status PAR_TIMEOUT,
+ * PAR_CLOSED or PAR_NOMEM when it took none. */
+size_t par_queue_push_many(par_queue *q, par_msg **ms, size_t n, double deadline, int *status);
+par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *n, int *status);
 /* Wakes every waiter; pops drain what is left. Safe to repeat. */
 void par_queue_close(par_queue *q);
 int par_queue_closed(par_queue *q);

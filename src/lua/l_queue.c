@@ -6,6 +6,9 @@
 #include "lua/l_shared.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lauxlib.h"
 #include "codec/codec.h"
@@ -13,6 +16,46 @@
 #include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/pipe.h"
+
+/*
+ * Integers of up to 62 bits (on a 64-bit machine) and booleans travel as
+ * immediates (msg.h): the value in the pointer, tagged in its low two bits,
+ * 01 an integer (shifted left by two), 11 a boolean. No allocation and no
+ * codec on either side: two C calls and a lock per item, or one lock per
+ * batch.
+ */
+#define IMM_INT 1u
+#define IMM_BOOL 3u
+
+static par_msg *to_immediate(lua_State *L, int idx) {
+  lua_Integer i;
+  switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+      if (!lua_isinteger(L, idx)) return NULL;   /* 1.0 stays a float */
+      i = lua_tointeger(L, idx);
+      if (i >= (INTPTR_MIN >> 2) && i <= (INTPTR_MAX >> 2))
+        return (par_msg *)(((uintptr_t)(intptr_t)i << 2) | IMM_INT);
+      return NULL;
+    case LUA_TBOOLEAN:
+      return (par_msg *)(((uintptr_t)lua_toboolean(L, idx) << 2) | IMM_BOOL);
+    default:
+      return NULL;
+  }
+}
+
+/* Pushes the value of m, an immediate or a message (freed). */
+static void push_item(lua_State *L, par_msg *m) {
+  uintptr_t x = (uintptr_t)m;
+  if ((x & 3u) == IMM_INT) lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
+  else if ((x & 3u) == IMM_BOOL) lua_pushboolean(L, (int)(x >> 2));
+  else l_message_decode(L, m);
+}
+
+/* An immediate, or the encoded message, of the value at idx. */
+static par_msg *encode_item(lua_State *L, int idx) {
+  par_msg *m = to_immediate(L, idx);
+  return m ? m : codec_encode(L, idx, 1, "item", 0);
+}
 
 typedef struct push_op {
   par_queue *q;
@@ -40,7 +83,7 @@ static int push_value(lua_State *L, par_queue *q, int idx, double timeout) {
   push_op op;
   int r;
   op.q = q;
-  op.m = codec_encode(L, idx, 1, "item", 0);
+  op.m = encode_item(L, idx);
   r = par_queue_push(q, op.m, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_try, &op);
   if (r != PAR_OK) par_msg_free(op.m);
@@ -57,11 +100,156 @@ static int pop_value(lua_State *L, par_queue *q, double timeout) {
   op.m = NULL;
   r = par_queue_pop(q, &op.m, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, pop_try, &op);
-  if (r == PAR_OK) return l_message_decode(L, op.m);
+  if (r == PAR_OK) { push_item(L, op.m); return 1; }
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   lua_pushnil(L);
   lua_pushstring(L, r == PAR_CLOSED ? "closed" : "timeout");
   return 2;
+}
+
+/* ---- batches: one lock and one wake-up per run of items ---- */
+
+/* The messages of a batch in flight, owned by a to-be-closed userdata: an
+ * error (an unsendable item, a decode that fails, an interrupt) frees the
+ * ones not yet handed over. */
+typedef struct batch {
+  par_msg **ms;
+  size_t n;          /* entries in ms; NULL ones were handed over */
+} batch;
+
+static const char batch_key = 0;
+
+static int batch_close(lua_State *L) {
+  batch *b = (batch *)lua_touserdata(L, 1);
+  size_t i;
+  if (b->ms) {
+    for (i = 0; i < b->n; i++) par_msg_free(b->ms[i]);
+    free(b->ms);
+  }
+  b->ms = NULL;
+  b->n = 0;
+  return 0;
+}
+
+static batch *batch_new(lua_State *L) {
+  batch *b = (batch *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->ms = NULL;
+  b->n = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &batch_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, batch_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, batch_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &batch_key);
+  }
+  lua_setmetatable(L, -2);
+  lua_toclose(L, -1);
+  return b;
+}
+
+typedef struct push_many_op {
+  par_queue *q;
+  batch *b;
+  size_t done;
+} push_many_op;
+
+static int push_many_try(void *ud, double deadline) {
+  push_many_op *op = (push_many_op *)ud;
+  int r;
+  size_t k = par_queue_push_many(op->q, op->b->ms + op->done, op->b->n - op->done, deadline, &r);
+  memset(op->b->ms + op->done, 0, k * sizeof *op->b->ms);
+  op->done += k;
+  return r;
+}
+
+/* Encodes list[1..#list], then queues it in runs under one lock each.
+ * Returns the status with the count pushed (the first ones). */
+static int push_list(lua_State *L, par_queue *q, int list, double timeout, size_t *pushed) {
+  push_many_op op;
+  lua_Integer len, i;
+  int r;
+  luaL_checktype(L, list, LUA_TTABLE);
+  len = luaL_len(L, list);
+  op.q = q;
+  op.b = batch_new(L);
+  op.done = 0;
+  *pushed = 0;
+  if (len <= 0) { lua_closeslot(L, -1); lua_pop(L, 1); return PAR_OK; }
+  op.b->ms = (par_msg **)calloc((size_t)len, sizeof *op.b->ms);
+  if (!op.b->ms) return luaL_error(L, "not enough memory");
+  for (i = 1; i <= len; i++) {
+    if (lua_geti(L, list, i) == LUA_TNIL)
+      return luaL_argerror(L, list, lua_pushfstring(L, "item %I is nil", i));
+    op.b->ms[i - 1] = encode_item(L, -1);
+    op.b->n = (size_t)i;
+    lua_pop(L, 1);
+  }
+  r = push_many_try(&op, 0);
+  if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_many_try, &op);
+  *pushed = op.done;
+  lua_closeslot(L, -1);   /* frees what did not go in */
+  lua_pop(L, 1);
+  if (r == PAR_INTERRUPTED) l_wait_raise(L);
+  if (r == PAR_NOMEM) luaL_error(L, "not enough memory");
+  return r;
+}
+
+typedef struct pop_many_op {
+  par_queue *q;
+  size_t max;
+  batch *b;
+} pop_many_op;
+
+static int pop_many_try(void *ud, double deadline) {
+  pop_many_op *op = (pop_many_op *)ud;
+  int r;
+  op->b->ms = par_queue_pop_many(op->q, op->max, deadline, &op->b->n, &r);
+  return r;
+}
+
+/* Pops up to max items into a new list: the list, or nil and "timeout" /
+ * "closed" (closed and drained). */
+static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout) {
+  pop_many_op op;
+  size_t i;
+  int r, top = lua_gettop(L);
+  op.q = q;
+  op.max = (size_t)max;
+  op.b = batch_new(L);
+  r = pop_many_try(&op, 0);
+  if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, pop_many_try, &op);
+  if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  if (r == PAR_NOMEM) return luaL_error(L, "not enough memory");
+  if (r != PAR_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, r == PAR_CLOSED ? "closed" : "timeout");
+    return 2;
+  }
+  luaL_checkstack(L, 4, NULL);
+  lua_createtable(L, (int)op.b->n, 0);
+  for (i = 0; i < op.b->n; i++) {
+    par_msg *m = op.b->ms[i];
+    if (PAR_MSG_IS_IMMEDIATE(m)) {
+      push_item(L, m);
+    } else {
+      codec_decode(L, m);
+      par_msg_free(m);
+    }
+    op.b->ms[i] = NULL;
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_closeslot(L, top + 1);   /* the batch, emptied now */
+  lua_replace(L, top + 1);
+  return 1;
+}
+
+static lua_Integer checkmax(lua_State *L, int idx) {
+  lua_Integer max = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, max >= 1, idx, "max must be positive");
+  return max;
 }
 
 /* ---- queue ---- */
@@ -95,6 +283,33 @@ static int l_queue_push(lua_State *L) {
 static int l_queue_pop(lua_State *L) {
   par_queue *q = checkqueue(L);
   return pop_value(L, q, l_opttimeout(L, 2));
+}
+
+/* q:push_all(list [, timeout]) --> true | false, pushed (timeout) */
+static int l_queue_push_all(lua_State *L) {
+  par_queue *q = checkqueue(L);
+  double timeout = l_opttimeout(L, 3);
+  size_t pushed;
+  lua_Integer len;
+  int r;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (par_queue_closed(q)) return luaL_error(L, "queue is closed");
+  r = push_list(L, q, 2, timeout, &pushed);
+  if (r == PAR_OK) { lua_pushboolean(L, 1); return 1; }
+  if (r == PAR_TIMEOUT) {
+    lua_pushboolean(L, 0);
+    lua_pushinteger(L, (lua_Integer)pushed);
+    return 2;
+  }
+  len = luaL_len(L, 2);
+  return luaL_error(L, "queue is closed (%I of %I items pushed)", (lua_Integer)pushed, len);
+}
+
+/* q:pop_many(max [, timeout]) --> list | nil, "timeout" | nil, "closed" */
+static int l_queue_pop_many(lua_State *L) {
+  par_queue *q = checkqueue(L);
+  lua_Integer max = checkmax(L, 2);
+  return pop_list(L, q, max, l_opttimeout(L, 3));
 }
 
 static int l_queue_close(lua_State *L) {
@@ -200,6 +415,23 @@ static int l_pipe_poll(lua_State *L) {
   return 1;
 }
 
+/* a:send_all(list): every item, in order, as one batch */
+static int l_pipe_send_all(lua_State *L) {
+  par_pipe *p = checkpipe(L);
+  size_t pushed;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (par_queue_closed(p->out) || push_list(L, p->out, 2, -1, &pushed) != PAR_OK)
+    return luaL_error(L, "pipe is closed");
+  return 0;
+}
+
+/* b:recv_many(max [, timeout]) --> list | nil, "timeout" | nil, "closed" */
+static int l_pipe_recv_many(lua_State *L) {
+  par_pipe *p = checkpipe(L);
+  lua_Integer max = checkmax(L, 2);
+  return pop_list(L, p->in, max, l_opttimeout(L, 3));
+}
+
 static int l_pipe_close(lua_State *L) {
   par_pipe_close(checkpipe(L));
   return 0;
@@ -208,6 +440,8 @@ static int l_pipe_close(lua_State *L) {
 static const luaL_Reg queue_methods[] = {
   {"push", l_queue_push},
   {"pop", l_queue_pop},
+  {"push_all", l_queue_push_all},
+  {"pop_many", l_queue_pop_many},
   {"close", l_queue_close},
   {"items", l_queue_items},
   {"full", l_queue_full},
@@ -226,6 +460,8 @@ static const luaL_Reg pipe_methods[] = {
   {"send", l_pipe_send},
   {"recv", l_pipe_recv},
   {"poll", l_pipe_poll},
+  {"send_all", l_pipe_send_all},
+  {"recv_many", l_pipe_recv_many},
   {"close", l_pipe_close},
   {NULL, NULL}
 };
