@@ -188,12 +188,18 @@ static int add_checked(int elem, par_scalar old, par_scalar delta, par_scalar *o
 int par_array_add(par_array *a, size_t i, par_scalar delta, par_scalar *result) {
   uint64_t bits;
   if (a->elem == PAR_INT64) {
-    /* the shared counter's type, without the per-type dispatch */
+    /* The shared counter's type, without the per-type dispatch, and with
+     * one locked add instead of a compare-and-swap loop: under contention
+     * each failed CAS costs the cache line another trip between the cores.
+     * C11 atomics wrap on overflow; an add that overflowed is taken back
+     * at once (another thread may glimpse the wrapped value meanwhile: only
+     * a counter within delta of the int64 limits ever does). */
     _Atomic int64_t *p = (_Atomic int64_t *)(void *)(a->data + i * sizeof(int64_t));
-    int64_t old = atomic_load_explicit(p, RELAXED), nv;
-    do {
-      if (__builtin_add_overflow(old, delta.i, &nv)) return PAR_ERROR;
-    } while (!atomic_compare_exchange_weak(p, &old, nv));
+    int64_t old = atomic_fetch_add(p, delta.i), nv;
+    if (__builtin_add_overflow(old, delta.i, &nv)) {
+      atomic_fetch_sub(p, delta.i);
+      return PAR_ERROR;
+    }
     result->i = nv;
     return PAR_OK;
   }

@@ -18,6 +18,7 @@
 #define FLOOR_NS 1000            /* below this a kind only probes */
 #define PROBE_EVERY 32
 #define SAMPLE_NS 10000000LL     /* /proc/loadavg at most every 10 ms */
+#define BUSY_LOCK_NS 2000        /* a lock's spin when no CPU is free */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static long cap_ns;              /* 0: spinning off */
@@ -141,7 +142,10 @@ int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline) 
     limit = cap_ns;
   }
   start = now = par_now();
-  if (!cpus_free(start)) return 0;
+  if (!cpus_free(start)) {
+    if (kind != PAR_WAIT_LOCK) return 0;
+    if (limit > BUSY_LOCK_NS) limit = BUSY_LOCK_NS;
+  }
   atomic_fetch_add_explicit(&k->spins, 1, memory_order_relaxed);
   stop = start + (double)limit * 1e-9;
   if (deadline < stop) stop = deadline;

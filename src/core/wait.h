@@ -23,6 +23,10 @@
  *    smoothed, above the number of online CPUs. Other processes' work
  *    counts: the figure that made this policy (issue 12) was a round trip
  *    of 14-179 us while builds ran beside it, against 25 us blocking only;
+ *    Locks are the exception, within 2 us: a lock is held for a few C calls,
+ *    so its holder most likely runs now and is about to release it, and a
+ *    sleep would cost its release a futex wake (pthread adaptive mutexes
+ *    bet alike);
  *  - not after spins of this kind have recently failed: each kind of waiter
  *    keeps a spin limit; a spin that ends without its predicate halves it, a
  *    spin that succeeds after t raises it to cover 2t. Below 1 us the kind
