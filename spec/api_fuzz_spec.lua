@@ -48,6 +48,7 @@ local TIMEOUTS = {
   ["condition.acquire"] = 1, ["condition.wait"] = 1,
   ["event.wait"] = 1, ["barrier.wait"] = 1, ["waitset.next"] = 1,
   ["pipe.poll"] = 1, ["queue.join"] = 1, ["condition.wait_for"] = 2,
+  ["queue.push_all"] = 2, ["queue.pop_many"] = 2, ["pipe.recv_many"] = 2,
 }
 
 -- Methods that are not in the metatables' __index tables.
