@@ -53,7 +53,8 @@ local TIMEOUTS = {
 
 -- Methods that are not in the metatables' __index tables.
 local EXTRA = {
-  array = { "add", "cas", "fill", "sum", "min", "max", "totable", "set", "view" },
+  array = { "add", "cas", "fill", "sum", "min", "max", "totable", "set", "view",
+            "dot", "scale", "axpy", "copy" },
   value = { "get", "set", "add", "cas" },
   dict = { "keys", "update" },
 }

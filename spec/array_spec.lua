@@ -229,3 +229,133 @@ describe("parallel.array", function()
     end)
   end)
 end)
+
+describe("parallel.array vector operations", function()
+  describe("dot", function()
+    it("sums the products, over a range too", function()
+      local a = parallel.array("double", { 1, 2, 3, 4, 5 })
+      local b = parallel.array("double", { 2, 2, 2, 2, 2 })
+      assert.equal(30.0, a:dot(b))
+      assert.equal(10.0, a:dot(b, 2, 3))
+      assert.equal(0.0, a:dot(b, 3, 2))
+      assert.equal(math.type(a:dot(b)), "float")
+    end)
+
+    it("is exact on integer arrays and mixes types", function()
+      local a = parallel.array("int64", { math.maxinteger // 2, 1 })
+      local b = parallel.array("int8", { 2, 1 })
+      assert.equal(math.maxinteger, a:dot(b))
+      assert.equal("integer", math.type(a:dot(b)))
+      local c = parallel.array("int64", { math.maxinteger, math.maxinteger })
+      assert.equal("float", math.type(c:dot(c)))
+      local f = parallel.array("float", { 0.5, 0.5 })
+      assert.equal(1.5, parallel.array("uint8", { 1, 2 }):dot(f))
+    end)
+
+    it("agrees with a Lua loop on a long random array", function()
+      local n = 10007
+      local a, b = parallel.array("double", n), parallel.array("double", n)
+      local s = 0
+      for i = 1, n do
+        a[i], b[i] = math.random(), math.random()
+        s = s + a[i] * b[i]
+      end
+      assert.is_true(math.abs(a:dot(b) - s) < 1e-9 * s)
+    end)
+
+    it("works on views, so parts add up to the whole", function()
+      local a = parallel.array("double", 100, 1.5)
+      local b = parallel.array("double", 100, 2)
+      assert.equal(a:dot(b), a:view(1, 40):dot(b:view(1, 40)) + a:view(41, 100):dot(b:view(41, 100)))
+    end)
+
+    it("checks its arguments", function()
+      local a = parallel.array("double", 3)
+      assert_raises("bad argument #1 to 'dot' (lengths differ (3 and 2))",
+        function() a:dot(parallel.array("double", 2)) end)
+      assert_raises("bad argument #1 to 'dot' (parallel.array expected, got table)",
+        function() a:dot({ 1, 2, 3 }) end)
+      assert_raises("index 5 out of range [1, 3]", function() a:dot(a, 1, 5) end)
+    end)
+  end)
+
+  describe("scale", function()
+    it("multiplies in place and returns the array", function()
+      local a = parallel.array("double", { 1, 2, 3 })
+      assert.equal(a, a:scale(0.5))
+      assert.same({ 0.5, 1.0, 1.5 }, a:totable())
+      local i = parallel.array("int16", { 1, -2, 3 })
+      i:scale(3)
+      assert.same({ 3, -6, 9 }, i:totable())
+    end)
+
+    it("writes nothing when an integer result would not fit", function()
+      local a = parallel.array("int8", { 1, 100, 2 })
+      assert_raises("result out of range for int8 at index 2 (nothing written)",
+        function() a:scale(2) end)
+      assert.same({ 1, 100, 2 }, a:totable())
+      assert_raises("bad argument #1 to 'scale' (integer expected for a int8 array)",
+        function() a:scale(0.5) end)
+    end)
+
+    it("scales only a view's part", function()
+      local a = parallel.array("float", { 1, 2, 3, 4 })
+      a:view(3, 4):scale(10)
+      assert.same({ 1.0, 2.0, 30.0, 40.0 }, a:totable())
+    end)
+  end)
+
+  describe("axpy", function()
+    it("adds k times b", function()
+      local a = parallel.array("double", { 1, 1, 1 })
+      local b = parallel.array("double", { 1, 2, 3 })
+      assert.equal(a, a:axpy(2, b))
+      assert.same({ 3.0, 5.0, 7.0 }, a:totable())
+      local i = parallel.array("int32", { 10, 20 })
+      i:axpy(-1, parallel.array("uint8", { 1, 2 }))
+      assert.same({ 9, 18 }, i:totable())
+    end)
+
+    it("refuses to add floats into integers, and overflowing results", function()
+      local i = parallel.array("int32", 2)
+      assert_raises("bad argument #2 to 'axpy' (a double array cannot be added to a int32 array)",
+        function() i:axpy(1, parallel.array("double", 2)) end)
+      local u = parallel.array("uint8", { 0, 250 })
+      assert_raises("result out of range for uint8 at index 2 (nothing written)",
+        function() u:axpy(10, parallel.array("uint8", { 1, 1 })) end)
+      assert.same({ 0, 250 }, u:totable())
+    end)
+  end)
+
+  describe("copy", function()
+    it("copies and converts", function()
+      local a = parallel.array("double", 3)
+      assert.equal(a, a:copy(parallel.array("int8", { -1, 0, 1 })))
+      assert.same({ -1.0, 0.0, 1.0 }, a:totable())
+      local i = parallel.array("uint8", 2)
+      i:copy(parallel.array("int64", { 7, 255 }))
+      assert.same({ 7, 255 }, i:totable())
+    end)
+
+    it("refuses what does not fit, writing nothing", function()
+      local i = parallel.array("uint8", { 1, 1 })
+      assert_raises("result out of range for uint8 at index 2 (nothing written)",
+        function() i:copy(parallel.array("int64", { 2, 256 })) end)
+      assert.same({ 1, 1 }, i:totable())
+      assert_raises("bad argument #1 to 'copy' (a float array cannot be copied into a int8 array)",
+        function() parallel.array("int8", 1):copy(parallel.array("float", 1)) end)
+    end)
+  end)
+
+  it("a pool computes a dot product over views of a shared array", function()
+    local n = 100000
+    local a, b = parallel.array("double", n, 0.5), parallel.array("double", n, 4)
+    local pool <close> = parallel.pool(2)
+    local parts = {}
+    for k = 0, 3 do parts[#parts + 1] = { k * n // 4 + 1, (k + 1) * n // 4 } end
+    local r = pool:map(function(p) return a:view(p[1], p[2]):dot(b:view(p[1], p[2])) end, parts)
+    local s = 0
+    for k = 1, 4 do s = s + r[k] end
+    assert.equal(a:dot(b), s)
+  end)
+end)

@@ -93,7 +93,8 @@ describe("examples #child", function()
 
   it("09 vector dot product: chunked parallel result matches", function()
     local out, code = run("09_vector_dot.lua")
-    check(out, code, { "Sequential time:", "Parallel time:", "Results match: true" })
+    check(out, code, { "Sequential time:", "Parallel time:", "a:dot(b) time:",
+                       "a:dot over views on the pool:", "Results match: true" })
     local out2, code2 = run("09_vector_dot.lua", 100003, 7)
     check(out2, code2, { "Results match: true" })
   end)

@@ -11,6 +11,7 @@
 #include "lauxlib.h"
 #include "lua/l_object.h"
 #include "core/sharedarray.h"
+#include "core/vector.h"
 
 /* 2^63 as a double: the first float past every int64. */
 #define TWO63 9223372036854775808.0
@@ -256,6 +257,90 @@ static int l_array_view(lua_State *L) {
   return 1;
 }
 
+/* ---- vector operations ---- */
+
+/* The second array of a:op(b): the same length as a. */
+static par_array *checkpeer(lua_State *L, int idx, const par_array *a) {
+  par_array *b = checkarray(L, idx);
+  if (b->n != a->n)
+    luaL_argerror(L, idx, lua_pushfstring(L, "lengths differ (%I and %I)", (lua_Integer)a->n,
+                                          (lua_Integer)b->n));
+  return b;
+}
+
+static par_factor checkfactor(lua_State *L, int idx, const par_array *a) {
+  par_factor k;
+  int isint;
+  k.v.i = (int64_t)lua_tointegerx(L, idx, &isint);
+  k.is_float = !isint;
+  if (!isint) {
+    k.v.f = luaL_checknumber(L, idx);
+    if (!par_elem_is_float(a->elem))
+      luaL_argerror(L, idx, lua_pushfstring(L, "integer expected for a %s array", elemname(a)));
+  }
+  return k;
+}
+
+static int vector_error(lua_State *L, int r, const par_array *a, size_t bad) {
+  if (r != PAR_OK)
+    return luaL_error(L, "result out of range for %s at index %I (nothing written)", elemname(a),
+                      (lua_Integer)bad + 1);
+  return 0;
+}
+
+/* a:dot(b [, i, j]) --> sum of a[k] * b[k] for k in i..j */
+static int l_array_dot(lua_State *L) {
+  par_array *a = checkarray(L, 1), *b = checkpeer(L, 2, a);
+  size_t i, j;
+  int is_float;
+  par_scalar s;
+  optrange(L, 3, a, &i, &j);
+  s = par_vector_dot(a, b, i, j, &is_float);
+  if (is_float) lua_pushnumber(L, s.f);
+  else lua_pushinteger(L, (lua_Integer)s.i);
+  return 1;
+}
+
+/* a:scale(k): a[i] = a[i] * k; returns a */
+static int l_array_scale(lua_State *L) {
+  par_array *a = checkarray(L, 1);
+  size_t bad = 0;
+  int r = par_vector_scale(a, checkfactor(L, 2, a), &bad);
+  vector_error(L, r, a, bad);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* a:axpy(k, b): a[i] = a[i] + k * b[i]; returns a */
+static int l_array_axpy(lua_State *L) {
+  par_array *a = checkarray(L, 1), *b;
+  par_factor k = checkfactor(L, 2, a);
+  size_t bad = 0;
+  int r;
+  b = checkpeer(L, 3, a);
+  if (!par_elem_is_float(a->elem) && par_elem_is_float(b->elem))
+    luaL_argerror(L, 3, lua_pushfstring(L, "a %s array cannot be added to a %s array",
+                                        elemname(b), elemname(a)));
+  r = par_vector_axpy(a, k, b, &bad);
+  vector_error(L, r, a, bad);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* a:copy(b): a[i] = b[i]; returns a */
+static int l_array_copy(lua_State *L) {
+  par_array *a = checkarray(L, 1), *b = checkpeer(L, 2, a);
+  size_t bad = 0;
+  int r;
+  if (!par_elem_is_float(a->elem) && par_elem_is_float(b->elem))
+    luaL_argerror(L, 2, lua_pushfstring(L, "a %s array cannot be copied into a %s array",
+                                        elemname(b), elemname(a)));
+  r = par_vector_copy(a, b, &bad);
+  vector_error(L, r, a, bad);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* ---- value ---- */
 
 static int l_value_new(lua_State *L) {
@@ -311,6 +396,10 @@ static const luaL_Reg array_methods[] = {
   {"totable", l_array_totable},
   {"set", l_array_set},
   {"view", l_array_view},
+  {"dot", l_array_dot},
+  {"scale", l_array_scale},
+  {"axpy", l_array_axpy},
+  {"copy", l_array_copy},
   {NULL, NULL}
 };
 
