@@ -11,9 +11,15 @@
  * is kept with T_JOIN, plus the globals their code reads, looked up where
  * the function's own _ENV finds them (names.c).
  *
- * Every Lua error raised here leaves the state's scratch buffer holding
- * what was encoded so far; the next encode (or the state's close) resets
- * it, releasing the references it took.
+ * Re-entrancy: Lua code runs in the middle of an encode (a finalizer at
+ * any allocation, an _ENV's __index function), and it may encode too. So
+ * each encode holds a buffer of its own: the state's scratch buffer when
+ * no other encode holds it, else a new one, which becomes the state's
+ * scratch. The buffer's userdata sits in the encode's first stack slot:
+ * the encode that holds an older one keeps it alive, and once no encode
+ * does, the collector frees it. An error that escapes an encode leaves its
+ * buffer marked busy, never to be reused: the next encode takes a new one,
+ * and the collector releases the references the old one holds.
  */
 #include "codec/codec.h"
 
@@ -29,9 +35,21 @@
  * is a million slots). */
 #define CHUNK_MAX_ARGS 200000
 
-static const char key_scratch = 0;   /* registry: userdata, the par_buf scratch */
+/* Registry keys. */
+static const char key_scratch = 0;   /* userdata: enc_buf, the state's scratch */
+static const char key_spares = 0;    /* userdata whose __gc (the state's close)
+                                        frees the spare blocks of large messages */
+#define ENC_BUF "parallel.encbuf"
 
 static void encode_value(enc *e, int idx);
+
+/* Ends the encode's hold on its buffer, dropping what it holds (the
+ * encode raises next). */
+static void enc_drop(enc *e) {
+  par_buf_reset(e->b);
+  e->buf->busy = 0;
+}
+
 
 static void enc_fail(enc *e, const char *what) {
   lua_State *L = e->L;
@@ -85,12 +103,12 @@ static void enc_fail(enc *e, const char *what) {
     luaL_addvalue(&B);
   }
   luaL_pushresult(&B);
-  par_buf_reset(e->b);
+  enc_drop(e);
   lua_error(L);
 }
 
 void codec_enc_nomem(enc *e) {
-  par_buf_reset(e->b);
+  enc_drop(e);
   luaL_error(e->L, "not enough memory");
 }
 
@@ -418,22 +436,50 @@ static void encode_value(enc *e, int idx) {
   }
 }
 
-static par_buf *scratch(lua_State *L) {
-  par_buf *b;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_scratch);
-  b = (par_buf *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return b;
+static int enc_buf_gc(lua_State *L) {
+  par_buf_free(&((enc_buf *)lua_touserdata(L, 1))->b);
+  return 0;
 }
 
-/* Starts an encode into this state's scratch buffer: the first byte says
- * whether the message holds structured values, which need the seen table,
- * the module index and the globals (three stack slots); scalars do not. */
+/* Pushes a new, free buffer. */
+static enc_buf *enc_buf_new(lua_State *L) {
+  enc_buf *s = (enc_buf *)lua_newuserdatauv(L, sizeof *s, 0);
+  par_buf_init(&s->b);
+  s->busy = 0;
+  if (luaL_newmetatable(L, ENC_BUF)) {
+    lua_pushcfunction(L, enc_buf_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return s;
+}
+
+/* Pushes the buffer this encode will hold: the state's scratch when it is
+ * free, else (an encode inside another, or after one that raised) a new
+ * one, which becomes the state's scratch. */
+static enc_buf *enc_buf_take(lua_State *L) {
+  enc_buf *s;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_scratch);
+  s = (enc_buf *)lua_touserdata(L, -1);
+  if (s == NULL || s->busy) {
+    lua_pop(L, 1);
+    s = enc_buf_new(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_scratch);
+  }
+  s->busy = 1;
+  return s;
+}
+
+/* Starts an encode into a buffer of its own (its first stack slot): the
+ * first byte says whether the message holds structured values, which need
+ * the seen table, the module index and the globals (three stack slots);
+ * scalars do not. */
 static void enc_begin(enc *e, lua_State *L, const char *root, int structured) {
   luaL_checkstack(L, 8, NULL);
   e->L = L;
-  e->b = scratch(L);
-  par_buf_reset(e->b);   /* drops what an earlier memory error left */
+  e->buf = enc_buf_take(L);
+  e->b = &e->buf->b;
   e->stream = NULL;
   e->flushed = 0;
   e->nseen = 0;
@@ -456,6 +502,7 @@ static void enc_begin(enc *e, lua_State *L, const char *root, int structured) {
 static par_msg *enc_finish(enc *e, int top) {
   par_msg *m = par_buf_finish(e->b);
   if (!m) codec_enc_nomem(e);
+  e->buf->busy = 0;
   lua_settop(e->L, top);
   return m;
 }
@@ -562,8 +609,7 @@ par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, l
 
 /* ------------------------------------------------------------------ open */
 
-static int scratch_gc(lua_State *L) {
-  par_buf_free((par_buf *)lua_touserdata(L, 1));
+static int spares_gc(lua_State *L) {
   par_msg_release_spares();
   return 0;
 }
@@ -572,11 +618,13 @@ void codec_open(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &key_scratch);
   if (!lua_isnil(L, -1)) { lua_pop(L, 1); return; }
   lua_pop(L, 1);
-  par_buf_init((par_buf *)lua_newuserdatauv(L, sizeof(par_buf), 0));
+  lua_newuserdatauv(L, 1, 0);
   lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, scratch_gc);
+  lua_pushcfunction(L, spares_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_spares);
+  enc_buf_new(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_scratch);
   codec_names_open(L);
   codec_stream_open(L);

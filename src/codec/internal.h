@@ -47,9 +47,17 @@ typedef struct enc_stream {
   par_queue *queue;   /* set when the first segment has gone: our reference */
 } enc_stream;
 
+/* The buffer an encode writes into: the state's scratch while no other
+ * encode holds it (encode.c). */
+typedef struct enc_buf {
+  par_buf b;
+  int busy;           /* an encode holds it (or raised while holding it) */
+} enc_buf;
+
 typedef struct enc {
   lua_State *L;
-  par_buf *b;
+  par_buf *b;         /* &buf->b */
+  enc_buf *buf;       /* ours until the encode ends */
   enc_stream *stream; /* NULL: one message */
   int flushed;        /* segments sent so far */
   int seen;           /* stack index of the seen table (nil until needed) */

@@ -5,11 +5,17 @@
 #include "codec/codec.h"
 
 /*
- * The message being decoded waits in a per-state box: if codec_decode
- * raises, the next decode or the box's __gc frees it, so a failed receive
- * leaks nothing and the hot path costs no allocation.
+ * A message being decoded belongs to a box, so that an error in the
+ * decode (a module that fails to load in this state, out of memory) frees
+ * it. Lua code runs in the middle of a decode (a finalizer, a module
+ * loader, a __newindex of the globals) and may decode too, so each decode
+ * holds a box of its own: the state's box when it is empty, else a new one
+ * that becomes the state's box. The box sits on the decode's stack while
+ * it runs, which keeps it alive; a box left full by an error is never
+ * reused, and the collector frees it with its message.
  */
 static const char box_key = 0;
+#define MESSAGE_BOX "parallel.messagebox"
 
 typedef struct box {
   par_msg *m;
@@ -22,34 +28,44 @@ static int box_gc(lua_State *L) {
   return 0;
 }
 
-void l_message_open(lua_State *L) {
-  box *b;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) == LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pop(L, 1);
-  b = (box *)lua_newuserdatauv(L, sizeof *b, 0);
+/* Pushes a new, empty box and makes it the state's box. */
+static box *box_new(lua_State *L) {
+  box *b = (box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->m = NULL;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
+  if (luaL_newmetatable(L, MESSAGE_BOX)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
   lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &box_key);
+  return b;
+}
+
+void l_message_open(lua_State *L) {
+  int have = lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) == LUA_TUSERDATA;
+  lua_pop(L, 1);
+  if (!have) {
+    box_new(L);
+    lua_pop(L, 1);
+  }
 }
 
 int l_message_decode(lua_State *L, par_msg *m) {
   box *b;
-  int n;
+  int n, at;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key);
   b = (box *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (b) {
-    par_msg_free(b->m);
-    b->m = m;
+  if (b == NULL || b->m != NULL) {    /* held by a decode this one runs in */
+    lua_pop(L, 1);
+    b = box_new(L);
   }
+  b->m = m;
+  at = lua_gettop(L);
   n = codec_decode(L, m);
-  if (b) b->m = NULL;
+  b->m = NULL;
   par_msg_free(m);
+  if (n == 1) lua_replace(L, at);         /* the box's slot goes */
+  else lua_remove(L, at);
   return n;
 }
