@@ -151,6 +151,15 @@ ops.queue_pop = { decode = true, here = true, run = function(v, h)
   if got == nil then return fail("queue_pop: nothing") end
   came_out(got, "queue_pop")
 end }
+ops.queue_push_all = { encode = true, run = function(v) calls = calls + 1 Q:push_all({ v, fresh() }) end }
+ops.queue_pop_many = { decode = true, here = true, run = function(v, h)
+  Q:push_all({ v, fresh() })
+  if h and h.before_decode then h.before_decode() end
+  calls = calls + 2
+  local got = Q:pop_many(2, 1)
+  if got == nil or #got == 0 then return fail("queue_pop_many: nothing") end
+  for i = 1, #got do came_out(got[i], "queue_pop_many") end
+end }
 ops.pipe_send = { encode = true, run = function(v) calls = calls + 1 PA:send(v) end }
 ops.pipe_recv = { decode = true, here = true, run = function(v, h)
   PA:send(v)
