@@ -48,7 +48,7 @@ $(LIBA): $(SRC) $(HDR) Makefile
 deps:
 	@sh tools/deps.sh
 
-test: deps all test-core
+test: deps all test-core test-wire
 	$(BUSTED) --exclude-tags=stress $(SPEC)
 
 stress: deps all
@@ -65,7 +65,7 @@ examples: deps all
 	@for f in examples/[0-9]*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done
 
 asan: deps
-	$(MAKE) BUILD=build-asan CORE_TEST_FLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test-core
+	$(MAKE) BUILD=build-asan CORE_TEST_FLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test-core test-wire
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" build-asan/parallel/core.so
 	LUA_CPATH="$(CURDIR)/build-asan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(BUSTED) --exclude-tags=stress $(SPEC)
@@ -81,7 +81,7 @@ TSAN_RUN = LUA_CPATH="$(CURDIR)/build-tsan/?.so;;" LD_PRELOAD="$$($(CC) -print-f
   TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1 report_signal_unsafe=0 allocator_may_return_null=1" \
   $(BUSTED) -o TAP --exclude-tags=stress,child
 tsan: deps
-	$(MAKE) BUILD=build-tsan CORE_TEST_FLAGS="-O1 -g -fsanitize=thread" test-core
+	$(MAKE) BUILD=build-tsan CORE_TEST_FLAGS="-O1 -g -fsanitize=thread" test-core test-wire
 	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" build-tsan/parallel/core.so
 	@for f in $$(if [ -d $(SPEC) ]; then ls $(SPEC)/*_spec.lua; else echo $(SPEC); fi); do \
 	  for try in 1 2 3; do \
@@ -204,3 +204,15 @@ test-core: $(CORE_TESTS)
 	@for t in $(CORE_TESTS); do $$t || exit 1; done
 
 .PHONY: test-core
+
+# --- C tests of the wire layer's channel (issue 13): no Lua --------------------
+WIRE_TESTS = $(patsubst tests/wire/%.c,$(BUILD)/tests/wire_%,$(wildcard tests/wire/test_*.c))
+
+$(BUILD)/tests/wire_%: tests/wire/%.c src/wire/chan.c src/wire/wire.h tests/core/check.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -pthread $(WARN) -Wno-missing-prototypes -Isrc -Itests/core $(CORE_TEST_FLAGS) -o $@ $< src/wire/chan.c $(LDFLAGS)
+
+test-wire: $(WIRE_TESTS)
+	@for t in $(WIRE_TESTS); do $$t || exit 1; done
+
+.PHONY: test-wire

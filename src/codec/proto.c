@@ -163,6 +163,19 @@ par_proto *proto_get(lua_State *L, int idx) {
   return p;
 }
 
+par_proto *proto_from_dump(const char *dump, size_t len) {
+  par_proto *p = calloc(1, sizeof *p);
+  if (p) p->dump = malloc(len ? len : 1);
+  if (!p || !p->dump) { free(p); return NULL; }
+  par_object_init(&p->hdr, &par_proto_type);
+  p->id = atomic_fetch_add(&next_proto_id, 1);
+  p->len = len;
+  memcpy(p->dump, dump, len);
+  if (atomic_load(&scanner_works) != 1 || dumpscan_globals(dump, len, &p->globals) != 0)
+    memset(&p->globals, 0, sizeof p->globals);
+  return p;
+}
+
 /* Pushes a closure of p: for a simple one, the cached closure itself;
  * otherwise a new closure from the cached factory (or, without one, from
  * the dump), whose upvalues the caller sets. */

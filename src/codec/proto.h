@@ -12,6 +12,7 @@
 #ifndef PAR_PROTO_H
 #define PAR_PROTO_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include "lua.h"
 #include "codec/dumpscan.h"
@@ -25,6 +26,7 @@ typedef struct par_proto {
   dumpscan_names globals;
   char *factory;          /* see make_factory; NULL: load the dump per closure */
   size_t factory_len;
+  _Atomic uint64_t wire_id; /* content hash of the dump (wire.c); 0 until needed */
 } par_proto;
 
 extern const par_type par_proto_type;
@@ -32,6 +34,12 @@ extern const par_type par_proto_type;
 /* The prototype of the Lua function at idx (borrowed: the cache holds it
  * while the function lives). Raises on out of memory. */
 par_proto *proto_get(lua_State *L, int idx);
+
+/* A prototype of the dump received from another process (the wire layer):
+ * one reference to the caller, its globals scanned as for a local one, no
+ * factory (each closure with upvalues loads the dump). NULL on out of
+ * memory. No Lua state is touched. */
+par_proto *proto_from_dump(const char *dump, size_t len);
 
 /* Pushes a closure of p: the cached closure for a simple one (no upvalue
  * but _ENV), else a new closure whose upvalues the caller sets. */

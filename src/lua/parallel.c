@@ -4,6 +4,7 @@
 #include "lua/l_pool.h"
 #include "lua/l_shared.h"
 #include "lua/l_wait.h"
+#include "lua/l_wire.h"
 #include "lua/l_worker.h"
 
 /* core._methods(name) --> the method table of a parallel type, so that the
@@ -29,6 +30,7 @@ PAR_EXPORT int luaopen_parallel_core(lua_State *L) {
   l_sync_open(L);
   l_array_open(L);
   l_dict_open(L);
+  l_wire_open(L);
   lua_pushcfunction(L, l_methods);
   lua_setfield(L, -2, "_methods");
   lua_pushliteral(L, "0.1.0");

@@ -57,7 +57,7 @@
 #define PAR_WIRE_VERSION 1
 
 typedef struct par_wire_err {
-  char msg[256];
+  char msg[512];
 } par_wire_err;
 
 /* ------------------------------------------------------------ fingerprint */
