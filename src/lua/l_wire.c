@@ -158,10 +158,10 @@ static int b_run(lua_State *B) {
   int n, status;
   lua_pushcfunction(B, msgh);                 /* 2 */
   n = codec_decode(B, t->in);
-  if (t->chunk) {                             /* fn, items, label: fn over the items */
+  if (t->chunk) {                   /* fn, items, label, count: fn over the items */
     lua_Integer i, len;
-    lua_pop(B, 1);
-    len = (lua_Integer)lua_rawlen(B, 4);
+    len = n >= 4 ? lua_tointeger(B, 6) : (lua_Integer)lua_rawlen(B, 4);
+    lua_settop(B, 4);
     lua_createtable(B, (int)len, 0);          /* 5: results */
     for (i = 1; i <= len; i++) {
       lua_pushvalue(B, 3);
@@ -294,7 +294,7 @@ static int wt_map(lua_State *L) {
   par_msg *m;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TTABLE);
-  m = codec_encode_chunk(L, 2, 3, 1, (lua_Integer)lua_rawlen(L, 3), 1);
+  m = codec_encode_chunk(L, 2, 3, 1, (lua_Integer)lua_rawlen(L, 3), 1, 0);
   lua_settop(L, 3);
   lua_newtable(L);                            /* 4: the results */
   {
