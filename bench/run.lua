@@ -8,6 +8,16 @@ local workloads = dofile("bench/workloads.lua")
 local now = parallel.now
 
 local quick = os.getenv("BENCH_QUICK") == "1"
+-- The machine's 1-minute load average and runnable count, printed with the
+-- figures: on a shared machine they say what "quiet" meant.
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return "?" end
+  local one, running = f:read("a"):match("^(%S+) %S+ %S+ (%d+)/")
+  f:close()
+  return ("%s (%s runnable)"):format(one, running)
+end
+local load_at_start = loadavg()
 local rows = {}
 local py_ok = os.execute("command -v python3 >/dev/null 2>&1")
 
@@ -195,8 +205,8 @@ local function run_script(path, label)
   os.execute("lua5.4 " .. path)
 end
 
-print(string.format("\nparallel benchmarks — %d cores, %s, %s", parallel.cpu_count(), _VERSION,
-  os.date("!%Y-%m-%d %H:%M UTC")))
+print(string.format("\nparallel benchmarks — %d cores, %s, %s; load %s at the start, %s now", parallel.cpu_count(),
+  _VERSION, os.date("!%Y-%m-%d %H:%M UTC"), load_at_start, loadavg()))
 print(string.format("%-44s %12s %12s %12s  %-8s %s", "workload", "parallel", "sequential", "Python", "unit", "notes"))
 for _, r in ipairs(rows) do
   local function fmt(v) return v and string.format("%12.3f", v) or string.format("%12s", "-") end

@@ -92,8 +92,11 @@ int par_future_claim(par_future *f) {
 
 static void ws_push(par_waitset *ws, par_future *f);
 
-/* Called with f->mu held, after the terminal state is stored. */
-static void wake_all(par_future *f) {
+/* Called with f->mu held, after the terminal state is stored: notifies
+ * the waitsets; returns whether waiters sleep on f->cv. The caller
+ * broadcasts after unlocking (it holds a reference to f), so that the
+ * woken waiter does not run into the mutex still held. */
+static int wake_all(par_future *f) {
   par_sub *s = f->subs;
   f->subs = NULL;
   while (s) {
@@ -102,10 +105,11 @@ static void wake_all(par_future *f) {
     ws_push(s->ws, f);
     s = next;
   }
-  if (f->nwaiters) pthread_cond_broadcast(&f->cv);
+  return f->nwaiters > 0;
 }
 
 void par_future_finish(par_future *f, int state, par_msg *result) {
+  int sleepers;
   /* Count and list before anyone can see the outcome: a waiter that reads
    * stats or pool:completed() next finds this future there. */
   if (f->sink) f->sink->count(f->owner, state);
@@ -113,12 +117,13 @@ void par_future_finish(par_future *f, int state, par_msg *result) {
   f->result = result;
   if (f->sink) f->sink->notice(f->owner, f, state);
   else atomic_store(&f->state, state);
-  wake_all(f);
+  sleepers = wake_all(f);
   pthread_mutex_unlock(&f->mu);
+  if (sleepers) pthread_cond_broadcast(&f->cv);
 }
 
 int par_future_cancel(par_future *f) {
-  int expected = PAR_PENDING;
+  int expected = PAR_PENDING, sleepers;
   par_msg *task;
   if (!atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) return 0;
   if (f->sink) f->sink->count(f->owner, PAR_CANCELLED);
@@ -126,8 +131,9 @@ int par_future_cancel(par_future *f) {
   task = f->task;
   f->task = NULL;
   if (f->sink) f->sink->notice(f->owner, f, PAR_CANCELLED);
-  wake_all(f);
+  sleepers = wake_all(f);
   pthread_mutex_unlock(&f->mu);
+  if (sleepers) pthread_cond_broadcast(&f->cv);
   par_msg_free(task);
   return 1;
 }

@@ -233,6 +233,7 @@ static int pool_interrupt(par_object *owner, par_future *f);
 static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt };
 
 int par_pool_submit(par_pool *p, par_future *f) {
+  int wake;
   pthread_mutex_lock(&p->mu);
   if (atomic_load(&p->closed)) {
     pthread_mutex_unlock(&p->mu);
@@ -255,8 +256,10 @@ int par_pool_submit(par_pool *p, par_future *f) {
   atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
   /* A spinner decrements `spinning` under mu before it looks at count: one
    * counted here will take a task without being woken. */
-  if (p->sleeping && p->count > (size_t)atomic_load(&p->spinning)) pthread_cond_signal(&p->cv);
+  wake = p->sleeping && p->count > (size_t)atomic_load(&p->spinning);
   pthread_mutex_unlock(&p->mu);
+  /* after unlocking: the woken worker does not run into the held mutex */
+  if (wake) pthread_cond_signal(&p->cv);
   return PAR_OK;
 }
 
