@@ -216,3 +216,39 @@ test-wire: $(WIRE_TESTS)
 	@for t in $(WIRE_TESTS); do $$t || exit 1; done
 
 .PHONY: test-wire
+
+# --- MPI (issue 15): the optional parallel.mpi module, built with mpicc -------
+# make mpi [MPICC=mpicc.mpich]: $(BUILD)/parallel/mpi.so beside core.so. The
+# main module never depends on MPI. make test-mpi builds one module per MPI
+# implementation (build/mpi-openmpi, build/mpi-mpich) and runs the MPI specs
+# under each launcher, then the fail-stop test.
+MPICC ?= mpicc
+MPI_SRC = $(wildcard src/mpi/*.c)
+MPI_HDR = $(wildcard src/mpi/*.h) src/lua/capi.h
+
+mpi-deps:
+	@sh tools/mpi-deps.sh
+
+mpi: deps mpi-deps all mpi-module
+
+# The module alone, installing nothing (the parallel-mpi rock's build).
+mpi-module: $(BUILD)/parallel/mpi.so
+
+$(BUILD)/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(MPICC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ $(MPI_SRC) -ldl
+
+install-mpi: mpi-module
+	install -d $(DESTDIR)$(LUA_LIBDIR)/parallel
+	install -m 755 $(BUILD)/parallel/mpi.so $(DESTDIR)$(LUA_LIBDIR)/parallel/mpi.so
+
+build/mpi-%/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	mpicc.$* $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ $(MPI_SRC) -ldl
+
+MPI_IMPLS ?= openmpi mpich
+test-mpi: deps mpi-deps all
+	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so || exit 1; done
+	@for i in $(MPI_IMPLS); do sh tools/mpi-test.sh $$i || exit 1; done
+
+.PHONY: mpi mpi-deps mpi-module install-mpi test-mpi

@@ -54,7 +54,18 @@ end
 
 --- parallel.pool(n | {workers =, init =, init_args =, memory_limit =}) --> pool
 -- (a call, not a tail call, so that errors name 'pool')
+-- backend = "mpi": the other ranks of an MPI job (parallel.mpi, see README).
 function M.pool(...)
+  local opts = ...
+  if type(opts) == "table" and opts.backend == "mpi" then
+    local ok, mpi = pcall(require, "parallel.mpi")
+    if not ok then
+      error("backend 'mpi' needs the parallel.mpi module (make mpi), loaded at launch: " ..
+            "mpirun -n N lua5.4 -l parallel.mpi script.lua\n" .. tostring(mpi), 2)
+    end
+    local p = mpi._pool(opts)
+    return p
+  end
   local p = core.pool(...)
   return p
 end

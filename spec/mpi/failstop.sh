@@ -1,0 +1,90 @@
+#!/bin/sh
+# Fail-stop (make test-mpi): whatever goes wrong, the job ends, non-zero,
+# within seconds, and no rank is left running. Usage: failstop.sh IMPL
+set -u
+impl=$1
+cd "$(dirname "$0")/../.."
+. tools/mpi-launch.sh
+launch=$(mpi_launcher "$impl")
+export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;"
+export LUA_CPATH="$PWD/build/mpi-$impl/?.so;$PWD/build/?.so;;"
+dir=$(mktemp -d /tmp/parallel-failstop.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+failed=0
+
+# job NAME MAX_SECONDS EXPECT(zero|nonzero) TEXT LUA [ENV=VALUE...]: runs
+# the script on 3 ranks; checks the exit status, the time, that the output
+# has TEXT (the script got where it should), and leftovers.
+job() {
+  name=$1 max=$2 expect=$3 text=$4 code=$5
+  shift 5
+  script="$dir/$name.lua"
+  printf '%s\n' "$code" > "$script"
+  t0=$(date +%s.%N)
+  env "$@" timeout 60 $launch -n 3 lua5.4 -l parallel.mpi "$script" > "$dir/$name.out" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  took=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")
+  sleep 0.5
+  left=$(pgrep -f "$script" | wc -l)
+  ok=1
+  [ "$expect" = zero ] && [ $rc -ne 0 ] && ok=0
+  [ "$expect" = nonzero ] && [ $rc -eq 0 ] && ok=0
+  [ $rc -eq 124 ] && ok=0
+  awk "BEGIN { exit !($took > $max) }" && ok=0
+  [ "$left" -ne 0 ] && ok=0
+  grep -q "$text" "$dir/$name.out" || ok=0
+  [ -n "${FAILSTOP_VERBOSE:-}" ] && cat "$dir/$name.out"
+  if [ $ok = 1 ]; then
+    echo "ok   $impl $name: exit $rc in ${took}s, nothing left"
+  else
+    echo "FAIL $impl $name: exit $rc in ${took}s (at most ${max}s, $expect expected), $left processes left"
+    sed 's/^/     | /' "$dir/$name.out" | head -20
+    pkill -KILL -f "$script" 2>/dev/null
+    failed=1
+  fi
+}
+
+job segfault 15 nonzero "task submitted" '
+local parallel = require "parallel"
+local pool = parallel.pool { backend = "mpi", workers = 1 }
+io.stdout:setvbuf("no")
+print("task submitted")
+local f = pool:submit(function()
+  local pid = io.open("/proc/self/stat"):read("n")
+  os.execute("kill -SEGV " .. pid)
+  return "unreachable"
+end)
+print(f:get())'
+
+job error_in_rank0 15 nonzero "the script fails while tasks run" '
+local parallel = require "parallel"
+local pool = parallel.pool { backend = "mpi", workers = 1 }
+for i = 1, 4 do pool:submit(function() while true do end end) end
+error("the script fails while tasks run")'
+
+mkfifo "$dir/never"
+job stuck_in_c 15 nonzero "the script fails while a task waits in C" "
+local parallel = require 'parallel'
+local pool = parallel.pool { backend = 'mpi', workers = 1 }
+pool:submit(function() return io.open('$dir/never'):read('a') end)
+local t = parallel.now() + 0.5
+while parallel.now() < t do end
+error('the script fails while a task waits in C')" PARALLEL_MPI_STOP_MS=2000
+
+job exit_code 15 nonzero "exiting with 3" '
+local parallel = require "parallel"
+local pool = parallel.pool { backend = "mpi", workers = 1 }
+pool:submit(function() return 1 end):get()
+print("exiting with 3")
+io.stdout:flush()
+os.exit(3)'
+
+job clean_end 15 zero "ends with a task running" '
+local parallel = require "parallel"
+local pool = parallel.pool { backend = "mpi", workers = 1 }
+assert(pool:submit(function() return 1 end):get() == 1)
+pool:submit(function() while true do end end)
+print("ends with a task running")'
+
+exit $failed

@@ -1,0 +1,211 @@
+-- The MPI backend, run by tools/mpi-test.sh under mpirun with 3 ranks:
+-- busted runs on rank 0, ranks 1 and 2 serve (make test-mpi).
+local parallel = require "parallel"
+local mpi = require "parallel.mpi"
+local support = require "support"
+
+describe("parallel.mpi", function()
+  it("tells the rank, the job's size and every rank's host", function()
+    assert.equal(0, mpi.rank())
+    assert.is_true(mpi.size() >= 2)
+    local hosts = mpi.hosts()
+    assert.equal(mpi.size(), #hosts)
+    for i = 1, #hosts do assert.is_string(hosts[i]) end
+  end)
+
+  it("refuses an unknown option value with the thread pool's wording", function()
+    support.assert_raises("bad argument #1 to '_pool' (workers must be a positive integer)",
+      parallel.pool, { backend = "mpi", workers = 0 })
+  end)
+end)
+
+describe("pool{backend = 'mpi'}", function()
+  local pool, others
+  setup(function()
+    pool = parallel.pool { backend = "mpi", workers = 2 }
+    others = mpi.size() - 1
+  end)
+  teardown(function() pool:shutdown() end)
+
+  it("counts the workers of every other rank", function()
+    local s = pool:stats()
+    assert.equal(2 * others, s.workers)
+    assert.equal(others, s.ranks)
+  end)
+
+  it("runs a task on another rank and returns all its results", function()
+    local a, b, r = pool:submit(function(x, y)
+      return x + y, x * y, require("parallel.mpi").rank()
+    end, 3, 4):get()
+    assert.equal(7, a)
+    assert.equal(12, b)
+    assert.is_true(r >= 1 and r <= others)
+  end)
+
+  it("carries closures with upvalues, globals and nested tables both ways", function()
+    local k = 10
+    Offset_mpi = 5
+    local t = pool:submit(function(v)
+      local r = { v = v, sum = v.a + k + Offset_mpi }
+      r.self = r
+      return r, function(x) return x * k end
+    end, { a = 1, list = { 1, 2, 3 } }):get()
+    assert.equal(16, t.sum)
+    assert.same({ 1, 2, 3 }, t.v.list)
+    assert.equal(t, t.self)
+    local _, f = pool:submit(function() return 1, function(x) return x + 1 end end):get()
+    assert.equal(3, f(2))
+    Offset_mpi = nil
+  end)
+
+  it("keeps integers and floats apart", function()
+    local i, f = pool:submit(function() return 3, 3.0 end):get()
+    assert.equal("integer", math.type(i))
+    assert.equal("float", math.type(f))
+  end)
+
+  it("raises a task's error at get, with the remote traceback", function()
+    local f = pool:submit(function() error("boom on a rank") end)
+    local e = support.error_of(f.get, f)
+    assert.is_truthy(e:find("boom on a rank", 1, true))
+    assert.is_truthy(e:find("traceback", 1, true))
+    assert.equal("failed", f:state())
+  end)
+
+  it("carries a table error value as it is", function()
+    local ok, e = pcall(function()
+      return pool:submit(function() error({ code = 42 }) end):get()
+    end)
+    assert.is_false(ok)
+    assert.equal(42, e.code)
+  end)
+
+  it("maps a list in order, in chunks over every rank", function()
+    local list = {}
+    for i = 1, 2000 do list[i] = i end
+    local r = pool:map(function(x) return x * x end, list)
+    assert.equal(2000, r.n)
+    for i = 1, 2000 do assert.equal(i * i, r[i]) end
+  end)
+
+  it("starmaps argument lists", function()
+    local r = pool:starmap(function(a, b) return a - b end, { { 5, 1 }, { 7, 2 }, { 9, 9 } })
+    assert.same({ 4, 5, 0, n = 3 }, r)
+  end)
+
+  it("names the failing item of a map", function()
+    support.assert_raises_containing("item 7:", pool.map, pool, function(x)
+      if x == 7 then error("seven") end
+      return x
+    end, { 1, 2, 3, 4, 5, 6, 7, 8 }, { chunksize = 1 })
+  end)
+
+  it("imaps in order and imap_unordered delivers everything", function()
+    local seen = {}
+    for i, v in pool:imap(function(x) return x + 1 end, { 10, 20, 30, 40 }) do seen[#seen + 1] = { i, v } end
+    assert.same({ { 1, 11 }, { 2, 21 }, { 3, 31 }, { 4, 41 } }, seen)
+    local sum, n = 0, 0
+    for _, v in pool:imap_unordered(function(x) return x end, { 1, 2, 3, 4, 5 }, { chunksize = 1 }) do
+      sum, n = sum + v, n + 1
+    end
+    assert.equal(15, sum)
+    assert.equal(5, n)
+  end)
+
+  it("works with as_completed, wait and gather", function()
+    local fs = {}
+    for i = 1, 20 do fs[i] = pool:submit(function(x) return x end, i) end
+    local n = 0
+    for f in parallel.as_completed(fs) do
+      assert.equal("done", f:state())
+      n = n + 1
+    end
+    assert.equal(20, n)
+    local done, not_done = parallel.wait(fs)
+    assert.equal(20, #done)
+    assert.equal(0, #not_done)
+    local g = parallel.gather(fs)
+    for i = 1, 20 do assert.equal(i, g[i]) end
+  end)
+
+  it("spreads tasks over every other rank", function()
+    local fs, ranks = {}, {}
+    for i = 1, 8 * 2 * others do
+      fs[i] = pool:submit(function()
+        local t = require("parallel").now() + 0.01
+        while require("parallel").now() < t do end
+        return require("parallel.mpi").rank()
+      end)
+    end
+    for i = 1, #fs do ranks[fs[i]:get()] = true end
+    for r = 1, others do assert.is_true(ranks[r], "rank " .. r .. " ran nothing") end
+  end)
+
+  it("refuses a shared object at the submit", function()
+    local q = parallel.queue()
+    support.assert_raises("cannot send parallel.queue to another rank",
+      pool.submit, pool, function(x) return x end, q)
+    support.assert_raises("cannot send parallel.queue to another rank",
+      pool.submit, pool, function() return q end)
+  end)
+
+  it("sends a table of 1,000,000 numbers and back", function()
+    local t = {}
+    for i = 1, 1000000 do t[i] = i * 0.5 end
+    local n, back = pool:submit(function(v) return #v, v end, t):get()
+    assert.equal(1000000, n)
+    assert.equal(500000.0, back[1000000])
+  end)
+
+  it("runs many small tasks", function()
+    local fs = {}
+    for i = 1, 5000 do fs[i] = pool:submit(function(x) return x + 1 end, i) end
+    for i = 1, 5000 do assert.equal(i + 1, fs[i]:get()) end
+  end)
+end)
+
+describe("an mpi pool's life", function()
+  it("runs init with its arguments on every worker", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1,
+      init = function(v) Init_value = v end, init_args = { "ready" } }
+    local r = pool:map(function() return Init_value end, { 1, 2, 3, 4 }, { chunksize = 1 })
+    assert.same({ "ready", "ready", "ready", "ready", n = 4 }, r)
+    pool:shutdown()
+  end)
+
+  it("cancels a task that has not been sent yet", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1, depth = 1 }
+    local function spin()
+      local p = require "parallel"
+      local t = p.now() + 0.3
+      while p.now() < t do end
+      return true
+    end
+    local busy = {}
+    for i = 1, mpi.size() - 1 do busy[i] = pool:submit(spin) end
+    local last = pool:submit(spin)
+    assert.is_true(last:cancel())
+    assert.equal("cancelled", last:state())
+    for i = 1, #busy do assert.is_true(busy[i]:get()) end
+    pool:shutdown()
+    assert.equal(1, pool:stats().cancelled)
+  end)
+
+  it("waits for its tasks at shutdown, then refuses new ones", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1 }
+    local f = pool:submit(function() return "late" end)
+    pool:shutdown()
+    assert.equal("late", f:get())
+    assert.is_true(pool:stats().shutdown)
+    support.assert_raises("pool is shut down", pool.submit, pool, function() end)
+    support.assert_raises("pool is shut down", pool.map, pool, function() end, { 1 })
+  end)
+
+  it("fails its tasks when init raises on the ranks, as a thread pool does", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1, init = function() error("no such init") end }
+    local f = pool:submit(function() return 1 end)
+    support.assert_raises_containing("pool init failed", f.get, f)
+    support.assert_raises_containing("no such init", f.get, f)
+    pool:shutdown()
+  end)
+end)

@@ -1,0 +1,78 @@
+/*
+ * parallel.core's C entry points for modules built apart from it.
+ *
+ * core.so exports only luaopen_parallel_core, so a module compiled with
+ * another compiler driver (parallel.mpi, built with mpicc) reaches the
+ * core, the codec and the wire layer through this table of function
+ * pointers: core._capi, a light userdata. The table and the module must
+ * come from the same build: abi and size are checked by the user.
+ * Everything here keeps the contract of the function it points to.
+ */
+#ifndef PAR_CAPI_H
+#define PAR_CAPI_H
+
+#include <stddef.h>
+#include "lua.h"
+#include "core/future.h"
+#include "core/msg.h"
+#include "core/pool.h"
+#include "wire/wire.h"
+
+#define PAR_CAPI_ABI 1
+
+typedef struct par_capi {
+  int abi;
+  size_t size;                               /* sizeof(par_capi) */
+  const char *version;                       /* the module's version */
+  const par_type *future_type, *pool_type, *proto_type;
+
+  par_object *(*retain)(par_object *o);
+  void (*release)(par_object *o);
+  void (*msg_free)(par_msg *m);
+  void (*buf_init)(par_buf *b);
+  void (*buf_reset)(par_buf *b);
+  void (*buf_free)(par_buf *b);
+  int (*buf_reserve)(par_buf *b, size_t extra);
+  double (*now)(void);
+  int (*cpu_count)(void);
+
+  /* Codec, in the caller's state (they raise like the originals); a state
+   * that did not load parallel.core calls codec_open first. */
+  void (*codec_open)(lua_State *L);
+  par_msg *(*encode)(lua_State *L, int first, int n, const char *root, int indexed);
+  par_msg *(*encode_call)(lua_State *L, int first, int n);
+  par_msg *(*encode_chunk)(lua_State *L, int fn, int list, lua_Integer first, lua_Integer last,
+                           lua_Integer label, int star);
+
+  /* Futures, waitsets, and the proxy that makes a future a Lua value. */
+  par_future *(*future_new)(int kind, par_msg *task);
+  int (*future_claim)(par_future *f);
+  void (*future_finish)(par_future *f, int state, par_msg *result);
+  int (*future_cancel)(par_future *f);
+  par_waitset *(*waitset_new)(void);
+  int (*waitset_add)(par_waitset *ws, par_future *f);
+  par_future *(*waitset_next)(par_waitset *ws, double deadline, int *status);
+  void (*waitset_release)(par_waitset *ws);
+  void (*push_object)(lua_State *L, par_object *o);   /* takes one reference */
+
+  /* Pools of worker threads running Lua (the thread backend's workers):
+   * init (taken over) is the init call or NULL; path/cpath are copied. */
+  par_pool *(*worker_pool_new)(int n, par_msg *init, const char *path, const char *cpath);
+  int (*pool_submit)(par_pool *p, par_future *f);
+  void (*pool_shutdown)(par_pool *p, int wait, int cancel, int interrupt);
+  int (*pool_interrupt)(par_pool *p, par_future *f);
+
+  /* Wire layer (wire/wire.h). */
+  const char *(*wire_fingerprint)(void);
+  par_wire_peer *(*wire_peer_new)(const par_wire_objects *objs);
+  void (*wire_peer_free)(par_wire_peer *p);
+  int (*wire_flatten)(par_wire_peer *p, const par_msg *m, par_buf *out, uint32_t *stream,
+                      par_wire_err *e);
+  int (*wire_rebuild)(par_wire_peer *p, const void *bytes, size_t len, par_msg **out,
+                      par_wire_err *e);
+} par_capi;
+
+/* Sets core._capi in the table on top of the stack. */
+void l_capi_open(lua_State *L);
+
+#endif
