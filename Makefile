@@ -246,9 +246,20 @@ build/mpi-%/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	mpicc.$* $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ $(MPI_SRC) -ldl
 
+# A module whose fingerprint differs, for the mixed-ranks test.
+build/mpi-fptest-%/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	mpicc.$* $(BASE_CFLAGS) $(CFLAGS) '-DMPI_FP_EXTRA="; test build"' -shared -o $@ $(MPI_SRC) -ldl
+
 MPI_IMPLS ?= openmpi mpich
 test-mpi: deps mpi-deps all
-	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so || exit 1; done
+	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so build/mpi-fptest-$$i/parallel/mpi.so || exit 1; done
 	@for i in $(MPI_IMPLS); do sh tools/mpi-test.sh $$i || exit 1; done
 
-.PHONY: mpi mpi-deps mpi-module install-mpi test-mpi
+# The MPI backend beside mpi4py.futures (Debian's python3-mpi4py), same run.
+bench-mpi: deps all
+	@sh tools/mpi-deps.sh bench
+	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so || exit 1; done
+	@sh tools/mpi-bench.sh
+
+.PHONY: mpi mpi-deps mpi-module install-mpi test-mpi bench-mpi

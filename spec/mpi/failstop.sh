@@ -87,4 +87,22 @@ assert(pool:submit(function() return 1 end):get() == 1)
 pool:submit(function() while true do end end)
 print("ends with a task running")'
 
+# Ranks whose fingerprints differ refuse to run together, naming both.
+printf 'print("mixed ranks started")\n' > "$dir/mixed.lua"
+other="$PWD/build/mpi-fptest-$impl/?.so;$PWD/build/?.so;;"
+case $impl in
+  openmpi) set -- -n 2 lua5.4 -l parallel.mpi "$dir/mixed.lua" : -n 1 -x LUA_CPATH="$other" lua5.4 -l parallel.mpi "$dir/mixed.lua" ;;
+  mpich) set -- -n 2 lua5.4 -l parallel.mpi "$dir/mixed.lua" : -n 1 -env LUA_CPATH "$other" lua5.4 -l parallel.mpi "$dir/mixed.lua" ;;
+esac
+timeout 60 $launch "$@" > "$dir/mixed.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && ! grep -q "mixed ranks started" "$dir/mixed.out" &&
+   grep -q "cannot run mixed ranks: rank 2 (.*) has .*test build, rank 0 (.*) has " "$dir/mixed.out"; then
+  echo "ok   $impl mixed_ranks: exit $rc, refused with both fingerprints"
+else
+  echo "FAIL $impl mixed_ranks: exit $rc"
+  sed 's/^/     | /' "$dir/mixed.out" | head -20
+  failed=1
+fi
+
 exit $failed

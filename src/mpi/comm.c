@@ -150,6 +150,11 @@ static void set_phase(mpi_state *st, int phase) {
   pthread_mutex_unlock(&st->mu);
 }
 
+/* A build that must differ from the others (the mixed-ranks test). */
+#ifndef MPI_FP_EXTRA
+#define MPI_FP_EXTRA ""
+#endif
+
 /* What every rank tells the others at start-up. */
 typedef struct hello {
   char fingerprint[MPI_FP_MAX];
@@ -171,11 +176,11 @@ static void make_hello(mpi_state *st, hello *me) {
   struct utsname u;
   memset(me, 0, sizeof *me);
   if (uname(&u) != 0) strcpy(u.machine, "unknown");
-  snprintf(me->fingerprint, sizeof me->fingerprint, "%s; %s; parallel.mpi %s",
-           st->api->wire_fingerprint(), u.machine, MPI_MODULE_VERSION);
+  snprintf(me->fingerprint, sizeof me->fingerprint, "%s; %s; parallel.mpi %s%s",
+           st->api->wire_fingerprint(), u.machine, MPI_MODULE_VERSION, MPI_FP_EXTRA);
   if (gethostname(me->host, sizeof me->host - 1) != 0) strcpy(me->host, "?");
   me->cores = st->api->cpu_count();
-  me->spin_us = (int32_t)env_number("PARALLEL_MPI_SPIN_US", 100);
+  me->spin_us = (int32_t)env_number("PARALLEL_MPI_SPIN_US", 1000);
   me->cap_us = (int32_t)env_number("PARALLEL_MPI_IDLE_US", 200);
   me->stop_ms = (int32_t)env_number("PARALLEL_MPI_STOP_MS", 10000);
 }
