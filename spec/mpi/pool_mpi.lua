@@ -191,6 +191,32 @@ describe("an mpi pool's life", function()
     assert.equal(1, pool:stats().cancelled)
   end)
 
+  it("interrupts a task running on another rank", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1 }
+    local f = pool:submit(function() while true do end end)
+    while f:state() ~= "running" do parallel.sleep(0.001) end
+    assert.is_true(f:interrupt())
+    support.assert_raises_containing("interrupted", f.get, f)
+    assert.equal("failed", f:state())
+    assert.equal(2, pool:submit(function() return 2 end):get())
+    assert.is_false(f:interrupt())
+    pool:shutdown()
+  end)
+
+  it("counts what it ran in stats", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1 }
+    pool:submit(function() return 1 end):get()
+    local f = pool:submit(function() error("x") end)
+    assert.is_false(pcall(f.get, f))
+    local s = pool:stats()
+    assert.equal(2, s.submitted)
+    assert.equal(1, s.completed)
+    assert.equal(1, s.failed)
+    assert.equal(0, s.pending)
+    assert.equal(0, s.running)
+    pool:shutdown()
+  end)
+
   it("waits for its tasks at shutdown, then refuses new ones", function()
     local pool = parallel.pool { backend = "mpi", workers = 1 }
     local f = pool:submit(function() return "late" end)

@@ -49,6 +49,12 @@ typedef struct par_capi {
   int (*future_claim)(par_future *f);
   void (*future_finish)(par_future *f, int state, par_msg *result);
   int (*future_cancel)(par_future *f);
+  par_object *(*future_adopt)(par_future *f, par_object *owner, const par_future_sink *sink);
+  int (*future_interrupt)(par_future *f);
+  int (*future_state)(const par_future *f);
+  int (*future_kind)(const par_future *f);
+  const par_msg *(*future_result)(const par_future *f);
+  par_msg *(*future_take_task)(par_future *f);
   par_waitset *(*waitset_new)(void);
   int (*waitset_add)(par_waitset *ws, par_future *f);
   par_future *(*waitset_next)(par_waitset *ws, double deadline, int *status);
@@ -60,7 +66,6 @@ typedef struct par_capi {
   par_pool *(*worker_pool_new)(int n, par_msg *init, const char *path, const char *cpath);
   int (*pool_submit)(par_pool *p, par_future *f);
   void (*pool_shutdown)(par_pool *p, int wait, int cancel, int interrupt);
-  int (*pool_interrupt)(par_pool *p, par_future *f);
 
   /* Wire layer (wire/wire.h). */
   const char *(*wire_fingerprint)(void);

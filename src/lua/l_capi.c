@@ -43,8 +43,10 @@ static const par_capi capi = {
   par_buf_init, par_buf_reset, par_buf_free, par_buf_reserve, par_now, par_cpu_count_default,
   codec_open, codec_encode, codec_encode_call, codec_encode_chunk,
   par_future_new, par_future_claim, par_future_finish, par_future_cancel,
+  par_future_adopt, par_future_interrupt, par_future_state, par_future_kind, par_future_result,
+  par_future_take_task,
   par_waitset_new, par_waitset_add, par_waitset_next, par_waitset_release, push_object,
-  worker_pool_new, par_pool_submit, par_pool_shutdown, par_pool_interrupt,
+  worker_pool_new, par_pool_submit, par_pool_shutdown,
   par_wire_fingerprint, par_wire_peer_new, par_wire_peer_free, par_wire_flatten, par_wire_rebuild
 };
 

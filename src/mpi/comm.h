@@ -62,7 +62,7 @@ typedef struct mpi_pool mpi_pool;
 
 /* Rank 0's view of a pool spread over the other ranks. */
 struct mpi_pool {
-  atomic_int refs;
+  par_object hdr;                /* owner of its futures (their sink) */
   uint32_t id;
   int depth;                     /* tasks in flight per remote worker */
   int workers_req;               /* 0: each host's cores */
@@ -76,7 +76,7 @@ struct mpi_pool {
   size_t phead, pcount, pcap;
   int end_sent;
   /* counters (stats) */
-  atomic_llong submitted, completed, failed_n, cancelled;
+  atomic_llong submitted, started, completed, failed_n, cancelled;
 };
 
 typedef struct mpi_cmd {

@@ -28,6 +28,7 @@ typedef struct local_pool {      /* other ranks: a pool of worker threads */
 typedef struct local_task {      /* other ranks: a task running here */
   par_future *f;
   uint64_t id;
+  int interrupt;                 /* rank 0 asked; not yet delivered */
 } local_task;
 
 typedef struct comm_impl {

@@ -20,7 +20,7 @@
 #define POOL_META "parallel.mpi.pool"
 
 static mpi_state st;
-static int started;           /* set once, by the first state to load us */
+static int loaded;            /* set once, by the first state to load us */
 static const par_capi *api;
 
 typedef struct pool_ud {
@@ -28,13 +28,45 @@ typedef struct pool_ud {
   int closed;
 } pool_ud;
 
-void mpi_pool_release(mpi_pool *p) {
-  if (atomic_fetch_sub(&p->refs, 1) != 1) return;
+static void mpi_pool_destroy(par_object *o) {
+  mpi_pool *p = (mpi_pool *)o;
   free(p->workers);
   free(p->inflight);
   free(p->pending);
   free(p);
 }
+
+static const par_type mpi_pool_type = { "parallel.mpi.pool", mpi_pool_destroy };
+
+void mpi_pool_release(mpi_pool *p) {
+  api->release(&p->hdr);
+}
+
+/* The pool learns its futures' outcomes (stats) and passes interrupts on
+ * to the rank running the task. */
+static void sink_count(par_object *o, int state) {
+  mpi_pool *p = (mpi_pool *)o;
+  if (state == PAR_DONE) atomic_fetch_add(&p->completed, 1);
+  else if (state == PAR_FAILED) atomic_fetch_add(&p->failed_n, 1);
+  else if (state == PAR_CANCELLED) atomic_fetch_add(&p->cancelled, 1);
+}
+
+static void sink_notice(par_object *o, par_future *f, int state) {
+  (void)o;
+  atomic_store(&f->state, state);
+}
+
+static int sink_interrupt(par_object *o, par_future *f) {
+  mpi_cmd *c;
+  if (api->future_state(f) != PAR_RUNNING || !(c = calloc(1, sizeof *c))) return 0;
+  c->kind = K_INTERRUPT;
+  c->f = (par_future *)api->retain(&f->hdr);
+  c->pool = (mpi_pool *)api->retain(o);
+  mpi_post(&st, c);
+  return 1;
+}
+
+static const par_future_sink mpi_sink = { sink_count, sink_notice, sink_interrupt };
 
 static pool_ud *check_pool(lua_State *L, int open) {
   pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_META);
@@ -65,10 +97,10 @@ static int post_task(lua_State *L, pool_ud *u, int kind, par_msg *m) {
     free(c);
     return luaL_error(L, "not enough memory");
   }
+  api->future_adopt(f, &u->p->hdr, &mpi_sink);
   c->kind = K_TASK;
   c->f = (par_future *)api->retain(&f->hdr);
-  c->pool = u->p;
-  atomic_fetch_add(&u->p->refs, 1);
+  c->pool = (mpi_pool *)api->retain(&u->p->hdr);
   atomic_fetch_add(&u->p->submitted, 1);
   api->push_object(L, &f->hdr);   /* the proxy takes the first reference */
   mpi_post(&st, c);
@@ -104,8 +136,10 @@ static void set_int(lua_State *L, const char *k, long long v) {
 static int l_stats(lua_State *L) {
   pool_ud *u = check_pool(L, 0);
   mpi_pool *p = u->p;
+  /* read in the order they grow: no count runs ahead of the one before */
   long long done = atomic_load(&p->completed), failed = atomic_load(&p->failed_n),
-            cancelled = atomic_load(&p->cancelled), submitted = atomic_load(&p->submitted);
+            cancelled = atomic_load(&p->cancelled), started = atomic_load(&p->started),
+            submitted = atomic_load(&p->submitted);
   lua_createtable(L, 0, 10);
   set_int(L, "workers", p->total_workers);
   set_int(L, "ranks", st.size - 1);
@@ -113,7 +147,8 @@ static int l_stats(lua_State *L) {
   set_int(L, "completed", done);
   set_int(L, "failed", failed);
   set_int(L, "cancelled", cancelled);
-  set_int(L, "pending", submitted - done - failed - cancelled);
+  set_int(L, "pending", submitted - started - cancelled);
+  set_int(L, "running", started - done - failed);
   lua_newtable(L);
   lua_setfield(L, -2, "busy");
   lua_pushboolean(L, u->closed);
@@ -134,8 +169,7 @@ static void end_pool(pool_ud *u, int cancel, int wait) {
   if (!c) return;     /* the pool then lives until the job ends */
   c->kind = K_POOL_END;
   c->cancel = cancel;
-  c->pool = u->p;
-  atomic_fetch_add(&u->p->refs, 1);
+  c->pool = (mpi_pool *)api->retain(&u->p->hdr);
   mpi_post(&st, c);
   if (!wait) return;
   pthread_mutex_lock(&st.mu);
@@ -262,7 +296,8 @@ static int l_pool(lua_State *L) {
     free(p); free(c); api->msg_free(init);
     return luaL_error(L, "not enough memory");
   }
-  atomic_init(&p->refs, 2);       /* the handle and the command */
+  p->hdr.type = &mpi_pool_type;
+  atomic_init(&p->hdr.refs, 2);   /* the handle and the command */
   p->id = next_id++;
   p->depth = depth;
   p->workers_req = workers;
@@ -370,9 +405,9 @@ static void make_pool_meta(lua_State *L) {
 __attribute__((visibility("default"))) int luaopen_parallel_mpi(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_parallel_mpi(lua_State *L) {
   luaL_checkversion(L);
-  if (!started) {
+  if (!loaded) {
     api = get_capi(L);
-    started = 1;
+    loaded = 1;
     if (mpi_start(&st, api) != 0) return luaL_error(L, "parallel.mpi: %s", st.error);
     if (st.rank != 0) {
       /* Serve until rank 0 says stop; MPI is finalized by then. */

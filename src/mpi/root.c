@@ -78,7 +78,7 @@ static void cancel_pending(mpi_state *st, mpi_pool *p) {
     par_future *f = p->pending[p->phead];
     p->phead = (p->phead + 1) % p->pcap;
     p->pcount--;
-    if (st->api->future_cancel(f)) atomic_fetch_add(&p->cancelled, 1);
+    st->api->future_cancel(f);
     st->api->release(&f->hdr);
   }
 }
@@ -99,9 +99,8 @@ static int push_pending(mpi_pool *p, par_future *f) {
   return 1;
 }
 
-static void fail_future(mpi_state *st, mpi_pool *p, par_future *f, const char *why) {
+static void fail_future(mpi_state *st, par_future *f, const char *why) {
   st->api->future_finish(f, PAR_FAILED, mpi_error_msg(st->api, why));
-  if (p) atomic_fetch_add(&p->failed_n, 1);
 }
 
 void root_command(mpi_state *st, comm_impl *im, mpi_cmd *c) {
@@ -113,7 +112,7 @@ void root_command(mpi_state *st, comm_impl *im, mpi_cmd *c) {
       break;
     case K_TASK:
       if (c->pool->closing || !push_pending(c->pool, c->f)) {
-        if (api->future_claim(c->f)) fail_future(st, c->pool, c->f, "pool is shut down");
+        if (api->future_claim(c->f)) fail_future(st, c->f, "pool is shut down");
         api->release(&c->f->hdr);
       }
       c->f = NULL;
@@ -181,6 +180,7 @@ static int send_tasks(mpi_state *st, comm_impl *im, mpi_pool *p) {
   int any = 0, r;
   while (p->pcount > 0 && (r = pick_rank(st, p)) > 0) {
     par_future *f = p->pending[p->phead];
+    par_msg *task;
     par_wire_err e;
     uint32_t stream = 0;
     int slot;
@@ -189,32 +189,33 @@ static int send_tasks(mpi_state *st, comm_impl *im, mpi_pool *p) {
     p->pcount--;
     any = 1;
     if (!api->future_claim(f)) {         /* cancelled while it waited */
-      atomic_fetch_add(&p->cancelled, 1);
       api->release(&f->hdr);
       continue;
     }
     slot = new_slot(im);
     if (slot < 0 || comm_begin(im, api) != 0) {
-      fail_future(st, p, f, "not enough memory");
+      fail_future(st, f, "not enough memory");
       if (slot >= 0) free_slot(im, slot);
       api->release(&f->hdr);
       continue;
     }
-    if (api->wire_flatten(im->peers[r], f->task, &im->out, &stream, &e) != 0) {
-      fail_future(st, p, f, e.msg);
+    task = api->future_take_task(f);   /* claimed: the message is ours */
+    if (api->wire_flatten(im->peers[r], task, &im->out, &stream, &e) != 0) {
+      api->msg_free(task);
+      fail_future(st, f, e.msg);
       free_slot(im, slot);
       api->release(&f->hdr);
       continue;
     }
-    h.kind = K_TASK; h.pool = p->id; h.id = (uint64_t)slot; h.state = f->kind; h.arg = 0;
-    api->msg_free(f->task);           /* claimed: the message is ours */
-    f->task = NULL;
+    h.kind = K_TASK; h.pool = p->id; h.id = (uint64_t)slot; h.state = api->future_kind(f); h.arg = 0;
+    api->msg_free(task);
     if (comm_send(im, r, &h, &e) != 0) {
-      fail_future(st, p, f, e.msg);
+      fail_future(st, f, e.msg);
       free_slot(im, slot);
       api->release(&f->hdr);
       continue;
     }
+    atomic_fetch_add(&p->started, 1);
     im->slots[slot].f = f;            /* the command's reference */
     im->slots[slot].pool = p;
     im->slots[slot].rank = r;
@@ -310,7 +311,6 @@ void root_message(mpi_state *st, comm_impl *im, int src, const mpi_head *h,
         state = PAR_FAILED;
       }
       api->future_finish(s->f, state, m);
-      atomic_fetch_add(state == PAR_DONE ? &s->pool->completed : &s->pool->failed_n, 1);
       s->pool->inflight[s->rank]--;
       api->release(&s->f->hdr);
       free_slot(im, (int)h->id);

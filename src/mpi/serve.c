@@ -140,6 +140,7 @@ static void run_task(mpi_state *st, comm_impl *im, const mpi_head *h,
   }
   im->ltasks[im->nltasks].f = f;
   im->ltasks[im->nltasks].id = h->id;
+  im->ltasks[im->nltasks].interrupt = 0;
   im->nltasks++;
 }
 
@@ -153,8 +154,7 @@ void serve_message(mpi_state *st, comm_impl *im, const mpi_head *h,
     case K_INTERRUPT:
       for (i = 0; i < im->nltasks; i++)
         if (im->ltasks[i].id == h->id) {
-          par_future *f = im->ltasks[i].f;
-          if (f->pool) st->api->pool_interrupt(f->pool, f);
+          im->ltasks[i].interrupt = 1;   /* delivered by serve_collect */
           break;
         }
       break;
@@ -167,10 +167,17 @@ int serve_collect(mpi_state *st, comm_impl *im) {
   int any = 0;
   while (i < im->nltasks) {
     par_future *f = im->ltasks[i].f;
-    int state = atomic_load_explicit(&f->state, memory_order_acquire);
+    int state;
+    /* An interrupt that arrives before a worker took the task stops it
+     * from starting; one that arrives as the task starts is tried again. */
+    if (im->ltasks[i].interrupt &&
+        (st->api->future_cancel(f) || st->api->future_interrupt(f)))
+      im->ltasks[i].interrupt = 0;
+    state = st->api->future_state(f);
     if (state < PAR_DONE) { i++; continue; }
-    send_result(st, im, im->ltasks[i].id, state == PAR_DONE ? PAR_DONE : PAR_FAILED, f->result,
-                state == PAR_CANCELLED ? "cancelled" : "worker failed");
+    send_result(st, im, im->ltasks[i].id, state == PAR_DONE ? PAR_DONE : PAR_FAILED,
+                st->api->future_result(f),
+                state == PAR_CANCELLED ? "interrupted" : "worker failed");
     st->api->release(&f->hdr);
     im->ltasks[i] = im->ltasks[--im->nltasks];
     any = 1;
