@@ -66,6 +66,43 @@ static void decode_cfunc(dec *d) {
 }
 
 
+static const char key_sent = 0;   /* registry: weak-valued, global name -> value a message set */
+
+/* Sets the global `name` to the value on top (popped), as a message sent
+ * it. A nil (the sender has no such global) removes only a value that an
+ * earlier message set and that is still there: a global that init or a
+ * task of this worker set stays. */
+static void set_sent_global(dec *d, const char *name) {
+  lua_State *L = d->L;
+  int v = lua_gettop(L), sent;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_sent) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_sent);
+  }
+  sent = lua_gettop(L);
+  if (lua_isnil(L, v)) {
+    lua_getfield(L, sent, name);
+    lua_pushstring(L, name);
+    lua_rawget(L, d->globals);
+    if (!lua_isnil(L, -1) && lua_rawequal(L, -1, -2)) {
+      lua_pushnil(L);
+      lua_setfield(L, d->globals, name);
+    }
+  } else {
+    lua_pushvalue(L, v);
+    lua_setfield(L, d->globals, name);
+  }
+  lua_pushvalue(L, v);
+  lua_setfield(L, sent, name);
+  lua_settop(L, v - 1);
+}
+
 /* Pushes a closure of p: the cached one when it needs no upvalues of its
  * own (simple), else a fresh one. */
 static void decode_function(dec *d) {
@@ -102,7 +139,7 @@ static void decode_function(dec *d) {
   while ((g = get_size(d)) != 0) {
     if (g > (size_t)p->globals.n) dec_corrupt(d);
     decode_value(d);
-    lua_setfield(L, d->globals, p->globals.names[g - 1]);
+    set_sent_global(d, p->globals.names[g - 1]);
   }
 }
 

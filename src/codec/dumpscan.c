@@ -5,7 +5,18 @@
 #include <string.h>
 
 /* Values of Lua 5.4's lopcodes.h / lobject.h that the dump format fixes. */
+#define OP_LOADK 3
+#define OP_LOADKX 4
+#define OP_LOADNIL 8
+#define OP_GETUPVAL 9
 #define OP_GETTABUP 11
+#define OP_GETTABLE 12
+#define OP_GETFIELD 14
+#define OP_CALL 68
+#define OP_TAILCALL 69
+#define OP_TFORCALL 76
+#define OP_VARARG 80
+#define OP_EXTRAARG 82
 #define VNIL 0
 #define VFALSE 1
 #define VTRUE 17
@@ -75,13 +86,74 @@ static int add_name(dumpscan_names *out, str s) {
   return 0;
 }
 
-static int function_(reader *r, dumpscan_names *out, int depth) {
-  const unsigned char *code;
+/*
+ * The globals a function's code reads: a table read on the _ENV upvalue
+ * with a constant key. A short-string key at a constant index up to 255 is
+ * one GETTABUP; a long name (over 40 bytes) or a later constant loads _ENV
+ * into a register (GETUPVAL) and the key into another (LOADK, LOADKX) for
+ * a GETTABLE. What each register holds is followed through the code; any
+ * other write to a register forgets it (at worst a name is missed, never
+ * invented: the compiler emits those reads next to each other).
+ */
+static int scan_code(const unsigned char *code, size_t ncode, const str *k, size_t nk,
+                     size_t env, dumpscan_names *out) {
+  int kreg[256];           /* register -> constant index it holds, or -1 */
+  unsigned char envreg[256];
+  size_t i;
+  int r, rc = 0;
+  for (r = 0; r < 256; r++) { kreg[r] = -1; envreg[r] = 0; }
+  for (i = 0; rc == 0 && i < ncode; i++) {
+    uint32_t ins;
+    unsigned op, a, b, c;
+    size_t key = (size_t)-1;
+    memcpy(&ins, code + 4 * i, 4);
+    op = ins & 0x7f;
+    a = (ins >> 7) & 0xff;
+    b = (ins >> 16) & 0xff;
+    c = (ins >> 24) & 0xff;
+    switch (op) {
+      case OP_GETTABUP: if (b == env) key = c; break;
+      case OP_GETTABLE: if (envreg[b] && kreg[c] >= 0) key = (size_t)kreg[c]; break;
+      case OP_GETFIELD: if (envreg[b]) key = c; break;
+      default: break;
+    }
+    if (key < nk && k[key].s) rc = add_name(out, k[key]);
+    switch (op) {
+      case OP_GETUPVAL: kreg[a] = -1; envreg[a] = b == env; break;
+      case OP_LOADK: kreg[a] = (int)(ins >> 15); envreg[a] = 0; break;
+      case OP_LOADKX:
+        kreg[a] = -1;
+        envreg[a] = 0;
+        if (i + 1 < ncode) {
+          uint32_t x;
+          memcpy(&x, code + 4 * (i + 1), 4);
+          if ((x & 0x7f) == OP_EXTRAARG) kreg[a] = (int)(x >> 7);
+        }
+        break;
+      case OP_LOADNIL: case OP_CALL: case OP_TAILCALL: case OP_TFORCALL: case OP_VARARG:
+        for (r = (int)a; r < 256; r++) { kreg[r] = -1; envreg[r] = 0; }
+        break;
+      default: kreg[a] = -1; envreg[a] = 0; break;
+    }
+  }
+  return rc;
+}
+
+/*
+ * Scans one function and its nested ones. Which upvalue is _ENV: the one
+ * named so; in a stripped dump (no names anywhere, and no source for the
+ * main function), upvalue 0 of the main function (load() puts the globals
+ * there) and, in a nested function, the upvalue that captures its
+ * parent's _ENV upvalue.
+ */
+static int function_(reader *r, dumpscan_names *out, int depth, int stripped, size_t parent_env) {
+  const unsigned char *code, *upvals;
   size_t ncode, nk, nup, i, n, env = (size_t)-1;
-  str *k = NULL;
+  str *k = NULL, source;
   int rc = 0;
   if (depth > MAX_DEPTH) return -1;
-  string_(r);                       /* source */
+  source = string_(r);
+  if (depth == 0) stripped = source.s == NULL;
   size_(r); size_(r);               /* linedefined, lastlinedefined */
   skip(r, 3);                       /* numparams, is_vararg, maxstacksize */
   ncode = size_(r);
@@ -101,9 +173,16 @@ static int function_(reader *r, dumpscan_names *out, int depth) {
     }
   }
   nup = size_(r);
+  upvals = r->p;
   skip(r, nup * 3);
+  if (stripped && !r->bad) {
+    if (depth == 0) env = nup > 0 ? 0 : (size_t)-1;
+    else
+      for (i = 0; i < nup; i++)
+        if (upvals[3 * i] == 0 && upvals[3 * i + 1] == parent_env) { env = i; break; }
+  }
   n = size_(r);                     /* nested functions */
-  for (i = 0; i < n && !r->bad && rc == 0; i++) rc = function_(r, out, depth + 1);
+  for (i = 0; i < n && !r->bad && rc == 0; i++) rc = function_(r, out, depth + 1, stripped, env);
   n = size_(r); skip(r, n);         /* lineinfo */
   n = size_(r);                     /* abslineinfo */
   for (i = 0; i < n && !r->bad; i++) { size_(r); size_(r); }
@@ -115,14 +194,7 @@ static int function_(reader *r, dumpscan_names *out, int depth) {
     if (s.len == 4 && memcmp(s.s, "_ENV", 4) == 0) env = i;
   }
   if (r->bad) rc = -1;
-  for (i = 0; rc == 0 && env != (size_t)-1 && i < ncode; i++) {
-    uint32_t ins;
-    memcpy(&ins, code + 4 * i, 4);
-    if ((ins & 0x7f) == OP_GETTABUP && ((ins >> 16) & 0xff) == env) {
-      size_t c = (ins >> 24) & 0xff;
-      if (c < nk && k[c].s) rc = add_name(out, k[c]);
-    }
-  }
+  if (rc == 0 && env != (size_t)-1) rc = scan_code(code, ncode, k, nk, env, out);
   free(k);
   return rc;
 }
@@ -149,7 +221,7 @@ int dumpscan_globals(const char *dump, size_t len, dumpscan_names *out) {
   r.p = (const unsigned char *)dump + start;
   r.end = (const unsigned char *)dump + len;
   r.bad = 0;
-  if (function_(&r, out, 0) != 0) {
+  if (function_(&r, out, 0, 0, (size_t)-1) != 0) {
     dumpscan_free(out);
     return -1;
   }
@@ -196,7 +268,7 @@ int dumpscan_layout_of(const char *dump, size_t len, dumpscan_layout *out) {
   out->nprotos = size_(&r);
   out->protos_at = (size_t)(r.p - base);
   for (i = 0; i < out->nprotos && !r.bad; i++)
-    if (function_(&r, &ignored, 1) != 0) r.bad = 1;
+    if (function_(&r, &ignored, 1, 0, (size_t)-1) != 0) r.bad = 1;
   dumpscan_free(&ignored);
   out->protos_end = (size_t)(r.p - base);
   return r.bad ? -1 : 0;

@@ -301,6 +301,13 @@ static void encode_table(enc *e, int idx) {
   }
 }
 
+/* Whether upvalue i, named name, is the function's _ENV: so named, or the
+ * first upvalue of a function without debug information (loaded from a
+ * stripped dump, where load() put the globals). */
+static int is_env_upvalue(const char *name, int i) {
+  return strcmp(name, "_ENV") == 0 || (i == 1 && strcmp(name, "(no name)") == 0);
+}
+
 static void encode_function(enc *e, int idx) {
   lua_State *L = e->L;
   int ref, self, nup = 0, i, simple = 1, env = 0;
@@ -311,7 +318,7 @@ static void encode_function(enc *e, int idx) {
    * is where the globals the code reads are looked up. */
   while ((name = lua_getupvalue(L, idx, nup + 1)) != NULL) {
     nup++;
-    if (strcmp(name, "_ENV") == 0 && lua_type(L, -1) == LUA_TTABLE && !env) {
+    if (is_env_upvalue(name, nup) && lua_type(L, -1) == LUA_TTABLE && !env) {
       env = lua_gettop(L);
       continue;                  /* kept on the stack */
     }
@@ -338,7 +345,7 @@ static void encode_function(enc *e, int idx) {
   for (i = 1; !simple && i <= nup; i++) {
     void *id;
     name = lua_getupvalue(L, idx, i);
-    if (strcmp(name, "_ENV") == 0 && env && lua_rawequal(L, -1, env)) {
+    if (is_env_upvalue(name, i) && env && lua_rawequal(L, -1, env)) {
       put_byte(e, T_ENV);
       lua_pop(L, 1);
       continue;
@@ -365,12 +372,13 @@ static void encode_function(enc *e, int idx) {
     }
     lua_pop(L, 1);
   }
-  /* The globals its code reads, as the sender has them now. */
+  /* The globals its code reads, as the sender has them now; nil too, so
+   * that a value an earlier task received does not linger (decode.c). */
   for (i = 0; env && i < p->globals.n; i++) {
     const char *g = p->globals.names[i];
     int t = codec_push_global(L, env, g);
-    if (t == LUA_TNIL ||
-        (codec_is_std_global(g) && (lua_iscfunction(L, -1) || t == LUA_TTABLE || t == LUA_TSTRING))) {
+    if (codec_is_std_global(g) &&
+        (t == LUA_TNIL || lua_iscfunction(L, -1) || t == LUA_TTABLE || t == LUA_TSTRING)) {
       lua_pop(L, 1);
       continue;
     }

@@ -53,6 +53,8 @@ static int push_dump(lua_State *L) {
  * prototype in its place, its upvalue descriptors made to capture a1..an.
  * Each call of the loaded chunk returns a new closure with n fresh upvalues,
  * so a receiving state loads the prototype once instead of once per task.
+ * Its chunk name is "=?", what Lua shows for a function without debug
+ * information: a stripped prototype inherits it.
  */
 static int make_factory(lua_State *L, par_proto *p) {
   dumpscan_layout target, tmpl;
@@ -76,7 +78,7 @@ static int make_factory(lua_State *L, par_proto *p) {
   }
   luaL_addstring(&B, " end");
   luaL_pushresult(&B);
-  if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=parallel factory", "t") != LUA_OK) {
+  if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=?", "t") != LUA_OK) {
     lua_pop(L, 2);
     return 0;
   }
