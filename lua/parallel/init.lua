@@ -30,27 +30,20 @@ local function check(v, want, n, fname)
   if type(v) ~= want then argerror(n, fname, want .. " expected, got " .. (v == nil and "nil" or typename(v)), 4) end
 end
 
-local function check_opts(opts, n, fname)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. typename(opts), 4) end
-  local cs = opts.chunksize
-  if cs ~= nil and (math.type(cs) ~= "integer" or cs < 1) then
-    argerror(n, fname, "chunksize must be a positive integer", 4)
-  end
-  local t = opts.timeout
-  if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
-    argerror(n, fname, "timeout must be a non-negative number", 4)
-  end
-  local p = opts.progress
-  if p ~= nil and type(p) ~= "boolean" and type(p) ~= "function" then
-    argerror(n, fname, "progress must be a boolean or a function", 4)
-  end
-  return opts
+-- Option tables: every key must be known and every value of its kind
+-- (core._options, shared with the C functions' option tables).
+local MAP_OPTIONS = { chunksize = "count", timeout = "seconds", progress = "progress" }
+
+local function check_opts(opts, n, fname, spec)
+  return core._options(opts, n, fname, spec or MAP_OPTIONS, 3) or {}
 end
 
 local function check_open(pool)
   if pool:_closed() then error("pool is shut down", 3) end
 end
+
+local MPI_POOL_OPTIONS = { backend = "mpi", workers = "count", depth = "count", init = "function",
+  init_args = "table" }
 
 --- parallel.pool(n | {workers =, init =, init_args =, memory_limit =}) --> pool
 -- (a call, not a tail call, so that errors name 'pool')
@@ -58,6 +51,7 @@ end
 function M.pool(...)
   local opts = ...
   if type(opts) == "table" and opts.backend == "mpi" then
+    core._options(opts, 1, "pool", MPI_POOL_OPTIONS, 2)
     local ok, mpi = pcall(require, "parallel.mpi")
     if not ok then
       error("backend 'mpi' needs the parallel.mpi module (make mpi), loaded at launch: " ..
@@ -280,7 +274,9 @@ end
 --- parallel.as_completed(futures [, timeout]) --> iterator over futures as they finish
 function M.as_completed(futures, timeout)
   check(futures, "table", 1, "as_completed")
-  if timeout ~= nil then check(timeout, "number", 2, "as_completed") end
+  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
+    argerror(2, "as_completed", "timeout must be a non-negative number")
+  end
   local ws = core._waitset(futures)
   local deadline = timeout and now() + timeout
   return function()
@@ -291,16 +287,14 @@ function M.as_completed(futures, timeout)
   end
 end
 
+local WAIT_OPTIONS = { timeout = "seconds", return_when = "all|first|first_error" }
+
 --- parallel.wait(futures, {timeout =, return_when = "all" | "first" | "first_error"})
 -- --> done, not_done
 function M.wait(futures, opts)
   check(futures, "table", 1, "wait")
-  if opts ~= nil then check(opts, "table", 2, "wait") end
-  opts = opts or {}
+  opts = core._options(opts, 2, "wait", WAIT_OPTIONS, 2) or {}
   local when = opts.return_when or "all"
-  if when ~= "all" and when ~= "first" and when ~= "first_error" then
-    argerror(2, "wait", "invalid option '" .. tostring(when) .. "'")
-  end
   local ws = core._waitset(futures)
   local deadline = opts.timeout and now() + opts.timeout
   local done, is_done = {}, {}

@@ -5,6 +5,7 @@
 #include "lauxlib.h"
 #include "codec/codec.h"
 #include "lua/l_object.h"
+#include "lua/l_options.h"
 #include "lua/l_pool.h"
 #include "lua/l_wait.h"
 #include "lua/l_worker.h"
@@ -36,6 +37,12 @@ static int check_workers(lua_State *L, int idx, int arg) {
   return (int)n;
 }
 
+static const l_option pool_options[] = {
+  {"workers", "count"}, {"init", "function"}, {"init_args", "table"}, {"memory_limit", "size"},
+  {"backend", "threads"},   /* "mpi" is the facade's (parallel.mpi) */
+  {NULL, NULL}
+};
+
 /* parallel.pool(n) or parallel.pool{workers=, init=, init_args=, memory_limit=} */
 static int l_pool_new(lua_State *L) {
   int n = par_cpu_count_default();
@@ -45,26 +52,27 @@ static int l_pool_new(lua_State *L) {
   lua_Integer limit = 0;
   if (lua_type(L, 1) == LUA_TTABLE) {
     int top;
+    l_check_options(L, 1, 1, pool_options);
     if (lua_getfield(L, 1, "workers") != LUA_TNIL) n = check_workers(L, -1, 1);
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) {
-      int isint;
-      limit = lua_tointegerx(L, -1, &isint);
-      if (!isint || limit < 0) luaL_argerror(L, 1, "memory_limit must be a non-negative integer");
-    }
+    if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) limit = lua_tointeger(L, -1);
     lua_pop(L, 1);
     top = lua_gettop(L);
     if (lua_getfield(L, 1, "init") != LUA_TNIL) {
       int nargs = 0;
-      if (lua_type(L, -1) != LUA_TFUNCTION) luaL_argerror(L, 1, "init must be a function");
       if (lua_getfield(L, 1, "init_args") == LUA_TTABLE) {
-        int t = lua_gettop(L), j, k = (int)lua_rawlen(L, t);
+        int t = lua_gettop(L), j, k;
+        lua_Integer len;
+        /* as starmap unpacks an argument list: t.n (table.pack's), else #t */
+        if (lua_getfield(L, t, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) len = lua_tointeger(L, -1);
+        else len = (lua_Integer)lua_rawlen(L, t);
+        lua_pop(L, 1);
+        if (len < 0 || len > 200000) luaL_argerror(L, 1, "too many init_args");
+        k = (int)len;
         luaL_checkstack(L, k, "too many init_args");
         for (j = 1; j <= k; j++) lua_rawgeti(L, t, j);
         lua_remove(L, t);
         nargs = k;
-      } else if (!lua_isnil(L, -1)) {
-        luaL_argerror(L, 1, "init_args must be a table");
       } else {
         lua_pop(L, 1);
       }
@@ -193,12 +201,17 @@ static int opt_flag(lua_State *L, int idx, const char *field, int def) {
   return v;
 }
 
+static const l_option shutdown_options[] = {
+  {"wait", "boolean"}, {"cancel", "boolean"}, {NULL, NULL}
+};
+
 /* pool:shutdown{wait = true, cancel = false} */
 static int l_pool_shutdown(lua_State *L) {
   par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
   int wait = 1, cancel = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_options(L, 2, 2, shutdown_options);
     wait = opt_flag(L, 2, "wait", 1);
     cancel = opt_flag(L, 2, "cancel", 0);
   }

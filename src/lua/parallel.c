@@ -2,6 +2,7 @@
 #include "lauxlib.h"
 #include "codec/codec.h"
 #include "lua/capi.h"
+#include "lua/l_options.h"
 #include "lua/l_pool.h"
 #include "lua/l_shared.h"
 #include "lua/l_wait.h"
@@ -33,6 +34,7 @@ PAR_EXPORT int luaopen_parallel_core(lua_State *L) {
   l_dict_open(L);
   l_wire_open(L);
   l_capi_open(L);
+  l_options_open(L);
   lua_pushcfunction(L, l_methods);
   lua_setfield(L, -2, "_methods");
   lua_pushliteral(L, "0.1.0");
