@@ -83,7 +83,7 @@ describe("option tables", function()
   end)
 
   it("name the caller's line", function()
-    local ok, e = pcall(function() parallel.pool { worker = 1 } end)
+    local ok, e = pcall(function() pool:map(print, {}, { time_out = 1 }) end)
     assert.is_false(ok)
     assert.is_truthy(e:find("^[^\n]*options_spec.lua:%d+: "), e)
     ok, e = pcall(function() parallel.wait({}, { timeout = "x" }) end)
