@@ -49,13 +49,16 @@ describe("parallel.array", function()
   end)
 
   describe("indexing", function()
-    it("is 1-based and bounds-checked", function()
+    it("is 1-based, bounds-checked for writes, and reads nil outside [1, #a] as a table does", function()
       local a = parallel.array("int32", 10)
       a[1] = 5; a[10] = 6
       assert.equal(5, a[1])
       assert.equal(6, a[10])
-      assert_raises("index 11 out of range [1, 10]", function() return a[11] end)
+      assert.is_nil(a[11])
+      assert.is_nil(a[0])
+      assert.is_nil(a[1.5])
       assert_raises("index 0 out of range [1, 10]", function() a[0] = 1 end)
+      assert_raises("index 11 out of range [1, 10]", function() a[11] = 1 end)
     end)
 
     it("gives integers for integer types and floats for float types", function()
@@ -208,7 +211,8 @@ describe("parallel.array", function()
       v[1] = 1.5
       assert.equal(1.5, a[3])
       assert.equal("double", v.type)
-      assert_raises("index 4 out of range [1, 3]", function() return v[4] end)
+      assert.is_nil(v[4])
+      assert_raises("index 4 out of range [1, 3]", function() v[4] = 1 end)
     end)
 
     it("keeps the memory alive without the array", function()

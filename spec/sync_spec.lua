@@ -115,8 +115,10 @@ describe("parallel.condition", function()
 
   describe("wait", function()
     it("raises unless the lock is held", function()
-      assert_raises("lock is not held", function() parallel.condition(parallel.lock()):wait(0) end)
-      assert_raises("rlock is not held by this thread", function() parallel.condition():wait(0) end)
+      assert_raises("condition's lock is not held (acquire the condition before waiting)",
+        function() parallel.condition(parallel.lock()):wait(0) end)
+      assert_raises("condition's lock is not held by this thread (acquire the condition before waiting)",
+        function() parallel.condition():wait(0) end)
     end)
 
     it("returns false on timeout and holds the lock again", function()

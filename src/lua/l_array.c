@@ -5,7 +5,9 @@
  */
 #include "lua/l_shared.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lauxlib.h"
@@ -122,10 +124,16 @@ static int l_array_new(lua_State *L) {
   return 1;
 }
 
+/* Reads go as on a table: an index outside [1, #a] (a[#a + 1], where
+ * ipairs stops) or a number that is no integer gives nil. Writes and the
+ * methods stay bounds-checked. */
 static int l_array_index(lua_State *L) {
   par_array *a = checkarray(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    pushscalar(L, a->elem, par_array_get(a, checkindex(L, 2, a)));
+    int isint;
+    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    if (!isint || i < 1 || (lua_Unsigned)i > a->n) return 0;
+    pushscalar(L, a->elem, par_array_get(a, (size_t)(i - 1)));
     return 1;
   }
   if (lua_type(L, 2) == LUA_TSTRING) {
@@ -150,6 +158,24 @@ static int l_array_newindex(lua_State *L) {
 static int l_array_len(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)checkarray(L, 1)->n);
   return 1;
+}
+
+static int array_next(lua_State *L) {
+  par_array *a = checkarray(L, 1);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  if (i < 0 || (lua_Unsigned)i >= a->n) return 0;
+  lua_pushinteger(L, i + 1);
+  pushscalar(L, a->elem, par_array_get(a, (size_t)i));
+  return 2;
+}
+
+/* pairs(a): 1, a[1] ... #a, a[#a], as pairs walks a sequence. */
+static int l_array_pairs(lua_State *L) {
+  checkarray(L, 1);
+  lua_pushcfunction(L, array_next);
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, 0);
+  return 3;
 }
 
 /* add and cas, shared by arrays (index at 2) and values (no index). */
@@ -216,6 +242,7 @@ static int l_array_totable(lua_State *L) {
   par_array *a = checkarray(L, 1);
   size_t i, j, k;
   optrange(L, 2, a, &i, &j);
+  if (j - i > (size_t)INT_MAX) return luaL_error(L, "too many elements for a table (%I)", (lua_Integer)(j - i));
   lua_createtable(L, (int)(j - i), 0);
   for (k = i; k < j; k++) {
     pushscalar(L, a->elem, par_array_get(a, k));
@@ -230,8 +257,12 @@ static int l_array_set(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   n = luaL_len(L, 2);
   luaL_argcheck(L, off >= 0, 3, "offset must be non-negative");
-  if (n > 0 && (off > (lua_Integer)a->n || n > (lua_Integer)a->n - off))
-    return luaL_error(L, "index %I out of range [1, %I]", off + n, (lua_Integer)a->n);
+  if (n > 0 && (off > (lua_Integer)a->n || n > (lua_Integer)a->n - off)) {
+    /* the last index written, off + n, may not fit a lua_Integer */
+    char last[24];
+    snprintf(last, sizeof last, "%llu", (unsigned long long)((lua_Unsigned)off + (lua_Unsigned)n));
+    return luaL_error(L, "index %s out of range [1, %I]", last, (lua_Integer)a->n);
+  }
   /* check every value first, so that a bad one writes nothing */
   for (k = 1; k <= n; k++) {
     lua_geti(L, 2, k);
@@ -406,6 +437,7 @@ static const luaL_Reg array_methods[] = {
 static const luaL_Reg array_meta[] = {
   {"__newindex", l_array_newindex},
   {"__len", l_array_len},
+  {"__pairs", l_array_pairs},
   {NULL, NULL}
 };
 

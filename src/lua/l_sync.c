@@ -42,14 +42,19 @@ static int acquire(lua_State *L, par_object *o, double timeout) {
   return r == PAR_OK;
 }
 
-/* Releases o; returns an error message instead of raising, or NULL. */
+/* Releases o; returns an error message instead of raising, or NULL. A
+ * condition's errors name the condition's lock: its user may have made no
+ * lock at all (the default one is an rlock). */
 static const char *release(par_object *o) {
   par_object *l = lock_of(o);
+  int cond = l != o;
   if (l->type == &par_lock_type)
-    return par_lock_release((par_lock *)l) == PAR_OK ? NULL : "lock is not held";
+    return par_lock_release((par_lock *)l) == PAR_OK ? NULL
+           : cond ? "condition's lock is not held" : "lock is not held";
   if (l->type == &par_rlock_type)
     return par_rlock_release((par_rlock *)l) == PAR_OK ? NULL
-                                                        : "rlock is not held by this thread";
+           : cond ? "condition's lock is not held by this thread"
+                  : "rlock is not held by this thread";
   if (par_semaphore_release((par_semaphore *)l, 1) == PAR_OK) return NULL;
   return par_semaphore_bound((par_semaphore *)l) == LONG_MAX ? "semaphore value overflow"
                                                               : "semaphore released too many times";
@@ -242,9 +247,11 @@ static int l_condition_wait(lua_State *L) {
   op.c = checkcondition(L);
   lock = op.c->lock;
   if (lock->type == &par_lock_type) {
-    if (!par_lock_locked((par_lock *)lock)) return luaL_error(L, "lock is not held");
+    if (!par_lock_locked((par_lock *)lock))
+      return luaL_error(L, "condition's lock is not held (acquire the condition before waiting)");
   } else if (!par_rlock_owned((par_rlock *)lock)) {
-    return luaL_error(L, "rlock is not held by this thread");
+    return luaL_error(L, "condition's lock is not held by this thread "
+                         "(acquire the condition before waiting)");
   }
   /* Listed before the lock is released, so no notify can slip between. */
   par_condition_enlist(op.c, &op.w);

@@ -195,7 +195,7 @@ static int encode_failure(lua_State *L) {
 
 /* Protected: *out = the failure message of (error at 2, item index or nil
  * at 3) with the last traceback; an error value that cannot travel is
- * replaced by its description. */
+ * replaced by a string saying so, why, and what it was. */
 static int make_failure(lua_State *L) {
   par_msg **out = (par_msg **)lua_touserdata(L, 1);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_traceback) != LUA_TSTRING) {
@@ -210,14 +210,21 @@ static int make_failure(lua_State *L) {
   lua_pushvalue(L, 4);
   lua_pushvalue(L, 3);
   if (lua_pcall(L, 4, 0, 0) == LUA_OK) return 0;
-  lua_pop(L, 1);
-  lua_pushcfunction(L, call_tostring);
-  lua_pushvalue(L, 2);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 2));
+  {
+    const char *why = lua_tostring(L, 5);   /* the codec's: what could not travel, where */
+    why = luaL_gsub(L, why ? why : "?", "at error[1]", "at error");
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, 2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushfstring(L, "a %s value", luaL_typename(L, 2));
+    }
+    lua_pushfstring(L, "the task's error value could not be sent (%s); it was %s", why,
+                    lua_tostring(L, -1));
   }
   lua_replace(L, 2);
+  lua_settop(L, 4);
+  lua_rotate(L, 3, 1);                      /* error, traceback, index */
   return encode_failure(L);
 }
 
