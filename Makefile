@@ -145,12 +145,15 @@ rock-check:
 # --- Hardening (issue 5): fuzzing the codec, soak -----------------------------
 # make fuzz [FUZZ_SECONDS=60]: libFuzzer (clang) with ASan/UBSan/LSan on
 # fuzz/fuzz_codec.c and the project's sources; the corpus grows in
-# build-fuzz/corpus, crashing inputs land in build-fuzz/.
+# build-fuzz/corpus, crashing inputs land in build-fuzz/. Then
+# fuzz/fuzz_wire.c (the wire layer's rebuild of hostile bytes) as long, its
+# corpus in build-fuzz/corpus-wire.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJ = $(patsubst %.c,build-fuzz/obj/%.o,$(SRC))
 FUZZER = build-fuzz/fuzz_codec
+FUZZER_WIRE = build-fuzz/fuzz_wire
 FUZZ_DEFS ?=
 
 build-fuzz/obj/%.o: %.c $(HDR)
@@ -159,6 +162,9 @@ build-fuzz/obj/%.o: %.c $(HDR)
 
 $(FUZZER): fuzz/fuzz_codec.c $(FUZZ_OBJ) Makefile
 	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_FLAGS) $(FUZZ_DEFS) -fsanitize=fuzzer -o $@ fuzz/fuzz_codec.c $(FUZZ_OBJ) -llua5.4 -lm
+
+$(FUZZER_WIRE): fuzz/fuzz_wire.c $(FUZZ_OBJ) Makefile
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_FLAGS) $(FUZZ_DEFS) -fsanitize=fuzzer -o $@ fuzz/fuzz_wire.c $(FUZZ_OBJ) -llua5.4 -lm
 
 fuzz-deps:
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 && [ -n "$$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] || { \
@@ -172,6 +178,11 @@ fuzz: deps fuzz-deps
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
 	  $(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=30 -rss_limit_mb=4096 \
 	  -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus
+	@$(MAKE) --no-print-directory $(FUZZER_WIRE)
+	@mkdir -p build-fuzz/corpus-wire
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
+	  $(FUZZER_WIRE) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=30 -rss_limit_mb=4096 \
+	  -print_final_stats=1 -artifact_prefix=build-fuzz/wire- build-fuzz/corpus-wire
 
 .PHONY: fuzz fuzz-deps
 
