@@ -64,18 +64,17 @@ static uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-/* A 64-bit hash of the dump, never 0 (0 marks an empty slot). */
+/* A 64-bit hash of the dump, never 0 (0 marks an empty slot); the same on
+ * every host (doc/wire.md spells it out). */
 uint64_t par_wire_content_id(const void *bytes, size_t len) {
   const unsigned char *s = bytes;
-  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len, w;
-  size_t i = 0;
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len, w = 0;
+  size_t i = 0, r;
   for (; i + 8 <= len; i += 8) {
-    memcpy(&w, s + i, 8);
-    h = (h ^ mix64(w)) * 0x100000001b3ULL;
+    h = (h ^ mix64(wirefmt_get_u64(s + i))) * 0x100000001b3ULL;
     h = (h << 29) | (h >> 35);
   }
-  w = 0;
-  memcpy(&w, s + i, len - i);
+  for (r = len - i; r > 0; r--) w = (w << 8) | s[i + r - 1];
   h = mix64(h ^ mix64(w ^ (uint64_t)(len - i)));
   return h ? h : 1;
 }
