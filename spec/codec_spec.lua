@@ -293,7 +293,7 @@ describe("codec", function()
         for i = 1, 300000 do t[i] = i end
         t[290000] = coroutine.create(function() end)
         for _ = 1, 3 do
-          assert_raises("cannot send thread at args[1][290000]", pool.submit, pool, function(x) return #x end, t)
+          assert_raises("cannot send thread at args[1][290000]: a coroutine cannot travel; create it inside the task", pool.submit, pool, function(x) return #x end, t)
         end
         t[290000] = 0
         assert.equal(300000, pool:apply(function(x) return #x end, t))
@@ -306,7 +306,7 @@ describe("codec", function()
         local t = {}
         for i = 1, 300000 do t[i] = i end
         t[290000] = coroutine.create(function() end)
-        assert_raises("cannot send thread at args[1][290000]", p.submit, p,
+        assert_raises("cannot send thread at args[1][290000]: a coroutine cannot travel; create it inside the task", p.submit, p,
           function(x, ran) ran:add(1) return #x end, t, ran)
         local f = p:submit(function() return "next" end)
         assert.equal("next", f:get())
@@ -467,7 +467,7 @@ describe("codec", function()
         local t = {}
         for i = 1, 100 do t[i] = i end
         t[77] = coroutine.create(function() end)
-        assert_raises("cannot send thread at args[1][77]", pool.apply, pool, function(x) return x end, t)
+        assert_raises("cannot send thread at args[1][77]: a coroutine cannot travel; create it inside the task", pool.apply, pool, function(x) return x end, t)
         t[77] = 77
         assert.equal(100, pool:apply(function(x) return #x end, t))
       end)
@@ -792,14 +792,14 @@ describe("codec", function()
     local co = coroutine.create(function() end)
 
     it("a coroutine fails with the path of the argument", function()
-      assert_raises("cannot send thread at args[1]", pool.submit, pool, function(x) return x end, co)
-      assert_raises("cannot send thread at args[1]", pool.apply, pool, function(x) return x end, co)
+      assert_raises("cannot send thread at args[1]: a coroutine cannot travel; create it inside the task", pool.submit, pool, function(x) return x end, co)
+      assert_raises("cannot send thread at args[1]: a coroutine cannot travel; create it inside the task", pool.apply, pool, function(x) return x end, co)
     end)
 
     it("a FILE* fails naming its type and path (args[2].log)", function()
-      assert_raises("cannot send userdata (FILE*) at args[2].log",
+      assert_raises("cannot send userdata (FILE*) at args[2].log: open it inside the task or in the pool's init",
         function() pool:submit(function(x) return x end, 1, {log = io.stdout}) end)
-      assert_raises("cannot send userdata (FILE*) at args[1]",
+      assert_raises("cannot send userdata (FILE*) at args[1]: open it inside the task or in the pool's init",
         function() pool:submit(function(x) return x end, io.stdout) end)
     end)
 
@@ -811,44 +811,77 @@ describe("codec", function()
       debug.setmetatable(f, mt)
       f:close()
       assert.is_false(ok)
-      assert.equal("cannot send userdata at args[1]", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+      assert.equal("cannot send userdata at args[1]: open or create it inside the task or in the pool's init", (e:gsub("^[^\n]-:%d+: ", "", 1)))
     end)
 
     it("an unnamed C function fails as C function", function()
       local it_fn = string.gmatch("a b", "%a")
-      assert_raises("cannot send C function at args[1]",
+      assert_raises("cannot send C function at args[1]: only C functions of loaded modules travel (by name); get it inside the task (require its module there)",
         function() pool:submit(function(x) return x end, it_fn) end)
     end)
 
     it("a light userdata fails as light userdata", function()
       local lud = debug.upvalueid(function() return co end, 1)
       assert.equal("userdata", type(lud))
-      assert_raises("cannot send light userdata at args[1]",
+      assert_raises("cannot send light userdata at args[1]: a C pointer is valid only in its own Lua state; send the data it points to",
         function() pool:submit(function(x) return x end, lud) end)
     end)
 
+    it("say what to do: a file handle read as a global (fn.LOG)", function()
+      rawset(_G, "LOG", io.stdout)
+      local ok, e = pcall(pool.submit, pool, function() return LOG end)
+      rawset(_G, "LOG", nil)
+      assert.is_false(ok)
+      assert.equal("cannot send userdata (FILE*) at fn.LOG: open it inside the task or in the pool's init",
+        (e:gsub("^[^\n]-:%d+: ", "", 1)))
+    end)
+
+    it("name a coroutine.wrap function as such, not as a C function", function()
+      local gen = coroutine.wrap(function() coroutine.yield(1) end)
+      assert_raises("cannot send coroutine.wrap function at fn.gen: a coroutine cannot travel; "
+        .. "create it inside the task", function() pool:submit(function() return gen() end) end)
+      local q = parallel.queue()
+      assert_raises("cannot send coroutine.wrap function at item.next: a coroutine cannot travel; "
+        .. "create it in the thread that uses it", function() q:push({ next = gen }) end)
+    end)
+
+    it("say what to do with an unnamed C function, a coroutine and a userdata sent to a queue", function()
+      local q = parallel.queue()
+      local it_fn = string.gmatch("a b", "%a")
+      assert_raises("cannot send C function at fn.it_fn: only C functions of loaded modules travel "
+        .. "(by name); get it inside the task (require its module there)",
+        function() pool:submit(function() return it_fn() end) end)
+      assert_raises("cannot send C function at item: only C functions of loaded modules travel "
+        .. "(by name); get it in the thread that uses it", function() q:push(it_fn) end)
+      assert_raises("cannot send thread at item[1]: a coroutine cannot travel; create it in the "
+        .. "thread that uses it", function() q:push({ co }) end)
+      assert_raises("cannot send userdata (FILE*) at item.f: open it in the thread that uses it",
+        function() q:push({ f = io.stdout }) end)
+      assert.is_nil(q:pop(0))
+    end)
+
     it("paths name integer keys as [3]", function()
-      assert_raises("cannot send thread at args[1][3]",
+      assert_raises("cannot send thread at args[1][3]: a coroutine cannot travel; create it inside the task",
         function() pool:submit(function(x) return x end, {1, 2, co}) end)
     end)
 
     it("paths name other string keys as [\"a b\"]", function()
-      assert_raises('cannot send thread at args[1]["a b"]',
+      assert_raises('cannot send thread at args[1]["a b"]: a coroutine cannot travel; create it inside the task',
         function() pool:submit(function(x) return x end, {["a b"] = co}) end)
-      assert_raises('cannot send thread at args[1]["1x"]',
+      assert_raises('cannot send thread at args[1]["1x"]: a coroutine cannot travel; create it inside the task',
         function() pool:submit(function(x) return x end, {["1x"] = co}) end)
     end)
 
     it("paths follow nested tables", function()
-      assert_raises("cannot send thread at args[1].a.b_2.c[1]",
+      assert_raises("cannot send thread at args[1].a.b_2.c[1]: a coroutine cannot travel; create it inside the task",
         function() pool:submit(function(x) return x end, {a = {b_2 = {c = {co}}}}) end)
     end)
 
     it("paths name a function's upvalues (fn.co)", function()
-      assert_raises("cannot send thread at fn.co", function() pool:submit(function() return co end) end)
+      assert_raises("cannot send thread at fn.co: a coroutine cannot travel; create it inside the task", function() pool:submit(function() return co end) end)
       local inner = function() return co end
-      assert_raises("cannot send thread at fn.inner.co", function() pool:submit(function() return inner() end) end)
-      assert_raises("cannot send thread at args[1].co",
+      assert_raises("cannot send thread at fn.inner.co: a coroutine cannot travel; create it inside the task", function() pool:submit(function() return inner() end) end)
+      assert_raises("cannot send thread at args[1].co: a coroutine cannot travel; create it inside the task",
         function() pool:submit(function(g) return g end, function() return co end) end)
     end)
 
@@ -857,7 +890,7 @@ describe("codec", function()
       local ok, e = pcall(pool.submit, pool, function() return codec_spec_iter() end)
       rawset(_G, "codec_spec_iter", nil)
       assert.is_false(ok)
-      assert.equal("cannot send C function at fn.codec_spec_iter", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+      assert.equal("cannot send C function at fn.codec_spec_iter: only C functions of loaded modules travel (by name); get it inside the task (require its module there)", (e:gsub("^[^\n]-:%d+: ", "", 1)))
     end)
 
     it("paths name a global the function reads (fn.name)", function()
@@ -865,7 +898,7 @@ describe("codec", function()
       local ok, e = pcall(pool.submit, pool, function() return codec_spec_global_co end)
       codec_spec_global_co = nil
       assert.is_false(ok)
-      assert.equal("cannot send thread at fn.codec_spec_global_co", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+      assert.equal("cannot send thread at fn.codec_spec_global_co: a coroutine cannot travel; create it inside the task", (e:gsub("^[^\n]-:%d+: ", "", 1)))
     end)
 
     it("are never dropped silently: keys and metatables are checked too", function()
@@ -876,7 +909,7 @@ describe("codec", function()
     end)
 
     it("fail parallel.spawn with the argument's path", function()
-      assert_raises("cannot send thread at args[2]",
+      assert_raises("cannot send thread at args[2]: a coroutine cannot travel; create it inside the task",
         function() parallel.spawn(function(a, b) return a end, 1, co) end)
     end)
 

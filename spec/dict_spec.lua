@@ -47,7 +47,7 @@ describe("parallel.dict", function()
 
     it("rejects values that cannot travel", function()
       local d = parallel.dict()
-      assert_raises("cannot send thread at value", function() d.x = coroutine.create(print) end)
+      assert_raises("cannot send thread at value: a coroutine cannot travel; create it in the thread that uses it", function() d.x = coroutine.create(print) end)
       assert.equal(0, #d)
     end)
 

@@ -67,12 +67,12 @@ describe("the map family's items", function()
       return x
     end, { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, { chunksize = 3 })
     assert.is_string(e)
-    assert.equal("item 8: cannot send thread at results[1]", (e:match("^[^\n]*")))
+    assert.equal("item 8: cannot send thread at results[1]: a coroutine cannot travel; create it in the thread that uses it", (e:match("^[^\n]*")))
     e = error_of(pool.map, pool, function(x)
       if x == 5 then return { ok = true, bad = { io.stdout } } end
       return x
     end, { 1, 2, 3, 4, 5, 6 }, { chunksize = 6 })
-    assert.equal("item 5: cannot send userdata (FILE*) at results[1].bad[1]", (e:match("^[^\n]*")))
+    assert.equal("item 5: cannot send userdata (FILE*) at results[1].bad[1]: open it in the thread that uses it", (e:match("^[^\n]*")))
   end)
 
   it("names the item in imap and imap_unordered too", function()
@@ -83,7 +83,7 @@ describe("the map family's items", function()
           return x
         end, { 1, 2, 3, 4, 5, 6 }, { chunksize = 4 }) do end
       end)
-      assert.equal("item 5: cannot send thread at results[1]", (e:match("^[^\n]*")), m)
+      assert.equal("item 5: cannot send thread at results[1]: a coroutine cannot travel; create it in the thread that uses it", (e:match("^[^\n]*")), m)
     end
   end)
 

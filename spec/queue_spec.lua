@@ -82,7 +82,7 @@ describe("parallel.queue", function()
 
     it("raises on a value that cannot travel, naming it", function()
       local q = parallel.queue()
-      assert_raises("cannot send thread at item", function() q:push(coroutine.create(print)) end)
+      assert_raises("cannot send thread at item: a coroutine cannot travel; create it in the thread that uses it", function() q:push(coroutine.create(print)) end)
       assert.equal(0, #q)
     end)
 

@@ -51,7 +51,9 @@ static void enc_drop(enc *e) {
 }
 
 
-static void enc_fail(enc *e, const char *what) {
+/* Raises "cannot send <what> at <path>", then ": <hint>" (what to do)
+ * when hint is not NULL. */
+static void enc_fail_hint(enc *e, const char *what, const char *hint) {
   lua_State *L = e->L;
   luaL_Buffer B;
   int i;
@@ -102,9 +104,74 @@ static void enc_fail(enc *e, const char *what) {
     }
     luaL_addvalue(&B);
   }
+  if (hint) {
+    luaL_addstring(&B, ": ");
+    luaL_addstring(&B, hint);
+  }
   luaL_pushresult(&B);
   enc_drop(e);
   lua_error(L);
+}
+
+static void enc_fail(enc *e, const char *what) {
+  enc_fail_hint(e, what, NULL);
+}
+
+/*
+ * A value that stays in its own Lua state: the error says what it is,
+ * where, and what to do instead, which depends on where the value was
+ * going (a task, or another thread's queue, dict or future).
+ */
+static void enc_fail_local(enc *e, int idx) {
+  lua_State *L = e->L;
+  const char *what, *hint;
+  int task = e->task;
+  switch (lua_type(L, idx)) {
+    case LUA_TTHREAD:
+      what = "thread";
+      hint = task ? "a coroutine cannot travel; create it inside the task"
+                  : "a coroutine cannot travel; create it in the thread that uses it";
+      break;
+    case LUA_TFUNCTION:
+      /* coroutine.wrap's function: a C closure whose one upvalue is the
+       * coroutine */
+      if (lua_getupvalue(L, idx, 1) != NULL) {
+        int co = lua_type(L, -1) == LUA_TTHREAD && lua_getupvalue(L, idx, 2) == NULL;
+        lua_pop(L, 1);
+        if (co) {
+          what = "coroutine.wrap function";
+          hint = task ? "a coroutine cannot travel; create it inside the task"
+                      : "a coroutine cannot travel; create it in the thread that uses it";
+          break;
+        }
+      }
+      what = "C function";
+      hint = task ? "only C functions of loaded modules travel (by name); "
+                    "get it inside the task (require its module there)"
+                  : "only C functions of loaded modules travel (by name); "
+                    "get it in the thread that uses it";
+      break;
+    case LUA_TLIGHTUSERDATA:
+      what = "light userdata";
+      hint = "a C pointer is valid only in its own Lua state; send the data it points to";
+      break;
+    case LUA_TUSERDATA:
+      if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
+        what = lua_pushfstring(L, "userdata (%s)", lua_tostring(L, -1));
+      else
+        what = "userdata";
+      hint = task ? "open or create it inside the task or in the pool's init"
+                  : "open or create it in the thread that uses it";
+      if (strcmp(what, "userdata (FILE*)") == 0)
+        hint = task ? "open it inside the task or in the pool's init"
+                    : "open it in the thread that uses it";
+      break;
+    default:
+      what = luaL_typename(L, idx);
+      hint = NULL;
+      break;
+  }
+  enc_fail_hint(e, what, hint);
 }
 
 void codec_enc_nomem(enc *e) {
@@ -423,7 +490,7 @@ static void encode_value(enc *e, int idx) {
         put_str(e, s, n);
         lua_pop(L, 1);
       } else {
-        enc_fail(e, "C function");
+        enc_fail_local(e, idx);
       }
       break;
     case LUA_TUSERDATA: {
@@ -431,15 +498,13 @@ static void encode_value(enc *e, int idx) {
       if (o) {
         put_byte(e, T_OBJ);
         put_size(e, add_ref(e, o));
-      } else if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
-        enc_fail(e, lua_pushfstring(L, "userdata (%s)", lua_tostring(L, -1)));
       } else {
-        enc_fail(e, "userdata");
+        enc_fail_local(e, idx);
       }
       break;
     }
-    case LUA_TLIGHTUSERDATA: enc_fail(e, "light userdata"); break;
-    case LUA_TTHREAD: enc_fail(e, "thread"); break;
+    case LUA_TLIGHTUSERDATA: enc_fail_local(e, idx); break;
+    case LUA_TTHREAD: enc_fail_local(e, idx); break;
     default: enc_fail(e, luaL_typename(L, idx)); break;
   }
 }
@@ -496,6 +561,7 @@ static void enc_begin(enc *e, lua_State *L, const char *root, int structured) {
   e->root = root;
   e->root_index = 0;
   e->call = 0;
+  e->task = 0;
   put_byte(e, structured ? MSG_STRUCTURED : MSG_SCALARS);
   if (structured) {
     lua_pushnil(L);
@@ -527,6 +593,7 @@ par_msg *codec_encode_values(lua_State *L, int first, int n, const char *root, i
   enc_begin(&e, L, root, i < n);
   e.stream = stream;
   e.call = call;
+  e.task = call;
   put_size(&e, (size_t)n);
   for (i = 0; i < n; i++) {
     e.root_index = indexed || call ? i + 1 : 0;
@@ -592,6 +659,7 @@ par_msg *codec_encode_chunk(lua_State *L, int fn, int list, lua_Integer first, l
   fn = lua_absindex(L, fn);
   list = lua_absindex(L, list);
   enc_begin(&e, L, "fn", 1);
+  e.task = 1;
   put_size(&e, 4);
   encode_value(&e, fn);
   /* list[first..last] as one table, numbered like any table */

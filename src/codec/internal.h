@@ -69,6 +69,7 @@ typedef struct enc {
   const char *root;
   lua_Integer root_index;   /* 0: root is the whole name */
   int call;                 /* value 1 is "fn", then args[1]... */
+  int task;                 /* the values go to a task (a call, a map chunk) */
   part path[PATH_MAX_PARTS];
 } enc;
 
