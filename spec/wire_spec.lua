@@ -145,7 +145,7 @@ describe("the wire", function()
     local t = {}
     for i = 1, 300000 do t[i] = i end
     t[290000] = coroutine.create(print)
-    assert_raises("cannot send thread at args[1][290000]", w.call, w, function(x) return #x end, t)
+    assert_raises("cannot send thread at args[1][290000]: a coroutine cannot travel; create it inside the task", w.call, w, function(x) return #x end, t)
     t[290000] = 0
     assert.same({true, 300000}, {w:call(function(x) return #x end, t)})
   end)
