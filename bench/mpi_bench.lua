@@ -6,7 +6,7 @@ local parallel = require "parallel"
 local mpi = require "parallel.mpi"
 local now = parallel.now
 
-local pool = parallel.pool { backend = "mpi", workers = 1 }
+local pool = parallel.pool { backend = "mpi", workers = 1, depth = tonumber(os.getenv("MPI_BENCH_DEPTH")) }
 local function out(name, v, unit) print(string.format("%s\t%.3f\t%s", name, v, unit)) end
 local function best_of(n, fn)
   local best = math.huge

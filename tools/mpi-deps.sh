@@ -4,7 +4,7 @@
 need=""
 command -v mpicc.openmpi >/dev/null 2>&1 || need="$need openmpi-bin libopenmpi-dev"
 command -v mpicc.mpich >/dev/null 2>&1 || need="$need mpich libmpich-dev"
-[ "$1" = bench ] && { python3 -c 'import mpi4py' >/dev/null 2>&1 || need="$need python3-mpi4py"; }
+[ "$1" = bench ] && { /usr/bin/python3 -c 'import mpi4py' >/dev/null 2>&1 || need="$need python3-mpi4py"; }
 [ -z "$need" ] && exit 0
 echo "installing:$need"
 SUDO=""

@@ -27,19 +27,20 @@ def out(name, v, unit):
     print(f"{name}\t{v:.3f}\t{unit}", flush=True)
 
 
-with MPIPoolExecutor() as ex:
-    list(ex.map(inc, range(4)))
-    n = int(os.environ.get("MPI_BENCH_TASKS", "20000")) // 4
-    t = best_of(3, lambda: [f.result() for f in [ex.submit(inc, i) for i in range(n)]])
-    out("submit_all", t / n * 1e6, "us/task")
-    r = 500
-    t = best_of(3, lambda: [ex.submit(inc, i).result() for i in range(r)])
-    out("roundtrip", t / r * 1e6, "us")
-    m = 200000
-    items = list(range(m))
-    chunk = max(1, m // (4 * ex.num_workers))
-    t = best_of(3, lambda: list(ex.map(inc, items, chunksize=chunk)))
-    out("map", t / m * 1e6, "us/item")
-    big = [i * 0.5 for i in range(1000000)]
-    t = best_of(3, lambda: ex.submit(length, big).result())
-    out("big_table", t * 1e3, "ms")
+if __name__ == "__main__":
+    with MPIPoolExecutor() as ex:
+        list(ex.map(inc, range(4)))
+        n = int(os.environ.get("MPI_BENCH_TASKS", "20000")) // 4
+        t = best_of(3, lambda: [f.result() for f in [ex.submit(inc, i) for i in range(n)]])
+        out("submit_all", t / n * 1e6, "us/task")
+        r = 500
+        t = best_of(3, lambda: [ex.submit(inc, i).result() for i in range(r)])
+        out("roundtrip", t / r * 1e6, "us")
+        m = 200000
+        items = list(range(m))
+        chunk = max(1, m // (4 * int(os.environ.get("MPI_BENCH_WORKERS", "2"))))
+        t = best_of(3, lambda: list(ex.map(inc, items, chunksize=chunk)))
+        out("map", t / m * 1e6, "us/item")
+        big = [i * 0.5 for i in range(1000000)]
+        t = best_of(3, lambda: ex.submit(length, big).result())
+        out("big_table", t * 1e3, "ms")

@@ -251,7 +251,7 @@ static int opt_count(lua_State *L, const char *field, int def, int max) {
 
 /* mpi._pool{workers =, depth =, init =, init_args =} (parallel.pool with
  * backend = "mpi"): a pool over every other rank, workers threads each
- * (default: each host's cores), depth tasks in flight per worker. */
+ * (default: each host's cores), depth tasks in flight per worker (default 8). */
 static int l_pool(lua_State *L) {
   static uint32_t next_id = 1;
   int workers = 0, depth, top, failed;
@@ -266,7 +266,7 @@ static int l_pool(lua_State *L) {
     return luaL_error(L, "parallel.mpi: no other ranks to run tasks (start with mpirun -n 2 or more)");
   if (lua_getfield(L, 1, "workers") != LUA_TNIL) workers = opt_count(L, "workers", 0, 4096);
   lua_pop(L, 1);
-  depth = opt_count(L, "depth", 4, 1024);
+  depth = opt_count(L, "depth", 8, 1024);
   top = lua_gettop(L);
   if (lua_getfield(L, 1, "init") != LUA_TNIL) {
     int nargs = 0;
