@@ -1,12 +1,12 @@
 -- make bench's load mode: the figures that depend on how threads wait
 -- (bench/waits.lua: round trip, submit all then get, a queue, a lock
--- counter), with the waiting policy as built and with PARALLEL_SPIN=0
--- (blocking only); Python's ThreadPoolExecutor(2) round trip; a CPU-bound
--- map against two independent lua5.4 processes. First on the machine as it
--- is ("quiet"), then with one busy-loop process per CPU beside it, started
--- and stopped here. Every configuration runs once per round, rounds
--- interleaved, and each figure is the median of its rounds: the ratios
--- compare figures of the same minutes.
+-- counter), with the waiting policy as built and with spinning off
+-- (blocking only), interleaved inside each waits.lua run; Python's
+-- ThreadPoolExecutor(2) round trip; a CPU-bound map against two independent
+-- lua5.4 processes. First on the machine as it is ("quiet"), then with one
+-- busy-loop process per CPU beside it, started and stopped here. Each
+-- condition runs ROUNDS rounds of all three; each figure is the median of
+-- its rounds: the ratios compare figures of the same minutes.
 -- BENCH_LOAD_ROUNDS (default 3) sets the rounds per condition.
 if not package.searchpath("parallel.core", package.cpath) then
   package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -67,12 +67,11 @@ local function median(xs)
 end
 
 local function phase(label)
-  local s = { spin = {}, block = {}, py = {}, cpu = {}, running = {} }
+  local s = { spin = {}, py = {}, cpu = {}, running = {}, spins = {} }
   local l0 = loadavg()
   for r = 1, ROUNDS do
     io.stderr:write(("  %s: round %d of %d\n"):format(label, r, ROUNDS))
     s.spin[r] = lines_of("lua5.4 bench/waits.lua")
-    s.block[r] = lines_of("PARALLEL_SPIN=0 lua5.4 bench/waits.lua")
     if py_ok then
       s.py[#s.py + 1] = lines_of("python3 bench/python/roundtrip.py --threads-only --repeat 1000 2>/dev/null")
         .roundtrip_threadpool
@@ -82,11 +81,12 @@ local function phase(label)
     s.running[r] = running
   end
   local l1 = loadavg()
-  local out = { label = label, load0 = l0, load1 = l1, running = median(s.running),
+  for r = 1, ROUNDS do s.spins[r] = s.spin[r].spins end
+  local out = { label = label, load0 = l0, load1 = l1, running = median(s.running), spins = median(s.spins),
                 py = median(s.py), cpu = median(s.cpu), spin = {}, block = {} }
   for _, k in ipairs({ "roundtrip", "submit_all", "queue", "lock_counter" }) do
     local a, b = {}, {}
-    for r = 1, ROUNDS do a[r] = s.spin[r][k]; b[r] = s.block[r][k] end
+    for r = 1, ROUNDS do a[r] = s.spin[r][k .. "_spin"]; b[r] = s.spin[r][k .. "_block"] end
     out.spin[k], out.block[k] = median(a), median(b)
   end
   return out
@@ -116,11 +116,11 @@ cpu_pool:shutdown()
 
 local function f(v) return v and ("%10.2f"):format(v) or ("%10s"):format("-") end
 local function ratio(a, b) return a and b and ("%8.2f"):format(a / b) or ("%8s"):format("-") end
-print(("waiting, %s: medians of %d interleaved rounds; blocking = PARALLEL_SPIN=0, same build"):format(
-  os.date("!%Y-%m-%d %H:%M UTC"), ROUNDS))
+print(("waiting, %s: medians of %d rounds; block = spinning off (parallel.waiting{spin = false}),"
+  .. " interleaved with spin in the same process"):format(os.date("!%Y-%m-%d %H:%M UTC"), ROUNDS))
 for _, p in ipairs({ quiet, loaded }) do
-  print(("  %-10s 1-min load %.2f -> %.2f, runnable (median of rounds) %s, %d CPUs"):format(
-    p.label, p.load0 or -1, p.load1 or -1, tostring(p.running), CPUS))
+  print(("  %-10s 1-min load %.2f -> %.2f, runnable (median of rounds) %s, %d CPUs, spins begun per run %s"):format(
+    p.label, p.load0 or -1, p.load1 or -1, tostring(p.running), CPUS, tostring(p.spins)))
 end
 print(("%-22s %10s %10s %10s %10s %8s %8s %8s"):format("measure", "quiet", "q.block", "load",
   "l.block", "l/lblk", "l/q", "q/qblk"))

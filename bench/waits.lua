@@ -1,7 +1,10 @@
--- The figures that depend on how threads wait, measured once each in a
--- fresh process (so PARALLEL_SPIN in its environment applies): run by
--- bench/load.lua, quiet and under load, with spinning and without.
--- Prints "name<TAB>value<TAB>unit" lines. Standalone: lua5.4 bench/waits.lua
+-- The figures that depend on how threads wait: round trip, submit all then
+-- get, a queue, a lock counter; each with the waiting policy as built
+-- ("spin") and with spinning turned off (parallel.waiting{spin = false},
+-- "block"), in ROUNDS interleaved rounds in this one process (the order of
+-- the two alternates), each figure the median of its rounds. Run by
+-- bench/load.lua quiet and under load. Prints "name<TAB>value<TAB>unit"
+-- lines. Standalone: lua5.4 bench/waits.lua
 if not package.searchpath("parallel.core", package.cpath) then
   package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
   package.cpath = "./build/?.so;" .. package.cpath
@@ -9,41 +12,45 @@ end
 local parallel = require "parallel"
 local now = parallel.now
 
-local function report(name, value, unit)
-  io.write(("%s\t%.6g\t%s\n"):format(name, value, unit))
-  io.flush()
-end
-
+local ROUNDS = tonumber(os.getenv("BENCH_WAITS_ROUNDS")) or 9
 local pool = parallel.pool(2)
 local function inc(x) return x + 1 end
 pool:map(inc, { 1, 2, 3, 4 })
 
-do -- one submit -> get at a time: the median call, as bench/python/roundtrip.py
-  local M = 1000
-  for i = 1, 100 do pool:submit(inc, i):get() end
+local function median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
+end
+
+local measures = {}
+
+-- One submit -> get at a time: the median call, as bench/python/roundtrip.py.
+measures.roundtrip = function()
+  local M = 300
   local samples = {}
   for i = 1, M do
     local t0 = now()
     pool:submit(inc, i):get()
     samples[i] = now() - t0
   end
-  table.sort(samples)
-  report("roundtrip", samples[M // 2] * 1e6, "us")
+  return median(samples) * 1e6, "us"
 end
 
-do -- submit all, then get each
-  local N = 10000
+-- Submit all, then get each.
+measures.submit_all = function()
+  local N = 3000
   local t0 = now()
   local fs = {}
   for i = 1, N do fs[i] = pool:submit(inc, i) end
   for i = 1, N do fs[i]:get() end
-  report("submit_all", (now() - t0) / N * 1e6, "us/task")
+  return (now() - t0) / N * 1e6, "us/task"
 end
 
-do -- integers from one producer thread to this one, queue of capacity 1024
-  local n = 100000
+-- Integers from one pool worker to this thread, a queue of capacity 1024.
+measures.queue = function()
+  local n = 30000
   local q, go = parallel.queue(1024), parallel.event()
-  local f = parallel.spawn(function(q, go, n)
+  local f = pool:submit(function(q, go, n)
     go:wait()
     for i = 1, n do q:push(i) end
     q:close()
@@ -55,11 +62,12 @@ do -- integers from one producer thread to this one, queue of capacity 1024
   local t = now() - t0
   f:get()
   assert(count == n)
-  report("queue", n / t / 1e6, "M items/s")
+  return n / t / 1e6, "M items/s"
 end
 
-do -- 2 threads x n locked get/set of one counter
-  local n = 50000
+-- Two pool workers x n locked get/set of one counter.
+measures.lock_counter = function()
+  local n = 10000
   local v, l, start = parallel.value("int64", 0), parallel.lock(), parallel.barrier(3)
   local fs = {}
   for t = 1, 2 do
@@ -73,12 +81,32 @@ do -- 2 threads x n locked get/set of one counter
   for t = 1, 2 do fs[t]:get() end
   local t = now() - t0
   assert(v:get() == 2 * n)
-  report("lock_counter", t / (2 * n) * 1e9, "ns/op")
+  return t / (2 * n) * 1e9, "ns/op"
 end
 
-pool:shutdown()
-if os.getenv("BENCH_WAITS_DEBUG") then
-  local w = parallel.waiting()
-  io.stderr:write(("spin %s runnable %d machine %s spins pool %d future %d queue %d lock %d\n"):format(
-    tostring(w.spin), w.runnable, tostring(w.machine_runnable), w.spins.pool, w.spins.future, w.spins.queue, w.spins.lock))
+local names = { "roundtrip", "submit_all", "queue", "lock_counter" }
+local got, units = {}, {}
+for _, k in ipairs(names) do got[k] = { spin = {}, block = {} } end
+for r = 1, ROUNDS do
+  local order = r % 2 == 1 and { "spin", "block" } or { "block", "spin" }
+  for _, mode in ipairs(order) do
+    parallel.waiting({ spin = mode == "spin" })
+    for _, k in ipairs(names) do
+      local v, unit = measures[k]()
+      local t = got[k][mode]
+      t[#t + 1] = v
+      units[k] = unit
+    end
+  end
 end
+parallel.waiting({ spin = true })
+for _, k in ipairs(names) do
+  for _, mode in ipairs({ "spin", "block" }) do
+    io.write(("%s_%s\t%.6g\t%s\n"):format(k, mode, median(got[k][mode]), units[k]))
+  end
+end
+local w = parallel.waiting()
+io.write(("spins\t%d\tspins begun (pool %d, future %d, queue %d, lock %d)\n"):format(
+  w.spins.pool + w.spins.future + w.spins.queue + w.spins.lock,
+  w.spins.pool, w.spins.future, w.spins.queue, w.spins.lock))
+pool:shutdown()

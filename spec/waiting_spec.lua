@@ -23,6 +23,22 @@ describe("parallel.waiting", function()
     end
   end)
 
+  it("waiting{spin = false} turns spinning off for the process, spin = true back on", function()
+    local was = parallel.waiting().spin
+    local off = parallel.waiting({ spin = false })
+    assert.is_false(off.spin)
+    for _, limit in pairs(off.limit_us) do assert.equal(0, limit) end
+    local pool = parallel.pool(1)
+    for i = 1, 20 do assert.equal(i + 1, pool:submit(function(x) return x + 1 end, i):get()) end
+    pool:shutdown()
+    assert.equal(was, parallel.waiting({ spin = true }).spin)
+  end)
+
+  it("checks its argument", function()
+    support.assert_raises("bad argument #1 to 'waiting' (table expected, got number)",
+      function() parallel.waiting(1) end)
+  end)
+
   it("PARALLEL_SPIN=0 turns spinning off, and every kind of wait still completes #child", function()
     local out = waiting_in_child([[
       local pool = parallel.pool(2)

@@ -18,10 +18,10 @@
 #define FLOOR_NS 1000            /* below this a kind only probes */
 #define PROBE_EVERY 32
 #define SAMPLE_NS 10000000LL     /* /proc/loadavg at most every 10 ms */
-#define BUSY_LOCK_NS 2000        /* a lock's spin when no CPU is free */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static long cap_ns;              /* 0: spinning off */
+static long cap_ns;              /* 0: spinning off (PARALLEL_SPIN, one CPU) */
+static _Atomic int spin_on = 1;  /* par_wait_set_spin */
 static int cpus = 1, online = 1;
 static int loadavg_fd = -1;
 
@@ -135,17 +135,14 @@ int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline) 
   double start, stop, now;
   int i;
   pthread_once(&once, init);
-  if (cap_ns == 0) return 0;
+  if (cap_ns == 0 || !atomic_load_explicit(&spin_on, memory_order_relaxed)) return 0;
   limit = old = atomic_load_explicit(&k->limit_ns, memory_order_relaxed);
   if (limit < FLOOR_NS) {
     if (atomic_fetch_add_explicit(&k->probes, 1, memory_order_relaxed) % PROBE_EVERY) return 0;
     limit = cap_ns;
   }
   start = now = par_now();
-  if (!cpus_free(start)) {
-    if (kind != PAR_WAIT_LOCK) return 0;
-    if (limit > BUSY_LOCK_NS) limit = BUSY_LOCK_NS;
-  }
+  if (!cpus_free(start)) return 0;
   atomic_fetch_add_explicit(&k->spins, 1, memory_order_relaxed);
   stop = start + (double)limit * 1e-9;
   if (deadline < stop) stop = deadline;
@@ -174,11 +171,16 @@ void par_wait_thread_end(void) { atomic_fetch_sub_explicit(&threads, 1, memory_o
 void par_wait_sleep_begin(void) { atomic_fetch_add_explicit(&sleepers, 1, memory_order_relaxed); }
 void par_wait_sleep_end(void) { atomic_fetch_sub_explicit(&sleepers, 1, memory_order_relaxed); }
 
+void par_wait_set_spin(int on) {
+  pthread_once(&once, init);
+  atomic_store(&spin_on, on != 0);
+}
+
 void par_wait_get_info(par_wait_info *info) {
   int i, m;
   pthread_once(&once, init);
   sample_machine((long long)(par_now() * 1e9));
-  info->enabled = cap_ns > 0;
+  info->enabled = cap_ns > 0 && atomic_load(&spin_on);
   info->cap_us = (double)cap_ns / 1000;
   info->cpus = cpus;
   info->online = online;
@@ -187,7 +189,7 @@ void par_wait_get_info(par_wait_info *info) {
   info->machine_runnable = m < 0 ? -1 : m / 16.0;
   for (i = 0; i < PAR_WAIT_KINDS; i++) {
     long l = atomic_load(&kinds[i].limit_ns);
-    info->limit_us[i] = cap_ns && l >= FLOOR_NS ? (double)l / 1000 : 0;
+    info->limit_us[i] = info->enabled && l >= FLOOR_NS ? (double)l / 1000 : 0;
     info->spins[i] = atomic_load(&kinds[i].spins);
   }
 }

@@ -11,8 +11,9 @@
  * wait for needed. So a waiter spins only while it can pay:
  *
  *  - never when spinning is off: PARALLEL_SPIN=0 in the environment (read
- *    once), or built with -DPAR_NO_SPIN. PARALLEL_SPIN=<n> caps a spin at n
- *    microseconds instead of the default;
+ *    once), built with -DPAR_NO_SPIN, or par_wait_set_spin(0) (the bench
+ *    compares both ways in one process). PARALLEL_SPIN=<n> caps a spin at
+ *    n microseconds instead of the default;
  *  - not when this process has more runnable threads than CPUs it may use
  *    (sched_getaffinity, and a cgroup v2 cpu.max quota): our threads count
  *    as runnable unless they sleep in a core wait (par_cond_wait_until
@@ -23,10 +24,9 @@
  *    smoothed, above the number of online CPUs. Other processes' work
  *    counts: the figure that made this policy (issue 12) was a round trip
  *    of 14-179 us while builds ran beside it, against 25 us blocking only;
- *    Locks are the exception, within 2 us: a lock is held for a few C calls,
- *    so its holder most likely runs now and is about to release it, and a
- *    sleep would cost its release a futex wake (pthread adaptive mutexes
- *    bet alike);
+ *    locks too: a spinner keeps two threads contending for the lock's
+ *    cache line, while a sleeper lets the holder run on with it (measured:
+ *    a 2 us lock spin under load made the lock counter 2-2.4 x slower);
  *  - not after spins of this kind have recently failed: each kind of waiter
  *    keeps a spin limit; a spin that ends without its predicate halves it, a
  *    spin that succeeds after t raises it to cover 2t. Below 1 us the kind
@@ -63,6 +63,9 @@ void par_wait_thread_end(void);
 /* Around a blocking sleep (par_cond_wait_until does it). */
 void par_wait_sleep_begin(void);
 void par_wait_sleep_end(void);
+
+/* Turns spinning off (0) or back on (as configured) for the process. */
+void par_wait_set_spin(int on);
 
 /* What the policy sees now, for parallel.waiting(). limit_us has
  * PAR_WAIT_KINDS entries (0: that kind sleeps at once). */

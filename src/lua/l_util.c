@@ -51,11 +51,18 @@ static int l_sleep(lua_State *L) {
   return 0;
 }
 
-/* parallel.waiting(): what the waiting policy (core/wait.h) sees now. */
+/* parallel.waiting([{spin = bool}]): what the waiting policy
+ * (core/wait.h) sees now; spin = false turns spinning off for the process,
+ * spin = true back on (unless PARALLEL_SPIN=0 or one CPU). */
 static int l_waiting(lua_State *L) {
   static const char *const names[PAR_WAIT_KINDS] = {"pool", "future", "queue", "lock"};
   par_wait_info info;
   int i;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getfield(L, 1, "spin") != LUA_TNIL) par_wait_set_spin(lua_toboolean(L, -1));
+    lua_pop(L, 1);
+  }
   par_wait_get_info(&info);
   lua_createtable(L, 0, 8);
   lua_pushboolean(L, info.enabled);
