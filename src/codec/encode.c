@@ -171,6 +171,8 @@ static void enc_fail_local(enc *e, int idx) {
       hint = NULL;
       break;
   }
+  /* a task's error value: the worker says what it was instead */
+  if (!task && strcmp(e->root, "error") == 0) hint = NULL;
   enc_fail_hint(e, what, hint);
 }
 
