@@ -184,18 +184,22 @@ static int p_decode(lua_State *L) {
 
 /* Decodes m when its codec bytes are a real message's (see the top), in
  * protected mode: a swapped or forged ref must raise, never crash. */
-static void decode_protected(lua_State *B, par_msg *m, const real *r) {
-  int top = lua_gettop(B);
+static void decode_protected(lua_State **Bp, par_msg *m, const real *r) {
+  lua_State *B;
+  int top;
   if (m->rest || !r || !r->codec_at || m->len != r->len - r->codec_at ||
       memcmp(m->data, r->bytes + r->codec_at, m->len) != 0)
     return;
+  if (!*Bp) *Bp = new_state();              /* made when first needed: it costs */
+  B = *Bp;
+  top = lua_gettop(B);
   lua_pushcfunction(B, p_decode);
   lua_pushlightuserdata(B, m);
   lua_pcall(B, 1, 0, 0);
   lua_settop(B, top);
 }
 
-static void rebuild(par_wire_peer *p, lua_State *B, const unsigned char *s, size_t n, const real *r) {
+static void rebuild(par_wire_peer *p, lua_State **B, const unsigned char *s, size_t n, const real *r) {
   par_msg *m = NULL;
   par_wire_err e;
   int rc = par_wire_rebuild(p, s, n, &m, &e);
@@ -242,7 +246,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int ops = 0;
   if (!ready) { make_reals(); ready = 1; }
   p = par_wire_peer_new(byte_(&in) & 1 ? &hooks : NULL);
-  B = new_state();
+  B = NULL;
   buf = malloc(8192);
   if (!p || !buf) abort();
   while (in.n && ops++ < 64) {
@@ -253,11 +257,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 0:                               /* raw bytes */
         n = num(&in, 512);
         if (n > in.n) n = in.n;
-        rebuild(p, B, in.p, n, NULL);
+        rebuild(p, &B, in.p, n, NULL);
         in.p += n; in.n -= n;
         break;
       case 1:                               /* a real payload */
-        rebuild(p, B, r->bytes, r->len, r);
+        rebuild(p, &B, r->bytes, r->len, r);
         break;
       case 2:                               /* mutated */
         memcpy(buf, r->bytes, n);
@@ -270,10 +274,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           else if (how == 2 && n < 8192) { memmove(buf + at + 1, buf + at, n - at); buf[at] = (unsigned char)v; n++; }
           else { memmove(buf + at, buf + at + 1, n - at - 1); n--; }
         }
-        rebuild(p, B, buf, n, r);
+        rebuild(p, &B, buf, n, r);
         break;
       case 3:                               /* truncated */
-        rebuild(p, B, r->bytes, num(&in, r->len + 1), r);
+        rebuild(p, &B, r->bytes, num(&in, r->len + 1), r);
         break;
       case 4: {                             /* spliced: the head of one, the tail of another */
         const real *r2 = &reals[byte_(&in) % (unsigned)nreals];
@@ -281,7 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t tail = r2->len - b2 < 8192 - a ? r2->len - b2 : 8192 - a;
         memcpy(buf, r->bytes, a);
         memcpy(buf + a, r2->bytes + b2, tail);
-        rebuild(p, B, buf, a + tail, NULL);
+        rebuild(p, &B, buf, a + tail, NULL);
         break;
       }
       case 5: {                             /* a hello, maybe altered */
@@ -306,6 +310,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   free(buf);
   par_wire_peer_free(p);
-  lua_close(B);
+  if (B) lua_close(B);
   return 0;
 }

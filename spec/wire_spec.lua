@@ -189,6 +189,86 @@ describe("the wire", function()
     assert.is_true(e ~= e)
   end)
 
+  describe("hostile bytes", function()
+    local function corrupt(w, bytes, what)
+      local ok, err = w:rebuild(bytes)
+      assert.is_nil(ok)
+      assert.equal("corrupt message from the other process (" .. what .. ")", err)
+    end
+
+    it("fail at every length of a truncated payload; the whole one rebuilds", function()
+      local w <close> = core._wire_test()
+      local k = 2
+      local p = w:payloads(function(x) return x + k end, {1, "a", 2.5})[1]
+      for n = 0, #p - 1 do
+        local ok, err = w:rebuild(p:sub(1, n))
+        assert.is_nil(ok)
+        assert.is_truthy(err:find("^corrupt message from the other process %("), err)
+      end
+      assert.equal("message", w:rebuild(p))
+      corrupt(w, p .. "x", "bytes after its end")
+    end)
+
+    it("fail on a function id the receiver never got (its first payload lost), then not", function()
+      local w <close> = core._wire_test()
+      local f = function(x) return x end
+      local first = w:payloads(f, 1)[1]
+      local later = w:payloads(f, 2)[1]
+      assert.is_true(#later < #first - 40)
+      corrupt(w, later, "a function id it never sent")
+      assert.equal("message", w:rebuild(first))
+      assert.equal("message", w:rebuild(later))
+    end)
+
+    it("fail on a dump whose id does not match its code", function()
+      local w <close> = core._wire_test()
+      local p = w:payloads(function(x) return x end, 1)[1]
+      -- A1, one ref (81), a dump (01), its id: bytes 4..11
+      assert.equal("\161\129\1", p:sub(1, 3))
+      local forged = p:sub(1, 10) .. string.char((p:byte(11) + 1) % 256) .. p:sub(12)
+      corrupt(w, forged, "a function whose id does not match its code")
+    end)
+
+    it("fail on a forged handle, which no backend here serves", function()
+      local w <close> = core._wire_test()
+      -- one handle (parallel.queue, owner 1, id 1), codec bytes: a value T_OBJ slot 0
+      local handle = "\3\142parallel.queue\129\129"
+      local ok, err = w:rebuild("\161\129" .. handle .. "\132\82\129\11\128")
+      assert.is_nil(ok)
+      assert.equal("cannot receive parallel.queue from another process", err)
+      corrupt(w, "\161\129\3\131a\0b\129\129\132\82\129\11\128", "a malformed handle")
+      corrupt(w, "\161\129\9", "an unknown kind of reference")
+    end)
+
+    it("fail on unknown kinds and streams, and on a hello out of place", function()
+      local w <close> = core._wire_test()
+      corrupt(w, "", "empty")
+      corrupt(w, "\167", "an unknown kind of payload")
+      corrupt(w, "\163\133\128\128", "a segment of an unknown stream")
+      corrupt(w, "\164\133", "the end of an unknown stream")
+      corrupt(w, "\164\128", "a bad stream number")
+      corrupt(w, core._wire_hello(), "a hello where a message was expected")
+    end)
+
+    it("feed a stream's segments to its first one; a restarted receiver closes an open stream", function()
+      local w <close> = core._wire_test()
+      local t = {}
+      for i = 1, 200000 do t[i] = i end
+      local ps = w:payloads(function(x) return #x end, t)
+      assert.is_true(#ps >= 3)
+      assert.equal("message", w:rebuild(ps[1]))
+      corrupt(w, ps[1], "a stream started twice")
+      for i = 2, #ps do assert.equal("consumed", w:rebuild(ps[i])) end
+      assert.equal(0, w:stats().streams_open)
+      ps = w:payloads(function(x) return #x end, t)
+      assert.equal("message", w:rebuild(ps[1]))
+      assert.equal(1, w:stats().streams_open)
+      w:reset()
+      assert.equal(0, w:stats().streams_open)
+      corrupt(w, ps[2], "a segment of an unknown stream")
+    end)
+  end)
+
   describe("fingerprint", function()
     it("names the Lua version, sizes, byte order and versions", function()
       local f = core._wire_fingerprint()

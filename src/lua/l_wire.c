@@ -11,6 +11,8 @@
  *   w:call(fn, ...)    --> true, results...  |  false, err, traceback
  *   w:map(fn, list)    --> results (list, as one map chunk)
  *   w:reset()          -- the second state restarts: both peers forget
+ *   w:payloads(fn, ...) --> the payloads of that call, not sent
+ *   w:rebuild(payload) --> "message" | "consumed" | nil, error (the other side)
  *   w:stats()          --> {bytes_out, bytes_back, frames_out, frames_back,
  *                           dumps_sent, ids_sent, dumps_received, ...}
  *   core._wire_fingerprint() --> this process's fingerprint
@@ -308,6 +310,47 @@ static int wt_map(lua_State *L) {
   }
 }
 
+/* w:payloads(fn, ...) --> the payloads of that call as this side would
+ * send them (its peer marks the functions sent), nothing sent */
+static int wt_payloads(lua_State *L) {
+  wiretest *w = check_wt(L);
+  par_msg *first = NULL, *m;
+  par_wire_err e;
+  size_t at = 0;
+  int i = 0;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  m = codec_encode_call_streamed(L, 2, lua_gettop(L) - 1, submit_first, &first);
+  if (flatten_all(w, w->a, m ? m : first, &e) < 0) raise_wire(L, &e);
+  lua_newtable(L);
+  while (at < w->frames.len) {
+    uint32_t len;
+    memcpy(&len, w->frames.data + at, 4);
+    lua_pushlstring(L, (const char *)w->frames.data + at + 4, len);
+    lua_rawseti(L, -2, ++i);
+    at += 4 + len;
+  }
+  return 1;
+}
+
+/* w:rebuild(payload) --> "message" | "consumed" | nil, error: the other
+ * side's peer rebuilds bytes (from w:payloads, or forged) */
+static int wt_rebuild(lua_State *L) {
+  wiretest *w = check_wt(L);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  par_msg *m = NULL;
+  par_wire_err e;
+  int r = par_wire_rebuild(w->b, s, n, &m, &e);
+  if (r == PAR_WIRE_ERROR) {
+    lua_pushnil(L);
+    lua_pushstring(L, e.msg);
+    return 2;
+  }
+  par_msg_free(m);
+  lua_pushstring(L, r == PAR_WIRE_MESSAGE ? "message" : "consumed");
+  return 1;
+}
+
 static int wt_reset(lua_State *L) {
   wiretest *w = check_wt(L);
   lua_close(w->B);
@@ -401,6 +444,7 @@ static int l_wire_check_hello(lua_State *L) {
 void l_wire_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "call", wt_call }, { "map", wt_map }, { "reset", wt_reset }, { "stats", wt_stats },
+    { "payloads", wt_payloads }, { "rebuild", wt_rebuild },
     { "close", wt_gc }, { NULL, NULL }
   };
   if (luaL_newmetatable(L, WIRETEST)) {
