@@ -181,10 +181,47 @@ par_proto *proto_from_dump(const char *dump, size_t len) {
 /* Pushes a closure of p: for a simple one, the cached closure itself;
  * otherwise a new closure from the cached factory (or, without one, from
  * the dump), whose upvalues the caller sets. */
+/* A prototype without a factory of its own (one received from another
+ * process: making a factory needs a Lua state) gets one per receiving
+ * state, on first use, kept with the others (false: none can be made).
+ * p is only read: other threads may use it. Pushes the loaded factory and
+ * returns 1, or returns 0 with nothing pushed. */
+static int state_factory(lua_State *L, par_proto *p) {
+  lua_Integer key = -(lua_Integer)p->id;
+  par_proto tmp;
+  int t, ok;
+  if (atomic_load(&factory_works) != 1) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
+  t = lua_rawgeti(L, -1, key);
+  if (t == LUA_TFUNCTION) { lua_remove(L, -2); return 1; }
+  lua_pop(L, 1);
+  if (t == LUA_TBOOLEAN) { lua_pop(L, 1); return 0; }
+  memset(&tmp, 0, sizeof tmp);
+  tmp.dump = p->dump;
+  tmp.len = p->len;
+  ok = make_factory(L, &tmp);
+  if (ok && luaL_loadbufferx(L, tmp.factory, tmp.factory_len, "=parallel", "b") != LUA_OK) {
+    lua_pop(L, 1);
+    ok = 0;
+  }
+  free(tmp.factory);
+  if (!ok) lua_pushboolean(L, 0);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, key);
+  lua_remove(L, -2);
+  if (ok) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
 void proto_push_closure(lua_State *L, par_proto *p, int simple) {
   lua_Integer key = simple ? (lua_Integer)p->id : -(lua_Integer)p->id;
   int cached;
   if (!simple && !p->factory) {
+    if (state_factory(L, p)) {
+      lua_call(L, 0, 1);
+      return;
+    }
     if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK) lua_error(L);
     return;
   }

@@ -37,7 +37,7 @@ par_proto *proto_get(lua_State *L, int idx);
 
 /* A prototype of the dump received from another process (the wire layer):
  * one reference to the caller, its globals scanned as for a local one, no
- * factory (each closure with upvalues loads the dump). NULL on out of
+ * factory (each receiving state makes its own on first use). NULL on out of
  * memory. No Lua state is touched. */
 par_proto *proto_from_dump(const char *dump, size_t len);
 
