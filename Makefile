@@ -14,12 +14,14 @@ WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 NOPLT ?= -fno-plt
 BASE_CFLAGS = -std=c11 -pthread -fPIC -fvisibility=hidden $(NOPLT) $(WARN) -I$(LUA_INCDIR) -Isrc -Iinclude
 
-SRC  = $(wildcard src/core/*.c) $(wildcard src/codec/*.c) $(wildcard src/wire/*.c) $(wildcard src/lua/*.c)
+SRC  = $(wildcard src/core/*.c) $(wildcard src/codec/*.c) $(wildcard src/wire/*.c) $(wildcard src/process/*.c) $(wildcard src/lua/*.c)
 HDR  = $(wildcard src/*/*.h) $(wildcard include/*.h)
 
 BUILD ?= build
 SO    = $(BUILD)/parallel/core.so
 LIBA  = $(BUILD)/libparallel.a
+# The program process pools start for their workers, beside core.so.
+WORKER = $(BUILD)/parallel/parallel-worker
 
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
@@ -32,7 +34,7 @@ SPEC ?= spec
 
 .PHONY: all deps test run bench examples asan tsan valgrind install clean stress
 
-all: $(SO) $(LIBA)
+all: $(SO) $(LIBA) $(WORKER)
 
 $(SO): $(SRC) $(HDR) Makefile
 	@mkdir -p $(dir $@)
@@ -43,6 +45,10 @@ $(LIBA): $(SRC) $(HDR) Makefile
 	cd $(BUILD)/obj && for f in $(SRC); do \
 	  $(CC) $(BASE_CFLAGS) -I$(CURDIR)/src -I$(CURDIR)/include $(CFLAGS) -c $(CURDIR)/$$f -o $$(echo $$f | tr / _ | sed 's/\.c$$/.o/') || exit 1; done
 	ar rcs $@ $(BUILD)/obj/*.o
+
+$(WORKER): src/bin/parallel-worker.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ src/bin/parallel-worker.c $(LIBA) $(LDFLAGS) $(EMBED_LIBS) -lm
 
 # Installs what a fresh Debian machine lacks (as root), once.
 deps:
@@ -66,7 +72,7 @@ examples: deps all
 
 asan: deps
 	$(MAKE) BUILD=build-asan CORE_TEST_FLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test-core test-wire
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" build-asan/parallel/core.so
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" build-asan/parallel/core.so build-asan/parallel/parallel-worker
 	LUA_CPATH="$(CURDIR)/build-asan/?.so;;" LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 $(BUSTED) --exclude-tags=stress $(SPEC)
 
@@ -82,7 +88,7 @@ TSAN_RUN = LUA_CPATH="$(CURDIR)/build-tsan/?.so;;" LD_PRELOAD="$$($(CC) -print-f
   $(BUSTED) -o TAP --exclude-tags=stress,child
 tsan: deps
 	$(MAKE) BUILD=build-tsan CORE_TEST_FLAGS="-O1 -g -fsanitize=thread" test-core test-wire
-	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" build-tsan/parallel/core.so
+	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" build-tsan/parallel/core.so build-tsan/parallel/parallel-worker
 	@for f in $$(if [ -d $(SPEC) ]; then ls $(SPEC)/*_spec.lua; else echo $(SPEC); fi); do \
 	  for try in 1 2 3; do \
 	    if $(TSAN_RUN) $$f > build-tsan/last.log 2>&1; then ok=1; break; fi; ok=0; \
@@ -107,6 +113,7 @@ valgrind: deps all
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)/parallel $(DESTDIR)$(LUA_SHAREDIR)/parallel
 	install -m 755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/parallel/core.so
+	install -m 755 $(WORKER) $(DESTDIR)$(LUA_LIBDIR)/parallel/parallel-worker
 	install -m 644 lua/parallel/*.lua $(DESTDIR)$(LUA_SHAREDIR)/parallel/
 
 clean:
@@ -132,9 +139,27 @@ $(FDPOLL): spec/fdpoll.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ spec/fdpoll.c
 
 fdpoll: $(FDPOLL)
-test stress asan tsan valgrind: $(FDPOLL)
+test stress asan tsan valgrind test-process: $(FDPOLL) $(CRASHLIB)
 
 .PHONY: fdpoll
+
+# Ways for a worker process to die, for spec/process_spec.lua.
+CRASHLIB = build/test/crash.so
+$(CRASHLIB): spec/crash.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ spec/crash.c
+
+crashlib: $(CRASHLIB)
+
+# The spec files about pools again, with every pool the specs make a
+# process pool (spec/support.lua reads PARALLEL_TEST_BACKEND); tests of
+# what only threads have are tagged #threads.
+PROCESS_SPECS ?= spec/pool_spec.lua spec/future_spec.lua spec/fd_spec.lua spec/interrupt_spec.lua \
+                 spec/process_spec.lua
+test-process: deps all
+	PARALLEL_TEST_BACKEND=process $(BUSTED) --exclude-tags=stress,threads $(PROCESS_SPECS)
+
+.PHONY: crashlib test-process
 
 # Packaging: lint the rockspecs, install into a temporary tree, run against it.
 rock-check:

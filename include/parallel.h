@@ -98,6 +98,26 @@ typedef void (*parallel_state_hook)(lua_State *L, void *ud);
  */
 PARALLEL_API void parallel_set_state_hook(parallel_state_hook fn, void *ud);
 
+/*
+ * Process pools (parallel.pool{backend = "process"}) run their workers in
+ * processes started from a worker executable: by default `parallel-worker`
+ * installed beside parallel/core.so, or the program named by the
+ * PARALLEL_WORKER environment variable. A host that links the core
+ * statically can serve as its own worker executable instead (its workers
+ * then get its state hook, hence its C libraries): call this first thing
+ * in main, and return what it returns unless that is -1:
+ *
+ *     int main(int argc, char **argv) {
+ *       int status = parallel_worker_main(argc, argv);
+ *       if (status >= 0) return status;     // this process was a worker
+ *       ...                                  // the host's own work
+ *
+ * It returns -1 at once when argv does not start a worker (and records that
+ * this program can); in a worker it serves tasks until the pool ends and
+ * returns the exit status.
+ */
+PARALLEL_API int parallel_worker_main(int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

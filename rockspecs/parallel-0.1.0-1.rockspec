@@ -22,9 +22,10 @@ supported_platforms = { "linux", "bsd", "macosx" }
 dependencies = {
    "lua >= 5.4, < 5.5",
 }
--- The Makefile builds parallel.core from src/core, src/codec, src/wire and src/lua with
+-- The Makefile builds parallel.core from src/core, src/codec, src/wire, src/process and src/lua with
 -- -std=c11 -pthread -fvisibility=hidden and the include dirs (src/, include/,
--- Lua's); `make install` puts parallel/core.so in LIBDIR and the facade
+-- Lua's); `make install` puts parallel/core.so in LIBDIR (and beside it
+-- parallel/parallel-worker, the program process pools start) and the facade
 -- (lua/parallel/init.lua as `parallel`, lua/parallel/progress.lua as
 -- `parallel.progress`) in LUADIR. The builtin backend cannot pass -std or
 -- -pthread per module, hence make. BUILD keeps the rock's objects apart from

@@ -330,7 +330,7 @@ describe("pool", function()
       for i = 1, 30 do assert.equal(i * i, seen[i]) end
     end)
 
-    it("yields in completion order (a held first item is not first)", function()
+    it("yields in completion order (a held first item is not first) #threads", function()
       -- item 1 waits until the loop has seen every other item
       local release, order = parallel.event(), {}
       local function f(x, e) if x == 1 then e:wait(10) end return x end
@@ -418,7 +418,7 @@ describe("pool", function()
       assert.is_true(s.busy[1] + s.busy[2] >= 0.15, "busy " .. s.busy[1] .. " + " .. s.busy[2])
     end)
 
-    it("counts pending, running and cancelled", function()
+    it("counts pending, running and cancelled #threads", function()
       local p <close> = parallel.pool(1)
       local a, _, release = occupy(p)
       local b = p:submit(function() return "b" end)
@@ -449,7 +449,7 @@ describe("pool", function()
       end
     end)
 
-    it("with cancel = true cancels queued futures", function()
+    it("with cancel = true cancels queued futures #threads", function()
       local p = parallel.pool(1)
       local a, running, release = occupy(p)
       running()
@@ -546,7 +546,7 @@ describe("parallel.spawn", function()
     assert.equal("done", f:state())
   end)
 
-  it("runs on a thread of its own, beside busy pools", function()
+  it("runs on a thread of its own, beside busy pools #threads", function()
     local p <close> = parallel.pool(1)
     local a, _, release = occupy(p)
     local f = parallel.spawn(function() return "own thread" end)

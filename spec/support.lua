@@ -115,4 +115,23 @@ function M.occupy(pool)
   return f, running, release
 end
 
+-- PARALLEL_TEST_BACKEND=process (make test-process): every pool the specs
+-- make with parallel.pool is a process pool unless it names its backend.
+-- Tests of what only thread pools have are tagged #threads.
+M.backend = os.getenv("PARALLEL_TEST_BACKEND") or "threads"
+if M.backend ~= "threads" then
+  local parallel = require "parallel"
+  local make = parallel.pool
+  parallel.pool = function(opts, ...)
+    if opts == nil or math.type(opts) == "integer" then opts = { workers = opts } end
+    if type(opts) == "table" and opts.backend == nil then
+      local copy = {}
+      for k, v in pairs(opts) do copy[k] = v end
+      copy.backend = M.backend
+      opts = copy
+    end
+    return make(opts, ...)
+  end
+end
+
 return M

@@ -42,5 +42,10 @@ assert(table.concat(squares, " ") == "1 4 9 16 25")
 local kind = pool:apply(function() return type(require("parallel.progress")) end)
 print("worker require    " .. kind)
 assert(require("parallel.core")._VERSION)
+-- Process pools start the installed parallel-worker beside core.so.
+local procs <close> = parallel.pool{backend = "process", workers = 2}
+local cubes = procs:map(function(x) return x * x * x end, {1, 2, 3})
+print("process map       " .. table.concat(cubes, " "))
+assert(table.concat(cubes, " ") == "1 8 27")
 print("rock-check: OK")
 LUA

@@ -2,7 +2,8 @@
  * A host application that embeds Lua 5.4 and links `parallel` statically
  * (build/libparallel.a): it opens the module in its own state with
  * parallel_preload, registers its C library `hostlib` there and -- through
- * the state hook -- in every worker state, then runs a Lua script.
+ * the state hook -- in every worker state, then runs a Lua script. It is
+ * also the worker executable of its process pools (parallel_worker_main).
  *
  *   usage: host SCRIPT [LUA_DIR]   (LUA_DIR holds parallel/init.lua; default "lua")
  *
@@ -86,6 +87,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   parallel_set_state_hook(open_host_libs, (void *)&states_prepared);
+  /* This program also serves as the worker of its process pools: started
+   * as one, it serves and ends here (with the hook set above, so worker
+   * processes have hostlib as well). */
+  status = parallel_worker_main(argc, argv);
+  if (status >= 0) return status;
   L = luaL_newstate();
   if (!L) { fprintf(stderr, "host: cannot create a Lua state\n"); return 1; }
   luaL_openlibs(L);

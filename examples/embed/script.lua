@@ -51,3 +51,15 @@ end
 print(("check: %d/%d checksums match the Lua reference %s"):format(#data - bad, #data,
   bad == 0 and "OK" or "FAILED"))
 if bad > 0 then error("checksum mismatch") end
+
+-- 3. A process pool: this host is its own worker executable (its main calls
+-- parallel_worker_main after setting the state hook), so the worker
+-- processes have hostlib too.
+local procs <close> = parallel.pool{ backend = "process", workers = 2 }
+local psums = procs:map(hostlib.checksum, data)
+local pids = procs:map(function() return io.open("/proc/self/stat"):read("n") end, { 1, 2, 3, 4 })
+for i, s in ipairs(data) do
+  if psums[i] ~= fnv1a(s, 1) then error("process pool: checksum mismatch at " .. i) end
+end
+print(("processes: %d checksums match, computed outside this process (pid %d, e.g. %d)"):format(
+  psums.n, io.open("/proc/self/stat"):read("n"), pids[1]))

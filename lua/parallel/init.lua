@@ -32,10 +32,13 @@ end
 
 -- Option tables: every key must be known and every value of its kind
 -- (core._options, shared with the C functions' option tables).
-local MAP_OPTIONS = { chunksize = "count", timeout = "seconds", progress = "progress" }
+local MAP_OPTIONS = { chunksize = "count", timeout = "seconds", progress = "progress",
+  task_timeout = "seconds" }
 
 local function check_opts(opts, n, fname, spec)
-  return core._options(opts, n, fname, spec or MAP_OPTIONS, 3) or {}
+  opts = core._options(opts, n, fname, spec or MAP_OPTIONS, 3) or {}
+  if opts.task_timeout == 0 then argerror(n, fname, "task_timeout must be a positive number", 4) end
+  return opts
 end
 
 local function check_open(pool)
@@ -45,7 +48,8 @@ end
 local MPI_POOL_OPTIONS = { backend = "mpi", workers = "count", depth = "count", init = "function",
   init_args = "table" }
 
---- parallel.pool(n | {workers =, init =, init_args =, memory_limit =}) --> pool
+--- parallel.pool(n | {workers =, init =, init_args =, memory_limit =,
+-- backend = "threads" | "process" | "mpi", max_tasks_per_worker =}) --> pool
 -- (a call, not a tail call, so that errors name 'pool')
 -- backend = "mpi": the other ranks of an MPI job (parallel.mpi, see README).
 function M.pool(...)
@@ -69,13 +73,23 @@ local Future = core._methods("parallel.future")
 
 local function workers_of(pool) return pool:stats().workers end
 
+-- task_timeout ends a task by killing its worker: process pools only.
+local function check_task_timeout(pool, opts, fname)
+  if opts.task_timeout and pool:stats().backend ~= "process" then
+    argerror(3, fname, "task_timeout needs a process pool (backend = \"process\")", 4)
+  end
+end
+
 local function default_chunksize(n, workers)
   return max(1, ceil(n / (4 * workers)))
 end
 
 -- Raises the error of a failed chunk, naming the item.
-local function raise_item(f)
+-- `single`: the index of the chunk's one item, named when the failure has
+-- no index of its own (a process pool's worker died or was killed).
+local function raise_item(f, single)
   local e, tb, index = f:_failure()
+  index = index or single
   if f:state() == "cancelled" then error("cancelled", 0) end
   if type(e) == "string" then
     if index then e = "item " .. index .. ": " .. e end
@@ -99,10 +113,13 @@ local function map_impl(pool, fname, fn, list, opts, star)
   check(list, "table", 2, fname)
   opts = check_opts(opts, 3, fname)
   check_open(pool)
+  check_task_timeout(pool, opts, fname)
   local n = #list
   local results = { n = n }
   if n == 0 then return results end
-  local cs = opts.chunksize or default_chunksize(n, workers_of(pool))
+  -- task_timeout bounds each task: one item per task unless chunksize says otherwise
+  local tt = opts.task_timeout
+  local cs = opts.chunksize or (tt and 1) or default_chunksize(n, workers_of(pool))
   local futures, firsts = {}, {}
   -- A list with a metatable (a proxy) is read as list[i] reads it; the C
   -- side reads plain tables raw, which is the same thing and runs no code.
@@ -113,9 +130,9 @@ local function map_impl(pool, fname, fn, list, opts, star)
     if proxy then
       local items = {}
       for i = first, last do items[i - first + 1] = list[i] end
-      f = pool:_chunk(fn, items, 1, last - first + 1, star, first)
+      f = pool:_chunk(fn, items, 1, last - first + 1, star, first, tt)
     else
-      f = pool:_chunk(fn, list, first, last, star)
+      f = pool:_chunk(fn, list, first, last, star, first, tt)
     end
     futures[#futures + 1] = f
     firsts[f] = first
@@ -133,7 +150,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
     if f:state() ~= "done" then
       cancel_all(futures)
       if report then report(done, n, true) end
-      raise_item(f)
+      raise_item(f, cs == 1 and firsts[f] or nil)
     end
     done = done + f:_into(results, firsts[f])
     if report then report(done, n) end
@@ -175,9 +192,11 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   end
   opts = check_opts(opts, 3, fname)
   check_open(pool)
+  check_task_timeout(pool, opts, fname)
   local workers = workers_of(pool)
   local total = type(list) == "table" and #list or nil
-  local cs = opts.chunksize or (total and default_chunksize(total, workers)) or 16
+  local tt = opts.task_timeout
+  local cs = opts.chunksize or (tt and 1) or (total and default_chunksize(total, workers)) or 16
   local next_item = item_source(list)
   local window = 2 * workers
   local inflight, head, tail = {}, 1, 0      -- ordered: FIFO of futures
@@ -199,7 +218,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
         items[k] = v
       end
       if k == 0 then break end
-      local f = pool:_chunk(fn, items, 1, k, false, index + 1)
+      local f = pool:_chunk(fn, items, 1, k, false, index + 1, tt)
       firsts[f] = index + 1
       index = index + k
       nflight = nflight + 1
@@ -235,7 +254,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     nflight = nflight - 1
     if f:state() ~= "done" then
       cancel_inflight()
-      raise_item(f)
+      raise_item(f, cs == 1 and firsts[f] or nil)
     end
     local res, count = f:get()
     buf, bufpos, buflen, buffirst = res, 0, count, firsts[f]

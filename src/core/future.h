@@ -55,6 +55,7 @@ struct par_future {
   const par_future_sink *sink;   /* the owner's completion notices */
   par_future *next_done;     /* the owner's completed list (its mutex) */
   _Atomic int orphan;        /* no handle to it was ever given out */
+  double timeout;            /* seconds a backend that can kill lets it run; 0: no limit */
 };
 
 extern const par_type par_future_type;

@@ -281,6 +281,19 @@ static int pool_interrupt(par_object *owner, par_future *f) {
   return 1;
 }
 
+int par_pool_kill(par_pool *p, par_future *f) {
+  int i, found = 0;
+  if (!p->ops->kill) return pool_interrupt(&p->hdr, f);
+  if (atomic_load(&f->state) != PAR_RUNNING) return 0;
+  for (i = 0; i < p->nworkers; i++) {
+    par_worker *w = &p->workers[i];
+    pthread_mutex_lock(&w->mu);
+    if (w->current == f && w->ctx) { p->ops->kill(w->ctx); found = 1; }
+    pthread_mutex_unlock(&w->mu);
+  }
+  return found;
+}
+
 void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   par_future **drop = NULL;
   size_t ndrop = 0, i;

@@ -52,6 +52,10 @@ typedef struct par_pool_ops {
   /* After start, interruptible like a task (shutdown's interrupt reaches
    * it): the user's set-up code. May be NULL. */
   void (*init)(void *ctx);
+  /* Any thread, with the worker's `mu` held while f is its current task:
+   * end f now, wherever it is (a process backend kills the process).
+   * NULL: kill falls back to interrupt. */
+  void (*kill)(void *ctx);
 } par_pool_ops;
 
 struct par_worker {
@@ -105,6 +109,8 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud);
 int par_pool_submit(par_pool *p, par_future *f);
 void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt);
 int par_pool_is_shut_down(par_pool *p);
+/* Kills f if it runs on p now (ops->kill, else an interrupt): 1 if it did. */
+int par_pool_kill(par_pool *p, par_future *f);
 
 /* Counters for pool:stats(), read without a lock. */
 typedef struct par_pool_stats {

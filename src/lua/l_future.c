@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "lauxlib.h"
+#include "core/pool.h"
 #include "codec/codec.h"
 #include "lua/l_object.h"
 #include "lua/l_pool.h"
@@ -130,6 +131,17 @@ static int l_future_interrupt(lua_State *L) {
   return 1;
 }
 
+/* future:kill() --> true if the task was running and is being ended: a
+ * process pool kills the worker process running it (the task fails with
+ * "killed", the worker is replaced); a thread pool interrupts it. */
+static int l_future_kill(lua_State *L) {
+  par_future *f = check_future(L, 1);
+  par_object *owner = par_future_owner(f);
+  if (owner && owner->type == &par_pool_type) lua_pushboolean(L, par_pool_kill((par_pool *)owner, f));
+  else lua_pushboolean(L, par_future_interrupt(f));
+  return 1;
+}
+
 static int l_future_tostring(lua_State *L) {
   l_proxy *p = (l_proxy *)luaL_checkudata(L, 1, par_future_type.name);
   if (!p->obj) lua_pushliteral(L, "parallel.future (closed)");
@@ -253,6 +265,7 @@ static const luaL_Reg future_methods[] = {
   {"_failure", l_future_failure},
   {"_into", l_future_into},
   {"interrupt", l_future_interrupt},
+  {"kill", l_future_kill},
   {NULL, NULL}
 };
 

@@ -1,12 +1,16 @@
 /* parallel.pool: the Lua face of a core pool. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lauxlib.h"
 #include "codec/codec.h"
+#include "codec/proto.h"
+#include "process/spawn.h"
 #include "lua/l_object.h"
 #include "lua/l_options.h"
 #include "lua/l_pool.h"
+#include "lua/l_process.h"
 #include "lua/l_wait.h"
 #include "lua/l_worker.h"
 #include "core/pool.h"
@@ -39,21 +43,61 @@ static int check_workers(lua_State *L, int idx, int arg) {
 
 static const l_option pool_options[] = {
   {"workers", "count"}, {"init", "function"}, {"init_args", "table"}, {"memory_limit", "size"},
-  {"backend", "threads"},   /* "mpi" is the facade's (parallel.mpi) */
+  {"backend", "threads|process"},   /* "mpi" is the facade's (parallel.mpi) */
+  {"max_tasks_per_worker", "count"},
   {NULL, NULL}
 };
 
-/* parallel.pool(n) or parallel.pool{workers=, init=, init_args=, memory_limit=} */
+/* The process backend's settings; raises (freeing init) when it cannot
+ * run here. */
+static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limit,
+                                   lua_Integer max_tasks) {
+  proc_config *cfg;
+  char why[PATH_MAX + 200];
+  if (!proc_worker_path(why, sizeof why)) {
+    par_msg_free(init);
+    luaL_error(L, "cannot make a process pool: %s", why);
+  }
+  if (init) {
+    size_t i;
+    for (i = 0; i < init->nrefs; i++)
+      if (init->refs[i]->type != &par_proto_type) {
+        const char *name = init->refs[i]->type->name;
+        par_msg_free(init);
+        luaL_error(L, "bad argument #1 to 'pool' (init_args: cannot send %s to another process)", name);
+      }
+  }
+  cfg = calloc(1, sizeof *cfg);
+  if (!cfg) { par_msg_free(init); luaL_error(L, "not enough memory"); return NULL; }
+  snprintf(cfg->exe, sizeof cfg->exe, "%.*s", (int)sizeof cfg->exe - 1, why);
+  cfg->init = init;
+  cfg->memory_limit = (size_t)limit;
+  cfg->max_tasks = (long)max_tasks;
+  cfg->path = dup_field(L, "path");
+  cfg->cpath = dup_field(L, "cpath");
+  return cfg;
+}
+
+/* parallel.pool(n) or parallel.pool{workers=, init=, init_args=, memory_limit=,
+ * backend = "threads" | "process", max_tasks_per_worker=} */
 static int l_pool_new(lua_State *L) {
   int n = par_cpu_count_default();
   worker_config *cfg;
   par_pool *p;
   par_msg *init = NULL;
-  lua_Integer limit = 0;
+  lua_Integer limit = 0, max_tasks = 0;
+  int process = 0;
   if (lua_type(L, 1) == LUA_TTABLE) {
     int top;
     l_check_options(L, 1, 1, pool_options);
     if (lua_getfield(L, 1, "workers") != LUA_TNIL) n = check_workers(L, -1, 1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "backend") != LUA_TNIL) process = strcmp(lua_tostring(L, -1), "process") == 0;
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "max_tasks_per_worker") != LUA_TNIL) {
+      max_tasks = lua_tointeger(L, -1);
+      if (!process) luaL_argerror(L, 1, "max_tasks_per_worker needs backend = \"process\"");
+    }
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) limit = lua_tointeger(L, -1);
     lua_pop(L, 1);
@@ -83,6 +127,21 @@ static int l_pool_new(lua_State *L) {
     if (lua_type(L, 1) != LUA_TNUMBER)
       luaL_typeerror(L, 1, "number or table");
     n = check_workers(L, 1, 1);
+  }
+  if (process) {
+    proc_config *pc = process_config(L, init, limit, max_tasks);
+    l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
+    proxy->obj = NULL;
+    proxy->owner = 1;
+    l_object_setmeta(L, &par_pool_type);
+    p = par_pool_new(n, &process_ops, pc);
+    if (!p) {
+      process_ops.free_ud(pc);
+      return luaL_error(L, "cannot start %d worker threads", n);
+    }
+    proxy->obj = &p->hdr;
+    l_object_remember(L, -1);
+    return 1;
   }
   cfg = calloc(1, sizeof *cfg);
   if (!cfg) { par_msg_free(init); return luaL_error(L, "not enough memory"); }
@@ -126,10 +185,22 @@ static l_proxy *push_proxy(lua_State *L) {
 /* Makes the proxy's future for the task message m and queues it on p;
  * raises if it cannot (the message then belongs to the future, or is
  * freed). */
-static void submit_future(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
-  par_future *f = par_future_new(kind, m);
+static void submit_future(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m,
+                          double timeout) {
+  par_future *f;
+  if (p->ops == &process_ops) {
+    size_t i;
+    for (i = 0; i < m->nrefs; i++)
+      if (m->refs[i]->type != &par_proto_type) {
+        const char *name = m->refs[i]->type->name;
+        par_msg_free(m);
+        luaL_error(L, "cannot send %s to another process", name);
+      }
+  }
+  f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); luaL_error(L, "not enough memory"); return; }
   proxy->obj = &f->hdr;
+  f->timeout = timeout;
   switch (par_pool_submit(p, f)) {
     case PAR_OK: return;
     case PAR_CLOSED: luaL_error(L, "pool is shut down"); return;
@@ -138,8 +209,9 @@ static void submit_future(lua_State *L, l_proxy *proxy, par_pool *p, int kind, p
 }
 
 /* submit_future, then the proxy on top becomes the future's handle here. */
-static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m) {
-  submit_future(L, proxy, p, kind, m);
+static int queue_task(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m,
+                      double timeout) {
+  submit_future(L, proxy, p, kind, m, timeout);
   l_object_remember(L, -1);
   return 1;
 }
@@ -159,7 +231,7 @@ static void submit_first_segment(lua_State *L, void *ud, par_msg *m) {
     if (st->proxy->obj) par_future_mark_orphan((par_future *)st->proxy->obj);
     return;
   }
-  submit_future(L, st->proxy, st->pool, TASK_CALL, m);
+  submit_future(L, st->proxy, st->pool, TASK_CALL, m, 0);
 }
 
 /* pool:submit(fn, ...) --> future */
@@ -172,15 +244,16 @@ static int l_pool_submit(lua_State *L) {
   st.pool = p;
   st.proxy = push_proxy(L);
   m = codec_encode_call_streamed(L, 2, n, submit_first_segment, &st);
-  if (m) submit_future(L, st.proxy, p, TASK_CALL, m);
+  if (m) submit_future(L, st.proxy, p, TASK_CALL, m, 0);
   /* else it went in segments: the task is already queued */
   l_object_remember(L, -1);
   return 1;
 }
 
-/* pool:_chunk(fn, list, first, last, star [, label]) --> future running fn
- * over list[first..last] (starmap: unpacking each item); errors name items
- * from `label` on (default first) */
+/* pool:_chunk(fn, list, first, last, star [, label [, timeout]]) --> future
+ * running fn over list[first..last] (starmap: unpacking each item); errors
+ * name items from `label` on (default first); a process pool kills it
+ * after `timeout` seconds */
 static int l_pool_chunk(lua_State *L) {
   par_pool *p = check_open_pool(L);
   lua_Integer first = luaL_checkinteger(L, 4), last = luaL_checkinteger(L, 5);
@@ -189,9 +262,10 @@ static int l_pool_chunk(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_argcheck(L, first >= 1 && last >= first, 4, "empty chunk");
   lua_Integer label = luaL_optinteger(L, 7, first);
+  double timeout = luaL_optnumber(L, 8, 0);
   l_proxy *proxy = push_proxy(L);
   return queue_task(L, proxy, p, star ? TASK_STARMAP : TASK_MAP,
-                    codec_encode_chunk(L, 2, 3, first, last, label, star));
+                    codec_encode_chunk(L, 2, 3, first, last, label, star), timeout);
 }
 
 static int opt_flag(lua_State *L, int idx, const char *field, int def) {
@@ -252,6 +326,8 @@ static int l_pool_stats(lua_State *L) {
   lua_setfield(L, -2, "busy");
   lua_pushboolean(L, st.shutdown);
   lua_setfield(L, -2, "shutdown");
+  lua_pushstring(L, p->ops == &process_ops ? "process" : "threads");
+  lua_setfield(L, -2, "backend");
   return 1;
 }
 

@@ -21,7 +21,7 @@ static void run(void *ctx, par_future *f) {
 static void nothing(void *ctx) {}
 static void stop(void *ctx) { atomic_fetch_add(&stopped_workers, 1); }
 
-static const par_pool_ops ops = { start, run, nothing, nothing, stop, NULL };
+static const par_pool_ops ops = { start, run, nothing, nothing, stop, NULL, NULL };
 
 int main(void) {
   static int ctx;

@@ -1,0 +1,91 @@
+-- make bench, the process backend: parallel.pool{backend = "process"} beside
+-- the thread backend and Python's process pools, in the same run.
+--   round trip       one submit -> get at a time
+--   submit all       N submits of x + 1, then N gets, per task
+--   map              map over 200,000 items, default chunks, per item
+--   replacement      a worker that exits: from the crash to the next result
+local parallel = require "parallel"
+local now = parallel.now
+
+local py_ok = os.execute("command -v python3 >/dev/null 2>&1")
+local function python(script)
+  local out = {}
+  if not py_ok then return out end
+  local p = io.popen("python3 bench/python/" .. script .. " 2>/dev/null")
+  for line in p:lines() do
+    local k, v = line:match("^([%w_]+)\t([%d%.eE+-]+)\t")
+    if k then out[k] = tonumber(v) end
+  end
+  p:close()
+  return out
+end
+
+local function best_of(n, fn)
+  local best = math.huge
+  for _ = 1, n do best = math.min(best, parallel.timeit(fn)) end
+  return best
+end
+
+local function inc(x) return x + 1 end
+
+local function measure(pool)
+  local r = {}
+  pool:map(inc, { 1, 2, 3, 4 })
+  local M = 2000
+  r.roundtrip = best_of(3, function() for i = 1, M do pool:submit(inc, i):get() end end) / M * 1e6
+  local N = 20000
+  r.submit = best_of(3, function()
+    local fs = {}
+    for i = 1, N do fs[i] = pool:submit(inc, i) end
+    for i = 1, N do fs[i]:get() end
+  end) / N * 1e6
+  local n, list = 200000, {}
+  for i = 1, n do list[i] = i end
+  r.map = best_of(3, function() pool:map(inc, list) end) / n * 1e6
+  return r
+end
+
+local threads = parallel.pool(2)
+local t = measure(threads)
+threads:shutdown()
+
+local procs = parallel.pool{ backend = "process", workers = 2 }
+local p = measure(procs)
+-- A worker that dies: the time from its crash to the next task's result on
+-- a one-worker pool (the replacement starts, then runs it).
+do
+  local one = parallel.pool{ backend = "process", workers = 1 }
+  one:apply(inc, 1)
+  local best = math.huge
+  for _ = 1, 5 do
+    local f = one:submit(function() os.exit(1) end)
+    f:wait()
+    local t0 = now()
+    one:apply(inc, 1)
+    best = math.min(best, now() - t0)
+  end
+  p.replace = best * 1e3
+  one:shutdown()
+end
+procs:shutdown()
+
+local rt = python("roundtrip.py")
+local so = python("submit_overhead.py")
+local mo = python("map_overhead.py")
+
+local function fmt(v) return v and string.format("%10.2f", v) or string.format("%10s", "-") end
+print(string.format("%-38s %10s %10s %10s  %-8s %s", "2 workers", "process", "thread", "Python", "unit",
+  "process backend vs Python"))
+local rows = {
+  { "one submit -> get round trip", p.roundtrip, t.roundtrip, rt.roundtrip_processpool, "us",
+    "ProcessPoolExecutor" },
+  { "20000 submits, then gets, per task", p.submit, t.submit, so.submit_overhead_processpool, "us/task",
+    "ProcessPoolExecutor" },
+  { "map over 200000 items, per item", p.map, t.map, mo.map_overhead_multiprocessing, "us/item",
+    "multiprocessing.Pool.map" },
+  { "crashed worker: crash to next result", p.replace, nil, nil, "ms", "" },
+}
+for _, r in ipairs(rows) do
+  local ratio = r[4] and r[2] and r[2] > 0 and string.format("%.1fx faster than %s", r[4] / r[2], r[6]) or r[6]
+  print(string.format("%-38s %s %s %s  %-8s %s", r[1], fmt(r[2]), fmt(r[3]), fmt(r[4]), r[5], ratio))
+end

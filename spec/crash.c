@@ -1,0 +1,45 @@
+/*
+ * crash: ways for a worker process to end badly, for spec/process_spec.lua.
+ * Built by `make crashlib` into build/test/crash.so.
+ *
+ *   crash.segv()          dereferences a null pointer (SIGSEGV)
+ *   crash.stuck()         blocks every signal it can and spins in C forever
+ *   crash.pid()           the calling process's id
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+static int l_segv(lua_State *L) {
+  volatile int *volatile p = NULL;
+  lua_pushinteger(L, *p);
+  return 1;
+}
+
+static int l_stuck(lua_State *L) {
+  sigset_t all;
+  volatile unsigned long n = 0;
+  (void)L;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, NULL);
+  for (;;) n++;
+  return 0;
+}
+
+static int l_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+int luaopen_crash(lua_State *L);
+
+__attribute__((visibility("default"))) int luaopen_crash(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"segv", l_segv}, {"stuck", l_stuck}, {"pid", l_pid}, {NULL, NULL}
+  };
+  luaL_newlib(L, fns);
+  return 1;
+}

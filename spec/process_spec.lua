@@ -1,0 +1,212 @@
+-- parallel.pool{backend = "process"}: workers in processes of their own.
+-- The ways a worker dies come from spec/crash.c (build/test/crash.so).
+local parallel = require "parallel"
+local support = require "spec.support"
+local run_lua, assert_raises = support.run_lua, support.assert_raises
+
+local CRASH = os.getenv("PARALLEL_CRASHLIB") or "./build/test/crash.so"
+
+-- Loaded in a worker: the crash library (tasks call it by this path).
+local function crashlib(path) return package.loadlib(path, "luaopen_crash")() end
+local function my_pid() return io.open("/proc/self/stat"):read("n") end
+
+local function failure(f)
+  assert.is_true(f:wait(10), "the task did not end")
+  assert.equal("failed", f:state())
+  return (f:error())
+end
+
+-- Whether a process exists and is not a zombie.
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+describe("process pools", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool{backend = "process", workers = 2} end)
+  lazy_teardown(function() pool:shutdown() end)
+
+  it("run tasks in other processes, with upvalues, globals and results of any kind", function()
+    local here = my_pid()
+    local k = 10
+    local f = pool:submit(function(x) return x + k, io.open("/proc/self/stat"):read("n") end, 5)
+    local v, pid = f:get()
+    assert.equal(15, v)
+    assert.are_not.equal(here, pid)
+    local add = pool:apply(function(n) return function(x) return x + n end end, 3)
+    assert.equal(7, add(4))
+    assert.equal("process", pool:stats().backend)
+  end)
+
+  it("have the facade: map, starmap, imap, imap_unordered, gather, wait, as_completed", function()
+    local sq = pool:map(function(x) return x * x end, {1, 2, 3, 4, 5})
+    assert.same({1, 4, 9, 16, 25, n = 5}, sq)
+    assert.same({3, 7, n = 2}, pool:starmap(function(a, b) return a + b end, {{1, 2}, {3, 4}}))
+    local got = {}
+    for i, v in pool:imap(function(x) return -x end, {1, 2, 3}) do got[i] = v end
+    assert.same({-1, -2, -3}, got)
+    local n = 0
+    for _ in pool:imap_unordered(function(x) return x end, {1, 2, 3, 4}) do n = n + 1 end
+    assert.equal(4, n)
+    local fs = {}
+    for i = 1, 6 do fs[i] = pool:submit(function(x) return x * 2 end, i) end
+    assert.same({2, 4, 6, 8, 10, 12, n = 6}, parallel.gather(fs))
+    local done = parallel.wait(fs)
+    assert.equal(6, #done)
+    local seen = 0
+    for _ in parallel.as_completed(fs) do seen = seen + 1 end
+    assert.equal(6, seen)
+  end)
+
+  it("give workers init, init_args and the creator's package paths", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1,
+      init = function(a, b) INIT_SUM = a + b end, init_args = {2, 3}}
+    assert.equal(5, p:apply(function() return INIT_SUM end))
+    assert.equal(package.path, p:apply(function() return package.path end))
+    assert.equal(package.cpath, p:apply(function() return package.cpath end))
+    assert.equal("function", p:apply(function() return type(require("parallel").gather) end))
+  end)
+
+  it("refuse shared objects at the submit", function()
+    assert_raises("cannot send parallel.queue to another process",
+      function() return pool:submit(function() end, parallel.queue()) end)
+    assert_raises("bad argument #1 to 'pool' (init_args: cannot send parallel.event to another process)",
+      function() return parallel.pool{backend = "process", init = function() end, init_args = {parallel.event()}} end)
+  end)
+
+  it("check their options", function()
+    assert_raises([[bad argument #1 to 'pool' (invalid option 'mpi?' for backend (one of threads|process))]],
+      function() return parallel.pool{backend = "mpi?"} end)
+    assert_raises([[bad argument #1 to 'pool' (max_tasks_per_worker needs backend = "process")]],
+      function() return parallel.pool{backend = "threads", max_tasks_per_worker = 2} end)
+    local t <close> = parallel.pool{backend = "threads", workers = 1}
+    assert_raises([[bad argument #3 to 'map' (task_timeout needs a process pool (backend = "process"))]],
+      function() return t:map(print, {1}, {task_timeout = 1}) end)
+  end)
+
+  it("fail a task whose worker exits, and go on", function()
+    local f = pool:submit(function() os.exit(3) end)
+    assert.equal("worker process died (exit status 3)", failure(f))
+    assert.equal("after", pool:submit(function() return "after" end):get())
+  end)
+
+  it("fail a task that segfaults in C, name the signal, and replace the worker", function()
+    local f = pool:submit(function(path, load) return load(path).segv() end, CRASH, crashlib)
+    -- a sanitizer (make asan, tsan) catches the signal and exits with a status of its own
+    if (os.getenv("LD_PRELOAD") or ""):find("san", 1, true) then
+      assert.matches("^worker process died %(exit status %d+%)$", failure(f))
+    else
+      assert.equal("worker process died (signal 11, Segmentation fault)", failure(f))
+    end
+    local r = pool:map(function(x) return x + 1 end, {1, 2, 3, 4})
+    assert.same({2, 3, 4, 5, n = 4}, r)
+  end)
+
+  it("run the rest of a map when one item crashes its worker", function()
+    local fs = {}
+    for i = 1, 8 do
+      fs[i] = pool:submit(function(x) if x == 3 then os.exit(1) end return x end, i)
+    end
+    for i = 1, 8 do
+      if i == 3 then assert.matches("^worker process died", failure(fs[i]))
+      else assert.equal(i, fs[i]:get()) end
+    end
+  end)
+
+  it("replace a worker killed while idle before giving it a task", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1}
+    local pid = p:apply(my_pid)
+    os.execute("kill -9 " .. pid)
+    local deadline = parallel.now() + 5
+    while alive(pid) and parallel.now() < deadline do parallel.sleep(0.001) end
+    local again = p:apply(my_pid)
+    assert.are_not.equal(pid, again)
+  end)
+
+  it("kill a task stuck in C with every signal blocked", function()
+    local f = pool:submit(function(path, load) return load(path).stuck() end, CRASH, crashlib)
+    while f:state() == "pending" do parallel.sleep(0.001) end
+    parallel.sleep(0.05)     -- into the C loop (killing works anywhere anyway)
+    assert.is_true(f:kill())
+    assert.equal("killed", failure(f))
+    assert.equal(42, pool:apply(function() return 42 end))
+    assert.is_false(f:kill())      -- over: nothing to kill
+  end)
+
+  it("interrupt a Lua loop and keep the worker", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1}
+    local pid = p:apply(my_pid)
+    local f = p:submit(function() while true do end end)
+    while f:state() == "pending" do parallel.sleep(0.001) end
+    assert.is_true(f:interrupt())
+    assert.matches("interrupted", failure(f))
+    assert.equal(pid, p:apply(my_pid))
+  end)
+
+  it("end items that run past task_timeout", function()
+    local t0 = parallel.now()
+    local e = support.error_of(pool.map, pool, function(x)
+      if x == 2 then while true do end end
+      return x
+    end, {1, 2, 3}, {task_timeout = 0.3})
+    assert.matches("item 2: timeout: the task ran longer than task_timeout %(0.3 s%)", e)
+    assert.is_true(parallel.now() - t0 < 5)
+    assert.same({1, 3, n = 2}, (function()
+      local r = pool:map(function(x) return x end, {1, 3}, {task_timeout = 5})
+      return r
+    end)())
+  end)
+
+  it("hold workers to memory_limit", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, memory_limit = 16 * 1024 * 1024}
+    local f = p:submit(function()
+      local t = {}
+      for i = 1, 1e8 do t[i] = ("x"):rep(64) .. i end
+      return #t
+    end)
+    assert.matches("not enough memory", failure(f))
+    assert.equal(1, p:apply(function() return 1 end))
+  end)
+
+  it("replace workers after max_tasks_per_worker tasks", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 2}
+    local a, b, c = p:apply(my_pid), p:apply(my_pid), p:apply(my_pid)
+    assert.equal(a, b)
+    assert.are_not.equal(b, c)
+  end)
+
+  it("report to event loops with fd() and completed()", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1}
+    local fd = p:fd()
+    assert.is_number(fd)
+    local f = p:submit(function() return 1 end)
+    f:wait(10)
+    local done = p:completed()
+    assert.equal(1, #done)
+    assert.equal(1, done[1]:get())
+  end)
+
+  it("die with their parent, even when it is killed with SIGKILL #child", function()
+    local out, err = run_lua([[
+      local parallel = require "parallel"
+      local p = parallel.pool{backend = "process", workers = 2}
+      local fs = {}
+      for i = 1, 2 do
+        fs[i] = p:submit(function() local pid = io.open("/proc/self/stat"):read("n"); return pid end)
+      end
+      print(fs[1]:get(), fs[2]:get())
+      io.stdout:flush()
+      os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
+    ]])
+    local a, b = out:match("^(%d+)%s+(%d+)")
+    assert.is_truthy(a, "no worker pids: " .. out .. err)
+    local deadline = parallel.now() + 5
+    while (alive(a) or alive(b)) and parallel.now() < deadline do parallel.sleep(0.01) end
+    assert.is_false(alive(a))
+    assert.is_false(alive(b))
+  end)
+end)

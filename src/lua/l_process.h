@@ -1,0 +1,37 @@
+/*
+ * The process backend: parallel.pool{backend = "process"}. The core pool
+ * (core/pool.c) is unchanged: each of its worker threads owns one worker
+ * process (process/spawn.h) and runs the futures it takes by sending them
+ * there over a wire channel (wire/wire.h, process/frames.h) and waiting
+ * for the outcome. So the facade, futures, waits, pool:fd() and stats are
+ * the thread pool's own.
+ *
+ * The worker process runs the task with the thread backend's worker code
+ * (l_worker.c): same state setup, init, memory limit and failures.
+ * A worker process that dies fails the one task it was running (one task
+ * is in flight per worker) and is replaced before the next.
+ */
+#ifndef PAR_L_PROCESS_H
+#define PAR_L_PROCESS_H
+
+#include <limits.h>
+#include <stddef.h>
+#include "lua.h"
+#include "core/msg.h"
+#include "core/pool.h"
+
+typedef struct proc_config {
+  char *path, *cpath;     /* the creator's package.path / cpath */
+  size_t memory_limit;    /* bytes per worker process; 0: none */
+  long max_tasks;         /* replace a worker after this many tasks; 0: never */
+  par_msg *init;          /* init function and its arguments, or NULL */
+  char exe[PATH_MAX];     /* the worker executable */
+} proc_config;
+
+extern const par_pool_ops process_ops;
+
+/* Serves as a worker when argv says so (the worker executable's main, or
+ * an embedding host's); see include/parallel.h. */
+int parallel_worker_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * The process backend, worker side: parallel_worker_main, the loop of a
+ * worker process (the parallel-worker executable, or an embedding host
+ * that calls it first thing in main).
+ *
+ * One thread. It reads frames (process/frames.h) from descriptor 3, runs
+ * each task with the thread backend's worker code (worker_ops: the same
+ * state, init, memory limit and failures), and sends the outcome back. A
+ * streamed task's segments are all taken before it runs (the parent's
+ * thread forwards them as the submitter encodes). SIGURG interrupts the
+ * task it names at its next Lua instruction; the channel closing ends the
+ * process. It never outlives its parent: PR_SET_PDEATHSIG, then a check
+ * that the parent is still the one named on the command line.
+ */
+#define _GNU_SOURCE
+#include "lua/l_process.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "parallel.h"
+#include "core/clock.h"
+#include "core/future.h"
+#include "core/queue.h"
+#include "core/wait.h"
+#include "lua/l_worker.h"
+#include "process/frames.h"
+#include "process/spawn.h"
+#include "wire/wire.h"
+
+/* What a worker's process may hold beyond its Lua states' memory_limit
+ * (the program, libraries, buffers) before the kernel refuses more. */
+#define PROCESS_OVERHEAD ((size_t)64 << 20)
+
+/*
+ * Interrupts. The parent queues SIGURG with the number of the task it
+ * means (sigqueue): it may arrive before that task does here (the parent
+ * counts it running once sent), or after it ended. So the handler keeps
+ * the number asked for, and interrupts only the task that has it; a task
+ * starting checks whether it was asked for already. Numbers never repeat
+ * within a worker process. Init runs as task 0.
+ */
+static void *volatile running;        /* the worker context while Lua code runs */
+static volatile sig_atomic_t running_seq = -1;
+static volatile sig_atomic_t asked_seq = -1;
+static _Atomic int interrupted;       /* the worker state's flag (l_interrupt) */
+
+static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
+  (void)sig; (void)uctx;
+  asked_seq = info->si_code == SI_QUEUE ? info->si_value.sival_int : running_seq;
+  if (running && asked_seq == running_seq) {
+    atomic_store(&interrupted, 1);
+    worker_ops.interrupt(running);
+  }
+}
+
+/* Runs Lua code of task seq (the handler may interrupt it), then undoes an
+ * interrupt that reached it. */
+static void begin_run(void *ctx, int seq) {
+  running_seq = seq;
+  running = ctx;
+  if (asked_seq == seq) {
+    atomic_store(&interrupted, 1);
+    worker_ops.interrupt(ctx);
+  }
+}
+
+static void end_run(void *ctx) {
+  running = NULL;
+  running_seq = -1;
+  if (atomic_exchange(&interrupted, 0)) worker_ops.clear_interrupt(ctx);
+}
+
+/* Descriptors inherited by accident (a parent's files without
+ * close-on-exec) would keep pipes open behind their owners' backs. */
+static void close_inherited(void) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, PROC_CHANNEL_FD + 1, ~0U, 0) == 0) return;
+#endif
+  {
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    if (!d) return;
+    while ((de = readdir(d)) != NULL) {
+      int fd = atoi(de->d_name);
+      if (fd > PROC_CHANNEL_FD && fd != dirfd(d)) close(fd);
+    }
+    closedir(d);
+  }
+}
+
+typedef struct conn {
+  par_wire_chan *chan;
+  par_wire_peer *peer;
+  par_buf out;
+} conn;
+
+static int readable(void *ud) {
+  struct pollfd p;
+  p.fd = *(int *)ud;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, 0) > 0;
+}
+
+/* The next frame, waiting for it: 1, or 0 once the channel closed. A
+ * short spin first when the waiting policy says it pays (core/wait.h): the
+ * next task of a busy pool follows a result within microseconds. */
+static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
+  par_wire_err e;
+  int fd = PROC_CHANNEL_FD;
+  for (;;) {
+    int r = par_wire_chan_next(k->chan, fr, len, &e), ms = -1;
+    if (r == 1 && *len > 0) return 1;
+    if (r < 0) return 0;
+    if (par_spin(PAR_WAIT_POOL, readable, &fd, par_now() + 1)) ms = 0;
+    if (par_wire_chan_wait(k->chan, ms, &e) != 0) {
+      r = par_wire_chan_next(k->chan, fr, len, &e);
+      return r == 1 && *len > 0;
+    }
+  }
+}
+
+/* Sends what k->out holds and waits until it is written: 0 or -1. */
+static int send_all(conn *k) {
+  par_wire_err e;
+  if (par_wire_chan_send(k->chan, NULL, 0, k->out.data, k->out.len, &e) != 0) return -1;
+  while (par_wire_chan_backlog(k->chan) > 0)
+    if (par_wire_chan_wait(k->chan, -1, &e) != 0) return -1;
+  return 0;
+}
+
+static void frame_start(conn *k, unsigned char type) {
+  par_buf_reset(&k->out);
+  if (par_buf_reserve(&k->out, 16)) k->out.data[k->out.len++] = type;
+}
+
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* The pool's settings: the worker's state starts here (*ctx NULL when it
+ * could not be made: tasks then fail as on a thread worker). -1 on bad
+ * input. */
+static int configure(conn *k, const unsigned char *p, size_t len, worker_config *cfg, void **ctx) {
+  uint64_t limit;
+  uint32_t index, np, nc;
+  if (len < 20) return -1;
+  memcpy(&limit, p, 8);
+  index = get32(p + 8);
+  np = get32(p + 12);
+  nc = get32(p + 16);
+  p += 20; len -= 20;
+  if (len < (size_t)np + nc + 1) return -1;
+  cfg->path = np ? strndup((const char *)p, np) : NULL;
+  cfg->cpath = nc ? strndup((const char *)p + np, nc) : NULL;
+  p += np + nc; len -= np + nc;
+  cfg->memory_limit = (size_t)limit;
+  if (p[0]) {
+    par_wire_err e;
+    if (par_wire_rebuild(k->peer, p + 1, len - 1, &cfg->init, &e) != PAR_WIRE_MESSAGE) return -1;
+  }
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  limit = 0;    /* a sanitizer's own mappings count too: the kernel limit would fail them */
+#endif
+  if (limit) {
+    struct rlimit rl;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)(limit + PROCESS_OVERHEAD);
+    setrlimit(RLIMIT_DATA, &rl);
+  }
+  *ctx = worker_ops.start(cfg, (int)index, &interrupted);
+  if (*ctx && worker_ops.init) {     /* init(init_args): interruptible like a task */
+    begin_run(*ctx, 0);
+    worker_ops.init(*ctx);
+    end_run(*ctx);
+  }
+  return 0;
+}
+
+/* Rebuilds a task (with all of its segments) and runs it; sends the
+ * outcome. -1 when the channel failed. */
+static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
+  par_msg *m = NULL;
+  par_future *f;
+  par_wire_err e;
+  int kind, state, seq;
+  uint32_t useq;
+  if (len < 5) return -1;
+  kind = p[0];
+  memcpy(&useq, p + 1, 4);
+  seq = (int)(useq & 0x7fffffff);
+  if (par_wire_rebuild(k->peer, p + 5, len - 5, &m, &e) != PAR_WIRE_MESSAGE) return -1;
+  while (m->rest && !par_queue_closed((par_queue *)m->rest)) {
+    const unsigned char *fr;
+    size_t n;
+    par_msg *none = NULL;
+    if (!next_frame(k, &fr, &n) || fr[0] != PF_MORE) { par_msg_free(m); return -1; }
+    if (par_wire_rebuild(k->peer, fr + 1, n - 1, &none, &e) == PAR_WIRE_ERROR) {
+      par_msg_free(m);
+      return -1;
+    }
+    par_msg_free(none);
+  }
+  f = par_future_new(kind, m);
+  if (!f) { par_msg_free(m); return -1; }
+  par_future_claim(f);
+  if (ctx) begin_run(ctx, seq);
+  worker_ops.run(ctx, f);
+  if (ctx) end_run(ctx);
+  state = atomic_load(&f->state);
+  frame_start(k, PF_DONE);
+  k->out.data[k->out.len++] = (unsigned char)state;
+  if (f->result && par_wire_flatten(k->peer, f->result, &k->out, NULL, &e) != 0) {
+    size_t n = strlen(e.msg);
+    frame_start(k, PF_ERROR);
+    if (par_buf_reserve(&k->out, n)) { memcpy(k->out.data + k->out.len, e.msg, n); k->out.len += n; }
+  }
+  par_object_release(&f->hdr);
+  return send_all(k);
+}
+
+static int serve(conn *k) {
+  worker_config cfg;
+  void *ctx = NULL;
+  const unsigned char *fr;
+  size_t len;
+  int status = 0, configured = 0;
+  memset(&cfg, 0, sizeof cfg);
+  frame_start(k, PF_HELLO);
+  if (par_wire_hello(&k->out) != 0 || send_all(k) != 0) return 1;
+  while (next_frame(k, &fr, &len)) {
+    par_wire_err e;
+    if (fr[0] == PF_HELLO) {
+      if (par_wire_check_hello(fr + 1, len - 1, &e) != 0) { status = 3; break; }
+    } else if (fr[0] == PF_CONFIG && !configured) {
+      if (configure(k, fr + 1, len - 1, &cfg, &ctx) != 0) { status = 4; break; }
+      configured = 1;
+    } else if (fr[0] == PF_TASK && configured) {
+      if (serve_task(k, ctx, fr + 1, len - 1) != 0) break;
+    } else {
+      status = 4;
+      break;
+    }
+  }
+  if (ctx) worker_ops.stop(ctx);
+  par_msg_free(cfg.init);
+  free(cfg.path);
+  free(cfg.cpath);
+  return status;
+}
+
+PARALLEL_API int parallel_worker_main(int argc, char **argv) {
+  struct sigaction sa;
+  conn k;
+  int status;
+  if (argc < 3 || strcmp(argv[1], PROC_WORKER_ARG) != 0) {
+    proc_set_self_worker();
+    return -1;
+  }
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if ((long)getppid() != atol(argv[2])) return 1;   /* the parent is gone already */
+  close_inherited();
+  /* Ctrl-C is for the parent, which decides what its pool does. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_interrupt;
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
+  sigfillset(&sa.sa_mask);
+  sigaction(SIGURG, &sa, NULL);
+  memset(&k, 0, sizeof k);
+  k.chan = par_wire_chan_new(PROC_CHANNEL_FD, 0);
+  k.peer = par_wire_peer_new(NULL);
+  par_buf_init(&k.out);
+  if (!k.chan || !k.peer) return 1;
+  status = serve(&k);
+  par_wire_chan_free(k.chan);
+  par_wire_peer_free(k.peer);
+  par_buf_free(&k.out);
+  return status;
+}

@@ -1,0 +1,54 @@
+/*
+ * Starting and ending worker processes (the process backend), no Lua.
+ *
+ * Workers are never forked from this process, which may already run
+ * threads (a fork would inherit locks other threads held): each one is a
+ * fresh program, the worker executable, started with posix_spawn (which
+ * execs at once) with one end of a socketpair as descriptor 3. Which
+ * executable: $PARALLEL_WORKER if set; else this very program when its
+ * main called parallel_worker_main (an embedding host serving its own
+ * workers); else `parallel-worker` beside the file this code was loaded
+ * from (core.so, found with dladdr).
+ *
+ * The worker sets PR_SET_PDEATHSIG and then checks that its parent is
+ * still the pid given on its command line, so it never outlives the
+ * thread that started it, even when this process is killed with SIGKILL.
+ * That thread is the pool's worker thread that owns the process.
+ *
+ * Threads: proc_spawn, proc_reap run on the owning thread; proc_kill may
+ * run on any thread (the caller makes sure the pid is not reaped
+ * meanwhile).
+ */
+#ifndef PAR_PROC_SPAWN_H
+#define PAR_PROC_SPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* The descriptor the channel has in the worker. */
+#define PROC_CHANNEL_FD 3
+
+/* The argument that marks a process as a worker: argv[1]. */
+#define PROC_WORKER_ARG "--parallel-worker"
+
+/* Set by parallel_worker_main: this program can serve as a worker. */
+void proc_set_self_worker(void);
+
+/* The worker executable's path into buf; 0 if none was found (buf then
+ * holds the reason). */
+int proc_worker_path(char *buf, size_t size);
+
+/* Starts a worker; *fd gets the parent's end of the channel (close-on-exec,
+ * blocking). Returns the pid, or -1 with errno set. */
+pid_t proc_spawn(const char *exe, int *fd);
+
+/* Waits for pid to end, killing it (SIGKILL) once `grace` seconds have
+ * passed (0: at once), and describes how it ended: "exit status 3",
+ * "signal 11, Segmentation fault" (why may be NULL). Returns the raw wait
+ * status. */
+int proc_reap(pid_t pid, double grace, char *why, size_t size);
+
+/* Describes a wait status as proc_reap does. */
+void proc_describe(int status, char *why, size_t size);
+
+#endif
