@@ -64,8 +64,9 @@ describe("process pools", function()
 
   it("give workers init, init_args and the creator's package paths", function()
     local p <close> = parallel.pool{backend = "process", workers = 1,
-      init = function(a, b) INIT_SUM = a + b end, init_args = {2, 3}}
+      init = function(a, b) INIT_SUM = a + b; INIT_RUNS = (INIT_RUNS or 0) + 1 end, init_args = {2, 3}}
     assert.equal(5, p:apply(function() return INIT_SUM end))
+    assert.equal(1, p:apply(function() return INIT_RUNS end))
     assert.equal(package.path, p:apply(function() return package.path end))
     assert.equal(package.cpath, p:apply(function() return package.cpath end))
     assert.equal("function", p:apply(function() return type(require("parallel").gather) end))

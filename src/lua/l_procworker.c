@@ -161,10 +161,6 @@ static int configure(conn *k, const unsigned char *p, size_t len, worker_config 
   cfg->cpath = nc ? strndup((const char *)p + np, nc) : NULL;
   p += np + nc; len -= np + nc;
   cfg->memory_limit = (size_t)limit;
-  if (p[0]) {
-    par_wire_err e;
-    if (par_wire_rebuild(k->peer, p + 1, len - 1, &cfg->init, &e) != PAR_WIRE_MESSAGE) return -1;
-  }
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   limit = 0;    /* a sanitizer's own mappings count too: the kernel limit would fail them */
 #endif
@@ -174,6 +170,12 @@ static int configure(conn *k, const unsigned char *p, size_t len, worker_config 
     setrlimit(RLIMIT_DATA, &rl);
   }
   *ctx = worker_ops.start(cfg, (int)index, &interrupted);
+  /* The init call is rebuilt once this process has a Lua state: a
+   * function's prototype is read from its dump with the codec's help. */
+  if (p[0]) {
+    par_wire_err e;
+    if (par_wire_rebuild(k->peer, p + 1, len - 1, &cfg->init, &e) != PAR_WIRE_MESSAGE) return -1;
+  }
   if (*ctx && worker_ops.init) {     /* init(init_args): interruptible like a task */
     begin_run(*ctx, 0);
     worker_ops.init(*ctx);
