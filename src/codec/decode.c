@@ -114,11 +114,17 @@ static void decode_function(dec *d) {
   p = (par_proto *)d->m->refs[slot];
   nup = get_size(d);
   simple = get_byte(d);
+  if (nup > MAX_UPVALUES || simple > 1) dec_corrupt(d);
   proto_push_closure(L, p, simple);
   f = lua_gettop(L);
   if (!simple || p->globals.n > 0) register_ref(d, f);
+  /* the closure must have nup upvalues (hostile bytes may say more) */
+  if (!simple && nup > 0) {
+    if (lua_getupvalue(L, f, (int)nup) == NULL) dec_corrupt(d);
+    lua_pop(L, 1);
+  }
   for (i = 1; !simple && i <= nup; i++) {
-    int tag = *d->p;
+    int tag = d->p < d->end ? *d->p : -1;
     if (tag == T_ENV) {
       d->p++;
       lua_pushvalue(L, d->globals);
@@ -128,7 +134,12 @@ static void decode_function(dec *d) {
       d->p++;
       other = get_size(d);
       n = get_size(d);
-      lua_rawgeti(L, d->refs, (lua_Integer)other);
+      /* a Lua function decoded before, with an upvalue n */
+      if (other == 0 || other > (size_t)d->nrefs || n == 0 || n > MAX_UPVALUES) dec_corrupt(d);
+      if (lua_rawgeti(L, d->refs, (lua_Integer)other) != LUA_TFUNCTION || lua_iscfunction(L, -1) ||
+          lua_getupvalue(L, -1, (int)n) == NULL)
+        dec_corrupt(d);
+      lua_pop(L, 1);
       lua_upvaluejoin(L, f, (int)i, -1, (int)n);
       lua_pop(L, 1);
     } else {
@@ -171,7 +182,11 @@ static void decode_table(dec *d) {
   get_raw(d, &narr, sizeof narr);
   get_raw(d, &nhash, sizeof nhash);
   open = (narr & NARR_OPEN) != 0;
-  if (open) narr &= NARR_OPEN - 1;      /* a size hint */
+  /* every value takes a byte at least: a count past the bytes left is a
+   * lie (hostile bytes), a size hint past them is cut down */
+  if (open) narr = (narr & (NARR_OPEN - 1)) > (uint64_t)(d->end - d->p) ? 0 : narr & (NARR_OPEN - 1);
+  else if (narr > (uint64_t)(d->end - d->p)) dec_corrupt(d);
+  if (nhash > (uint64_t)(d->end - d->p) / 2) nhash = 0;
   lua_createtable(L, narr > INT32_MAX ? 0 : (int)narr, nhash > INT32_MAX ? 0 : (int)nhash);
   t = lua_gettop(L);
   register_ref(d, t);
@@ -192,6 +207,7 @@ static void decode_table(dec *d) {
     if (tag == T_META) {
       d->p++;
       decode_value(d);
+      if (!lua_istable(L, -1)) dec_corrupt(d);
       lua_setmetatable(L, t);
       break;
     }
@@ -244,7 +260,7 @@ static void decode_value(dec *d) {
     case T_FUNC: decode_function(d); break;
     case T_OBJ: {
       size_t slot = get_size(d);
-      if (slot >= d->m->nrefs) dec_corrupt(d);
+      if (slot >= d->m->nrefs || d->m->refs[slot]->type == &par_proto_type) dec_corrupt(d);
       l_object_push_ref(L, d->m->refs[slot]);
       break;
     }
@@ -312,6 +328,7 @@ lua_Integer codec_decode_into(lua_State *L, const par_msg *m, int dest, lua_Inte
   if (!dec_begin(&d, L, m) || get_size(&d) != 2 || get_byte(&d) != T_TABLE) dec_corrupt(&d);
   get_raw(&d, &narr, sizeof narr);
   get_raw(&d, &nhash, sizeof nhash);
+  if (narr > (uint64_t)(d.end - d.p)) dec_corrupt(&d);
   register_ref(&d, dest);     /* keeps the numbering of the sender */
   for (i = 1; i <= narr; i++) {
     decode_value(&d);

@@ -29,6 +29,8 @@
  * stack. */
 #define SLOTS_PER_LEVEL 24
 #define PATH_MAX_PARTS (MAX_DEPTH + 8)
+/* A Lua function has at most this many upvalues (lfunc.h's MAXUPVAL). */
+#define MAX_UPVALUES 255
 
 /* ------------------------------------------------------------- encoding */
 
