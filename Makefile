@@ -54,7 +54,7 @@ $(WORKER): src/bin/parallel-worker.c $(LIBA)
 deps:
 	@sh tools/deps.sh
 
-test: deps all test-core test-wire
+test: deps all crashlib test-core test-wire
 	$(BUSTED) --exclude-tags=stress $(SPEC)
 
 stress: deps all
