@@ -217,6 +217,7 @@ end
 if os.getenv("BENCH_LOAD") ~= "0" then
   run_script("bench/load.lua", "waiting on a busy machine (load mode, BENCH_LOAD=0 skips it):")
 end
+run_script("bench/process_bench.lua", "process pools (backend = \"process\") beside thread pools and Python's process pools:")
 run_script("bench/shared_bench.lua", "shared objects (queues, counters, arrays):")
 if py_ok then
   print("\nthe same with Python's multiprocessing:")

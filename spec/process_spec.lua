@@ -62,6 +62,21 @@ describe("process pools", function()
     assert.equal(6, seen)
   end)
 
+  it("carry a long argument sent in segments, and a large result", function()
+    local big = {}
+    for i = 1, 300000 do big[i] = i end
+    local n, sum = pool:submit(function(t)
+      local s = 0
+      for i = 1, #t do s = s + t[i] end
+      return #t, s
+    end, big):get()
+    assert.equal(300000, n)
+    assert.equal(300000 * 300001 // 2, sum)
+    local r = pool:apply(function(k) local t = {} for i = 1, k do t[i] = -i end return t end, 300000)
+    assert.equal(300000, #r)
+    assert.equal(-300000, r[300000])
+  end)
+
   it("give workers init, init_args and the creator's package paths", function()
     local p <close> = parallel.pool{backend = "process", workers = 1,
       init = function(a, b) INIT_SUM = a + b; INIT_RUNS = (INIT_RUNS or 0) + 1 end, init_args = {2, 3}}
