@@ -45,7 +45,7 @@ local function check_open(pool)
   if pool:_closed() then error("pool is shut down", 3) end
 end
 
-local MPI_POOL_OPTIONS = { backend = "mpi", workers = "count", depth = "count", init = "function",
+local MPI_POOL_OPTIONS = { backend = "threads|process|mpi", workers = "count", depth = "count", init = "function",
   init_args = "table" }
 
 --- parallel.pool(n | {workers =, init =, init_args =, memory_limit =,

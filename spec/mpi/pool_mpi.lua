@@ -14,7 +14,7 @@ describe("parallel.mpi", function()
   end)
 
   it("refuses an unknown option value with the thread pool's wording", function()
-    support.assert_raises("bad argument #1 to '_pool' (workers must be a positive integer)",
+    support.assert_raises("bad argument #1 to 'pool' (workers must be a positive integer)",
       parallel.pool, { backend = "mpi", workers = 0 })
   end)
 end)
