@@ -51,7 +51,7 @@ describe("a condition waited on or released without its lock", function()
 end)
 
 describe("array offsets near math.maxinteger", function()
-  it("report the index a set would reach, without overflow", function()
+  it("report the index a set would reach, without overflow #child", function()
     local out, err, status = support.run_lua([[
       local parallel = require "parallel"
       local a = parallel.array("int64", 8)

@@ -6,10 +6,15 @@
 #include "clock.h"
 #include "wait.h"
 
+/* A future's membership in a waitset: holds one reference to the future,
+ * which next() hands to its caller; then the sub is freed, so a waitset
+ * that futures stream through (imap_unordered) holds only those not yet
+ * returned. */
 struct par_sub {
   par_sub *next;             /* in the future's list (future mutex) */
   par_waitset *ws;
   par_future *f;
+  size_t index;              /* in ws->subs (waitset mutex) */
   int linked;                /* future mutex */
 };
 
@@ -17,11 +22,10 @@ struct par_waitset {
   pthread_mutex_t mu;        /* guards everything below */
   pthread_cond_t cv;
   int sleeping;
-  par_future **ready;        /* retained futures, FIFO from head */
+  par_sub **ready;           /* finished, not yet returned: FIFO from head */
   size_t head, nready, cap;
-  par_sub **subs;            /* one per added future */
-  size_t nsubs, subcap;
-  size_t returned;
+  par_sub **subs;            /* the subs not yet returned, NULL holes */
+  size_t nsubs, subcap, nholes;
 };
 
 static void future_destroy(par_object *o) {
@@ -90,7 +94,7 @@ int par_future_claim(par_future *f) {
   return atomic_compare_exchange_strong(&f->state, &expected, PAR_RUNNING);
 }
 
-static void ws_push(par_waitset *ws, par_future *f);
+static void ws_push(par_waitset *ws, par_sub *s);
 
 /* Called with f->mu held, after the terminal state is stored: notifies
  * the waitsets; returns whether waiters sleep on f->cv. The caller
@@ -102,7 +106,7 @@ static int wake_all(par_future *f) {
   while (s) {
     par_sub *next = s->next;
     s->linked = 0;
-    ws_push(s->ws, f);
+    ws_push(s->ws, s);          /* s may be freed from here on */
     s = next;
   }
   return f->nwaiters > 0;
@@ -160,12 +164,33 @@ int par_future_wait(par_future *f, double deadline) {
 
 /* ------------------------------------------------------------- waitsets */
 
-static void ws_push(par_waitset *ws, par_future *f) {
+static void ws_push(par_waitset *ws, par_sub *s) {
   pthread_mutex_lock(&ws->mu);
-  /* Space was reserved when f was added, so this cannot fail. */
-  ws->ready[ws->nready++] = (par_future *)par_object_retain(&f->hdr);
+  /* Space was reserved when s was added, so this cannot fail. */
+  ws->ready[ws->nready++] = s;
   if (ws->sleeping) pthread_cond_signal(&ws->cv);
   pthread_mutex_unlock(&ws->mu);
+}
+
+/* With ws->mu held: drops the returned entries of ready and the holes of
+ * subs, so that both stay the size of what is still to be returned. */
+static void ws_compact(par_waitset *ws) {
+  size_t i, j;
+  if (ws->head > 0) {
+    memmove(ws->ready, ws->ready + ws->head, (ws->nready - ws->head) * sizeof *ws->ready);
+    ws->nready -= ws->head;
+    ws->head = 0;
+  }
+  if (ws->nholes > 16 && ws->nholes * 2 > ws->nsubs) {
+    for (i = j = 0; i < ws->nsubs; i++)
+      if (ws->subs[i]) {
+        ws->subs[j] = ws->subs[i];
+        ws->subs[j]->index = j;
+        j++;
+      }
+    ws->nsubs = j;
+    ws->nholes = 0;
+  }
 }
 
 par_waitset *par_waitset_new(void) {
@@ -192,19 +217,25 @@ int par_waitset_add(par_waitset *ws, par_future *f) {
   par_sub *s = malloc(sizeof *s);
   int ok;
   if (!s) return 0;
+  s->ws = ws;
+  s->f = f;
   pthread_mutex_lock(&ws->mu);
-  ok = grow((void **)&ws->ready, &ws->cap, ws->nsubs + 1, sizeof *ws->ready) &&
+  ws_compact(ws);
+  /* ready gets at most every sub not yet returned */
+  ok = grow((void **)&ws->ready, &ws->cap, ws->nsubs - ws->nholes + 1, sizeof *ws->ready) &&
        grow((void **)&ws->subs, &ws->subcap, ws->nsubs + 1, sizeof *ws->subs);
-  if (ok) ws->subs[ws->nsubs++] = s;
+  if (ok) {
+    s->index = ws->nsubs;
+    ws->subs[ws->nsubs++] = s;
+  }
   pthread_mutex_unlock(&ws->mu);
   if (!ok) { free(s); return 0; }
-  s->ws = ws;
-  s->f = (par_future *)par_object_retain(&f->hdr);
+  par_object_retain(&f->hdr);
   pthread_mutex_lock(&f->mu);
   if (par_future_is_terminal(atomic_load(&f->state))) {
     s->linked = 0;
     pthread_mutex_unlock(&f->mu);
-    ws_push(ws, f);
+    ws_push(ws, s);
   } else {
     s->linked = 1;
     s->next = f->subs;
@@ -216,22 +247,27 @@ int par_waitset_add(par_waitset *ws, par_future *f) {
 
 par_future *par_waitset_next(par_waitset *ws, double deadline, int *status) {
   par_future *f = NULL;
+  par_sub *s = NULL;
   int rc = PAR_OK;
   pthread_mutex_lock(&ws->mu);
-  while (ws->head == ws->nready && ws->returned < ws->nsubs && rc == PAR_OK) {
+  while (ws->head == ws->nready && ws->nholes < ws->nsubs && rc == PAR_OK) {
     ws->sleeping++;
     rc = par_cond_wait_until(&ws->cv, &ws->mu, deadline);
     ws->sleeping--;
   }
   if (ws->head < ws->nready) {
-    f = ws->ready[ws->head];
+    s = ws->ready[ws->head];
     ws->ready[ws->head++] = NULL;
-    ws->returned++;
+    if (ws->head == ws->nready) ws->head = ws->nready = 0;
+    ws->subs[s->index] = NULL;
+    ws->nholes++;
+    f = s->f;                  /* its reference goes to the caller */
     rc = PAR_OK;
-  } else if (ws->returned >= ws->nsubs) {
+  } else if (ws->nholes >= ws->nsubs) {
     rc = PAR_CLOSED;           /* nothing left to wait for */
   }
   pthread_mutex_unlock(&ws->mu);
+  free(s);                     /* unlinked from f when f finished */
   *status = rc;
   return f;
 }
@@ -239,7 +275,7 @@ par_future *par_waitset_next(par_waitset *ws, double deadline, int *status) {
 size_t par_waitset_pending(par_waitset *ws) {
   size_t n;
   pthread_mutex_lock(&ws->mu);
-  n = ws->nsubs - ws->returned;
+  n = ws->nsubs - ws->nholes;
   pthread_mutex_unlock(&ws->mu);
   return n;
 }
@@ -249,7 +285,9 @@ void par_waitset_release(par_waitset *ws) {
   if (!ws) return;
   for (i = 0; i < ws->nsubs; i++) {
     par_sub *s = ws->subs[i], **pp;
-    par_future *f = s->f;
+    par_future *f;
+    if (!s) continue;          /* returned */
+    f = s->f;
     pthread_mutex_lock(&f->mu);
     if (s->linked)
       for (pp = &f->subs; *pp; pp = &(*pp)->next)
@@ -258,8 +296,7 @@ void par_waitset_release(par_waitset *ws) {
     par_object_release(&f->hdr);
     free(s);
   }
-  for (i = ws->head; i < ws->nready; i++) par_object_release(&ws->ready[i]->hdr);
-  free(ws->ready);
+  free(ws->ready);               /* its subs were in subs */
   free(ws->subs);
   pthread_mutex_destroy(&ws->mu);
   pthread_cond_destroy(&ws->cv);

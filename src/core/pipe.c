@@ -37,7 +37,10 @@ int par_pipe_new(par_pipe **a, par_pipe **b) {
   return 0;
 }
 
+/* The incoming direction first: the other end, seeing its recv return
+ * "closed" (our out), must then find its send refused (our in), so our in
+ * has to be closed by then. */
 void par_pipe_close(par_pipe *p) {
-  par_queue_close(p->out);
   par_queue_close(p->in);
+  par_queue_close(p->out);
 }

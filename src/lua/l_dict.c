@@ -132,6 +132,7 @@ static int l_dict_newindex(lua_State *L) {
   lua_settop(L, 3);
   tokey(L, 2, &k, 2);
   op.v = lua_isnil(L, 3) ? NULL : codec_encode(L, 3, 1, "value", 0);
+  if (!l_object_open(L, 1)) { par_msg_free(op.v); return l_object_closed_error(L, 1); }
   r = l_wait(L, -1, set_try, &op);
   par_msg_free(op.old);
   if (r != PAR_OK) par_msg_free(op.v);
@@ -257,17 +258,22 @@ static int l_dict_update(lua_State *L) {
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   if (r == PAR_ERROR) return luaL_error(L, "dict key is being updated by this thread");
   if (r != PAR_OK) return luaL_error(L, "not enough memory");
-  /* The key is ours until end_update: no error may escape before it. */
+  /* The key is ours until end_update: no error may escape before it. fn
+   * may close this handle (the dict's last): our own reference keeps the
+   * dict until then. */
+  par_object_retain((par_object *)op.d);
   lua_pushcfunction(L, update_call);
   lua_pushlightuserdata(L, op.current);
   lua_pushvalue(L, 3);
   if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
     par_dict_end_update(op.d, op.e, 0, NULL, &old);
+    par_object_release((par_object *)op.d);
     return lua_error(L);
   }
   m = (par_msg *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   par_dict_end_update(op.d, op.e, 1, m, &old);
+  par_object_release((par_object *)op.d);
   par_msg_free(old);
   return 1;
 }

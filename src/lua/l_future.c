@@ -225,6 +225,12 @@ static int l_waitset_next(lua_State *L) {
   lua_getiuservalue(L, 1, 1);
   lua_pushlightuserdata(L, c.f);
   lua_rawget(L, -2);
+  /* Returned once: the caller holds it now. Kept here, every future (and
+   * its results) would live as long as the waitset: imap_unordered's,
+   * over an input larger than memory, would not stream. */
+  lua_pushlightuserdata(L, c.f);
+  lua_pushnil(L);
+  lua_rawset(L, -4);
   par_object_release(&c.f->hdr);
   return 1;
 }

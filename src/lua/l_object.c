@@ -102,6 +102,12 @@ l_proxy *l_object_checkproxy_slow(lua_State *L, int idx, const par_type *t) {
   return p;
 }
 
+int l_object_closed_error(lua_State *L, int idx) {
+  const char *name = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                        : "parallel object";
+  return luaL_error(L, "%s was closed during the call", name);
+}
+
 par_object *l_object_test(lua_State *L, int idx) {
   par_object *o = NULL;
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;

@@ -50,6 +50,16 @@ static inline l_proxy *l_object_checkproxy(lua_State *L, int idx, const par_type
 static inline par_object *l_object_check(lua_State *L, int idx, const par_type *t) {
   return l_object_checkproxy(L, idx, t)->obj;
 }
+/* Whether the proxy at idx (checked earlier) still holds its object. Lua
+ * code run in the middle of a method (an encode's finalizers and __index
+ * functions, an update's fn) may have closed that handle, and its object
+ * gone with it: a method re-checks before using the object again, and
+ * raises with l_object_closed_error once it has freed what it holds. */
+static inline int l_object_open(lua_State *L, int idx) {
+  return ((l_proxy *)lua_touserdata(L, idx))->obj != NULL;
+}
+int l_object_closed_error(lua_State *L, int idx);
+
 /* Any parallel object at idx, or NULL (no error). */
 par_object *l_object_test(lua_State *L, int idx);
 

@@ -84,6 +84,7 @@ static int push_value(lua_State *L, par_queue *q, int idx, double timeout) {
   int r;
   op.q = q;
   op.m = encode_item(L, idx);
+  if (!l_object_open(L, 1)) { par_msg_free(op.m); l_object_closed_error(L, 1); }
   r = par_queue_push(q, op.m, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_try, &op);
   if (r != PAR_OK) par_msg_free(op.m);
@@ -187,6 +188,7 @@ static int push_list(lua_State *L, par_queue *q, int list, double timeout, size_
     op.b->n = (size_t)i;
     lua_pop(L, 1);
   }
+  if (!l_object_open(L, 1)) { lua_closeslot(L, -1); l_object_closed_error(L, 1); }
   r = push_many_try(&op, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_many_try, &op);
   *pushed = op.done;
