@@ -59,8 +59,20 @@ local EXTRA = {
   dict = { "keys", "update" },
 }
 
+-- Option tables made so far (random_options), for the report.
+local stats_options = 0
+
+-- Hooks a user may have set while calling the module: none of them is an
+-- interrupt (a count hook of 1 is also what lua.c's Ctrl-C handler sets:
+-- a call may then raise "interrupted", which is an error like any other).
+local HOOKS = {
+  { "", 1000 }, { "c", 0 }, { "l", 0 }, { "r", 0 }, { "", 1 }, { "crl", 7 },
+}
+local function noop_hook() end
+
 local function fuzz(calls, seed)
   math.randomseed(seed)
+  stats_options = 0
   print(("\napi fuzz: %d calls, seed %d (PARALLEL_FUZZ_SEED)"):format(calls, seed))
 
   -- Tasks that never end unless interrupted: their futures are in the
@@ -151,8 +163,24 @@ local function fuzz(calls, seed)
       setmetatable({}, { __index = function() error("index") end }),
     }
   end
+  -- Option tables with random keys: every option any function takes, a
+  -- misspelt or foreign one, a non-string key; values of any kind.
+  local OPTION_KEYS = {
+    "workers", "init", "init_args", "memory_limit", "backend", "wait", "cancel", "chunksize",
+    "timeout", "progress", "return_when", "worker", "time_out", "chunk", "initializer", 1, true,
+  }
+  local function random_options()
+    local t = {}
+    for _ = 1, random(0, 3) do
+      local v = random(2) == 1 and pick(scalars) or pick { 1, 2, 0.001, true, false, "first", "threads", {} }
+      t[pick(OPTION_KEYS)] = v
+    end
+    stats_options = stats_options + 1
+    return t
+  end
   local function value()
     local r = random(100)
+    if r <= 5 then return random_options() end
     if r <= 8 then return nil
     elseif r <= 50 then return pick(scalars)
     elseif r <= 65 then return tables()
@@ -198,7 +226,7 @@ local function fuzz(calls, seed)
   targets[#targets + 1] = { name = "__close", close = true }
   table.sort(targets, function(a, b) return a.name < b.name end)
 
-  local stats = { calls = 0, ok = 0, errors = 0, skipped = 0 }
+  local stats = { calls = 0, ok = 0, errors = 0, skipped = 0, in_coroutine = 0, hooked = 0 }
   local per_target = {}
 
   -- Returns the function to call and its argument list, or nil to skip.
@@ -287,7 +315,32 @@ local function fuzz(calls, seed)
         TRACE:flush()
       end
       per_target[t.name] = (per_target[t.name] or 0) + 1
-      local res = table.pack(pcall(fn, table.unpack(a, 1, a.n)))
+      -- a call from inside a coroutine, under a user's debug hook, or both
+      local mode = random(8)
+      local call = fn
+      local hook = (mode == 2 or mode == 3) and pick(HOOKS) or nil
+      if mode == 1 or mode == 3 then
+        stats.in_coroutine = stats.in_coroutine + 1
+        call = function(...)
+          local co = coroutine.create(function(...)
+            if hook then debug.sethook(noop_hook, hook[1], hook[2]) end
+            return fn(...)
+          end)
+          local r = table.pack(coroutine.resume(co, ...))
+          if not r[1] then error(r[2], 0) end
+          return table.unpack(r, 2, r.n)
+        end
+      elseif hook then
+        call = function(...)
+          debug.sethook(noop_hook, hook[1], hook[2])
+          local r = table.pack(pcall(fn, ...))
+          debug.sethook()
+          if not r[1] then error(r[2], 0) end
+          return table.unpack(r, 2, r.n)
+        end
+      end
+      if hook then stats.hooked = stats.hooked + 1 end
+      local res = table.pack(pcall(call, table.unpack(a, 1, a.n)))
       if res[1] then
         stats.ok = stats.ok + 1
         for j = 2, res.n do keep(res[j]) end
@@ -310,8 +363,8 @@ local function fuzz(calls, seed)
   pcall(pool.shutdown, pool, { cancel = true })
   local missing = {}
   for _, t in ipairs(targets) do if not per_target[t.name] then missing[#missing + 1] = t.name end end
-  print(("api fuzz: %d calls (%d returned, %d raised), %d skipped, %d targets%s"):format(
-    stats.calls, stats.ok, stats.errors, stats.skipped, #targets,
+  print(("api fuzz: %d calls (%d returned, %d raised; %d inside coroutines, %d under a user's debug hook; %d random option tables), %d skipped, %d targets%s"):format(
+    stats.calls, stats.ok, stats.errors, stats.in_coroutine, stats.hooked, stats_options, stats.skipped, #targets,
     #missing > 0 and (", never called: " .. table.concat(missing, " ")) or ""))
   return stats, targets, per_target
 end
@@ -320,6 +373,7 @@ describe("API fuzz", function()
   it("survives 10000 random calls: only returns and Lua errors", function()
     local stats, targets, per = fuzz(10000, SEED)
     assert.is_true(stats.calls >= 9000)
+    assert.is_true(stats.in_coroutine > 1000 and stats.hooked > 1000 and stats_options > 200)
     for _, t in ipairs(targets) do assert.is_truthy(per[t.name], t.name .. " never called") end
     collectgarbage()
   end)
