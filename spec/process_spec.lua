@@ -133,7 +133,7 @@ describe("process pools", function()
     end
   end)
 
-  it("replace a worker killed while idle before giving it a task", function()
+  it("replace a worker killed while idle before giving it a task #child", function()
     local p <close> = parallel.pool{backend = "process", workers = 1}
     local pid = p:apply(my_pid)
     os.execute("kill -9 " .. pid)
