@@ -292,10 +292,15 @@ test-mpi: deps mpi-deps all
 	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so build/mpi-fptest-$$i/parallel/mpi.so || exit 1; done
 	@for i in $(MPI_IMPLS); do sh tools/mpi-test.sh $$i || exit 1; done
 
+# The MPI specs across three simulated hosts (network namespaces, as root).
+test-cluster: deps mpi-deps all
+	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so || exit 1; done
+	@for i in $(MPI_IMPLS); do sh tools/mpi-cluster.sh $$i || exit 1; done
+
 # The MPI backend beside mpi4py.futures (Debian's python3-mpi4py), same run.
 bench-mpi: deps all
 	@sh tools/mpi-deps.sh bench
 	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so || exit 1; done
 	@sh tools/mpi-bench.sh
 
-.PHONY: mpi mpi-deps mpi-module install-mpi test-mpi bench-mpi
+.PHONY: mpi mpi-deps mpi-module install-mpi test-mpi test-cluster bench-mpi

@@ -11,6 +11,15 @@ describe("parallel.mpi", function()
     local hosts = mpi.hosts()
     assert.equal(mpi.size(), #hosts)
     for i = 1, #hosts do assert.is_string(hosts[i]) end
+    -- make test-cluster: every rank on a host of its own
+    local expect = tonumber(os.getenv("PARALLEL_MPI_EXPECT_HOSTS"))
+    if expect then
+      local distinct, n = {}, 0
+      for i = 1, #hosts do
+        if not distinct[hosts[i]] then distinct[hosts[i]] = true; n = n + 1 end
+      end
+      assert.equal(expect, n)
+    end
   end)
 
   it("refuses an unknown option value with the thread pool's wording", function()
