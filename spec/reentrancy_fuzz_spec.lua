@@ -363,7 +363,58 @@ end
 print("bad " .. bad)
 ]==]
 
+-- Lua code run in the middle of a method closes the object's last handle
+-- (a finalizer during the encode, the function of d:update): the method
+-- raises "... was closed during the call" or completes, never touching a
+-- freed object.
+local CLOSE_DURING = [==[
+local parallel = require "parallel"
+collectgarbage("incremental", 50, 100, 1)
+local counts = {}
+local function try(name, make, call)
+  for round = 1, 100 do
+    local obj = make()
+    local close = getmetatable(obj).__close
+    setmetatable({}, { __gc = function() close(obj) end })
+    local ok, e = pcall(call, obj, { round, { x = round }, "s" .. round, function() return round end })
+    local k = name .. (ok and " ok" or ((tostring(e):match("closed during the call$") or tostring(e):match("pool is shut down$")) and " closed" or (" " .. tostring(e))))
+    counts[k] = (counts[k] or 0) + 1
+  end
+end
+local pool = parallel.pool(1)
+try("push", parallel.queue, function(q, v) q:push(v) end)
+try("push_all", parallel.queue, function(q, v) q:push_all({ v, v }) end)
+try("send", function() local a, b = parallel.pipe() return a end, function(a, v) a:send(v) end)
+try("set", parallel.dict, function(d, v) d.k = v end)
+try("submit", function() return parallel.pool(1) end, function(p, v) p:submit(function(x) return x end, v) end)
+for round = 1, 100 do
+  local d = parallel.dict()
+  d.k = { round }
+  local close = getmetatable(d).__close
+  local ok, e = pcall(d.update, d, "k", function(t) close(d) return { t[1] + 1 } end)
+  local k = "update " .. (ok and "ok" or (tostring(e):match("closed during the call$") and "closed" or tostring(e)))
+  counts[k] = (counts[k] or 0) + 1
+end
+pool:shutdown()
+local keys = {}
+for k, n in pairs(counts) do keys[#keys + 1] = k .. "=" .. n end
+table.sort(keys)
+print(table.concat(keys, " "))
+]==]
+
 describe("re-entrancy #child", function()
+  it("a handle closed by Lua code in the middle of a method: the method raises or completes", function()
+    local out, err, status = support.run_child{ code = CLOSE_DURING, timeout = 60 }
+    assert.equal(0, status, out .. err)
+    -- every outcome is "ok" or "closed", nothing else, 100 rounds each
+    local total = 0
+    for name, outcome, n in out:gmatch("([%w_]+) (%S+)=(%d+)") do
+      assert.truthy(outcome == "ok" or outcome == "closed", name .. ": " .. outcome)
+      total = total + tonumber(n)
+    end
+    assert.equal(600, total, out)
+  end)
+
   it("a finalizer that pushes to a queue during another push loses nothing", function()
     local out, err, status = support.run_child{ code = GC_PUSH_DURING_PUSH, timeout = 60 }
     assert.equal(0, status, out .. err)

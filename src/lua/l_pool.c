@@ -231,6 +231,7 @@ static void submit_first_segment(lua_State *L, void *ud, par_msg *m) {
     if (st->proxy->obj) par_future_mark_orphan((par_future *)st->proxy->obj);
     return;
   }
+  if (!l_object_open(L, 1)) { par_msg_free(m); l_object_closed_error(L, 1); }
   submit_future(L, st->proxy, st->pool, TASK_CALL, m, 0);
 }
 
@@ -244,6 +245,7 @@ static int l_pool_submit(lua_State *L) {
   st.pool = p;
   st.proxy = push_proxy(L);
   m = codec_encode_call_streamed(L, 2, n, submit_first_segment, &st);
+  if (m && !l_object_open(L, 1)) { par_msg_free(m); l_object_closed_error(L, 1); }
   if (m) submit_future(L, st.proxy, p, TASK_CALL, m, 0);
   /* else it went in segments: the task is already queued */
   l_object_remember(L, -1);
@@ -264,8 +266,9 @@ static int l_pool_chunk(lua_State *L) {
   lua_Integer label = luaL_optinteger(L, 7, first);
   double timeout = luaL_optnumber(L, 8, 0);
   l_proxy *proxy = push_proxy(L);
-  return queue_task(L, proxy, p, star ? TASK_STARMAP : TASK_MAP,
-                    codec_encode_chunk(L, 2, 3, first, last, label, star), timeout);
+  par_msg *m = codec_encode_chunk(L, 2, 3, first, last, label, star);
+  if (!l_object_open(L, 1)) { par_msg_free(m); l_object_closed_error(L, 1); }
+  return queue_task(L, proxy, p, star ? TASK_STARMAP : TASK_MAP, m, timeout);
 }
 
 static int opt_flag(lua_State *L, int idx, const char *field, int def) {
