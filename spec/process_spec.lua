@@ -153,6 +153,14 @@ describe("process pools", function()
     assert.is_false(f:kill())      -- over: nothing to kill
   end)
 
+  it("leave kill on a thread pool an interrupt", function()
+    local t <close> = parallel.pool{backend = "threads", workers = 1}
+    local f = t:submit(function() while true do end end)
+    while f:state() == "pending" do parallel.sleep(0.001) end
+    assert.is_true(f:kill())
+    assert.matches("interrupted", failure(f))
+  end)
+
   it("interrupt a Lua loop and keep the worker", function()
     local p <close> = parallel.pool{backend = "process", workers = 1}
     local pid = p:apply(my_pid)
