@@ -40,6 +40,7 @@ describe("pool{backend = 'mpi'}", function()
     local s = pool:stats()
     assert.equal(2 * others, s.workers)
     assert.equal(others, s.ranks)
+    assert.equal("mpi", s.backend)
   end)
 
   it("runs a task on another rank and returns all its results", function()

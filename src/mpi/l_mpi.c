@@ -149,6 +149,8 @@ static int l_stats(lua_State *L) {
   set_int(L, "cancelled", cancelled);
   set_int(L, "pending", submitted - started - cancelled);
   set_int(L, "running", started - done - failed);
+  lua_pushliteral(L, "mpi");
+  lua_setfield(L, -2, "backend");
   lua_newtable(L);
   lua_setfield(L, -2, "busy");
   lua_pushboolean(L, u->closed);
