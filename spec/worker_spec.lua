@@ -282,3 +282,42 @@ describe("Ctrl-C in the main thread", function()
     end)
   end
 end)
+
+describe("a worker's cache of loaded functions", function()
+  local function worker_kb(pool)
+    return pool:submit(function()
+      collectgarbage() collectgarbage()
+      return collectgarbage("count")
+    end):get(10)
+  end
+
+  local function one_offs(pool, from, to)
+    for i = from, to do
+      local f = load(("local u = %d return function() return u, %d end"):format(i, i))()
+      assert.equal(i, pool:submit(f):get(10))
+      local g = load(("return function() return %d end"):format(i))()
+      assert.equal(i, pool:submit(g):get(10))
+    end
+  end
+
+  it("stays bounded however many one-off functions it is sent", function()
+    local pool = parallel.pool(1)
+    one_offs(pool, 1, 1000)
+    local before = worker_kb(pool)
+    one_offs(pool, 1001, 4000)
+    local growth = worker_kb(pool) - before
+    pool:shutdown()
+    assert.is_true(growth < 100, ("grew by %.0f KB over 6000 more functions"):format(growth))
+  end)
+
+  it("keeps a function in use loaded while one-off ones come and go", function()
+    local pool = parallel.pool(1)
+    local function whoami() return tostring(debug.getinfo(1, "f").func) end
+    local first = pool:submit(whoami):get(10)
+    for i = 1, 2000 do
+      assert.equal(i, pool:submit(load(("return function() return %d end"):format(i))()):get(10))
+      if i % 100 == 0 then assert.equal(first, pool:submit(whoami):get(10)) end
+    end
+    pool:shutdown()
+  end)
+end)

@@ -24,7 +24,17 @@ static _Atomic int factory_works = 0;   /* idem, for make_factory */
 /* Registry keys. */
 static const char key_protos = 0;    /* weak-keyed: closure -> proto box */
 static const char key_bydump = 0;    /* weak-valued: dump string -> proto box */
-static const char key_loaded = 0;    /* id -> cached closure or factory (receiver) */
+static const char key_loaded = 0;    /* the receiver's cache of loaded prototypes */
+
+/*
+ * The receiver's cache: id -> loaded closure (simple) or factory, in two
+ * generations. Hits in the old one move to the young one; when the young
+ * one holds PROTO_CACHE_GENERATION entries it becomes the old one and the
+ * old one is dropped. A worker thus keeps at most twice that many loaded
+ * prototypes, the ones in use among them, however many one-off functions
+ * it is sent. Layout: {young, old, count}.
+ */
+#define PROTO_CACHE_GENERATION 256
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   par_buf *b = (par_buf *)ud;
@@ -178,6 +188,28 @@ par_proto *proto_from_dump(const char *dump, size_t len) {
   return p;
 }
 
+/* Stack: cache, young, function. Puts the function in the young
+ * generation under key, starting a new generation when it is full. */
+static void cache_add(lua_State *L, int cache, lua_Integer key) {
+  lua_Integer n;
+  lua_rawgeti(L, cache, 3);
+  n = lua_tointeger(L, -1) + 1;
+  lua_pop(L, 1);
+  if (n > PROTO_CACHE_GENERATION) {
+    lua_rawgeti(L, cache, 1);
+    lua_rawseti(L, cache, 2);                  /* young becomes old */
+    lua_createtable(L, 0, PROTO_CACHE_GENERATION);
+    lua_replace(L, -3);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, cache, 1);
+    n = 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, key);
+  lua_pushinteger(L, n);
+  lua_rawseti(L, cache, 3);
+}
+
 /* Pushes a closure of p: for a simple one, the cached closure itself;
  * otherwise a new closure from the cached factory (or, without one, from
  * the dump), whose upvalues the caller sets. */
@@ -216,7 +248,7 @@ static int state_factory(lua_State *L, par_proto *p) {
 
 void proto_push_closure(lua_State *L, par_proto *p, int simple) {
   lua_Integer key = simple ? (lua_Integer)p->id : -(lua_Integer)p->id;
-  int cached;
+  int cached, cache;
   if (!simple && !p->factory) {
     if (state_factory(L, p)) {
       lua_call(L, 0, 1);
@@ -226,18 +258,26 @@ void proto_push_closure(lua_State *L, par_proto *p, int simple) {
     return;
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &key_loaded);
+  cache = lua_gettop(L);
+  lua_rawgeti(L, cache, 1);                    /* young */
   cached = lua_rawgeti(L, -1, key) == LUA_TFUNCTION;
   if (!cached) {
     lua_pop(L, 1);
-    if (simple) {
-      if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK) lua_error(L);
-    } else if (luaL_loadbufferx(L, p->factory, p->factory_len, "=parallel", "b") != LUA_OK) {
-      lua_error(L);
+    lua_rawgeti(L, cache, 2);                  /* old */
+    cached = lua_rawgeti(L, -1, key) == LUA_TFUNCTION;
+    lua_remove(L, -2);
+    if (!cached) {
+      lua_pop(L, 1);
+      if (simple) {
+        if (luaL_loadbufferx(L, p->dump, p->len, "=parallel", "b") != LUA_OK) lua_error(L);
+      } else if (luaL_loadbufferx(L, p->factory, p->factory_len, "=parallel", "b") != LUA_OK) {
+        lua_error(L);
+      }
     }
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, key);
+    cache_add(L, cache, key);
   }
-  lua_remove(L, -2);
+  lua_replace(L, cache);
+  lua_settop(L, cache);
   if (!simple) lua_call(L, 0, 1);
 }
 
@@ -312,7 +352,13 @@ static void weak_table(lua_State *L, const char *mode, const void *key) {
 void proto_open(lua_State *L) {
   weak_table(L, "k", &key_protos);
   weak_table(L, "v", &key_bydump);
+  lua_createtable(L, 3, 0);
   lua_newtable(L);
+  lua_rawseti(L, -2, 1);
+  lua_newtable(L);
+  lua_rawseti(L, -2, 2);
+  lua_pushinteger(L, 0);
+  lua_rawseti(L, -2, 3);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_loaded);
   self_test(L);
   factory_self_test(L);
