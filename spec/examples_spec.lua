@@ -123,6 +123,13 @@ describe("examples #child", function()
     assert.is_truthy(out2:find("\n2 +[%d.]+ +1%.50x")) -- Gustafson, S = 0.5, N = 2
   end)
 
+  it("13 callbacks: apply_async callbacks and map_async, no polling loop of sleeps", function()
+    local out, code = run("13_callbacks.lua")
+    check(out, code, { "Task 0 completed with result:", "Task 7 failed:", "9 completed, 1 failed",
+                       "callback: 10 results", "done callback: the map is done",
+                       "get: 10 results; all numbers: true" })
+  end)
+
   it("the guided tour prints one table of the headline comparisons", function()
     local out, code = run("tour.lua")
     check(out, code, { "CPU-bound map", "9592 primes", "78498 primes", "speedup", "efficiency" })

@@ -41,6 +41,18 @@ local function check_opts(opts, n, fname, spec)
   return opts
 end
 
+-- A table with keys but none of the items 1..n: most likely a dictionary
+-- given where a list is expected (a list with only `n` is an empty list).
+local function check_items(list, n, argn, fname)
+  if n ~= 0 or getmetatable(list) ~= nil then return end
+  local k = next(list)
+  if k == "n" then k = next(list, k) end
+  if k ~= nil then
+    argerror(argn, fname, "list expected, got a table with keys but no items 1..n;"
+      .. " put its values in a list (or use pairs and submit)", 4)
+  end
+end
+
 local function check_open(pool)
   if pool:_closed() then error("pool is shut down", 3) end
 end
@@ -115,6 +127,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
   check_open(pool)
   check_task_timeout(pool, opts, fname)
   local n = #list
+  check_items(list, n, 2, fname)
   local results = { n = n }
   if n == 0 then return results end
   -- task_timeout bounds each task: one item per task unless chunksize says otherwise
@@ -196,6 +209,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   local workers = workers_of(pool)
   local total = type(list) == "table" and #list or nil
   local tt = opts.task_timeout
+  if total then check_items(list, total, 2, fname) end
   local cs = opts.chunksize or (tt and 1) or (total and default_chunksize(total, workers)) or 16
   local next_item = item_source(list)
   local window = 2 * workers
@@ -445,6 +459,204 @@ function Condition:wait_for(predicate, timeout)
     result = predicate()
   end
   return result
+end
+
+-- Done callbacks and async maps.
+--
+-- A callback is Lua code, so it runs in the Lua state that registered it,
+-- never in a worker: at once when its future is already done, else inside
+-- this state's next call that waits or polls for futures (future:get and
+-- :wait, as_completed, wait, gather and the map family as they wait,
+-- parallel.sleep, pool:completed(), parallel.poll), before and after it
+-- waits. The C side calls the hook set by core._callback_hook while
+-- callbacks are pending.
+
+local pending = {}           -- future -> its callbacks not yet run (keeps it alive)
+local npending = 0
+local cb_ws, ws_size = nil, 0   -- a waitset over the pending futures
+local firing = false
+
+local function default_error_handler(err, f)
+  io.stderr:write("parallel: error in a done callback of ", tostring(f), ": ", tostring(err), "\n")
+end
+local error_handler = default_error_handler
+
+local function report(err, f)
+  local ok, e = pcall(error_handler, err, f)
+  if not ok then
+    io.stderr:write("parallel: error in the callback error handler: ", tostring(e), "\n")
+  end
+end
+
+local function call_back(f, fn)
+  local ok, err = xpcall(fn, debug.traceback, f)
+  if not ok then report(err, f) end
+end
+
+local run_callbacks
+
+local function arm()
+  core._callback_hook(npending > 0 and run_callbacks or nil)
+end
+
+-- Runs the callbacks of the futures that finished, after waiting up to
+-- `timeout` for the first; returns how many ran. Not re-entered: a callback
+-- that waits runs no other callback.
+function run_callbacks(timeout)
+  if firing or npending == 0 then return 0 end
+  firing = true
+  local ran = 0
+  local ok, err = pcall(function()
+    local f = cb_ws:next(timeout or 0)
+    while f do
+      local list = pending[f]
+      if list then
+        pending[f] = nil
+        npending = npending - 1
+        for i = 1, #list do
+          call_back(f, list[i])
+          ran = ran + 1
+        end
+      end
+      f = cb_ws:next(0)
+    end
+  end)
+  -- a waitset keeps every future it was given: start afresh once most are gone
+  if npending == 0 then
+    cb_ws:close()
+    cb_ws, ws_size = nil, 0
+  elseif ws_size > 64 and ws_size > 4 * npending then
+    cb_ws:close()
+    cb_ws, ws_size = core._waitset({}), 0
+    for f in pairs(pending) do cb_ws:add(f); ws_size = ws_size + 1 end
+  end
+  firing = false
+  arm()
+  if not ok then error(err, 0) end
+  return ran
+end
+
+--- future:add_done_callback(fn): fn(future) runs in this state once the
+-- future is finished (done, failed or cancelled): at once if it is, else
+-- in this state's next call that waits or polls (see parallel.poll).
+function Future:add_done_callback(fn)
+  check(fn, "function", 1, "add_done_callback")
+  local list = pending[self]
+  if list then
+    list[#list + 1] = fn
+    return
+  end
+  if self:done() then
+    call_back(self, fn)
+    return
+  end
+  pending[self] = { fn }
+  npending = npending + 1
+  if not cb_ws then cb_ws = core._waitset({}) end
+  cb_ws:add(self)
+  ws_size = ws_size + 1
+  arm()
+end
+
+--- parallel.poll([timeout]) --> number of callbacks run
+-- Runs the done callbacks whose futures have finished, waiting up to
+-- `timeout` seconds (default 0) for one; returns at once when none is pending.
+function M.poll(timeout)
+  if timeout ~= nil then
+    check(timeout, "number", 1, "poll")
+    if timeout ~= timeout then argerror(1, "poll", "timeout is NaN") end
+  end
+  return run_callbacks(timeout or 0)
+end
+
+--- parallel.on_callback_error(handler) --> the previous handler
+-- handler(err, future) receives the error (with its traceback) of a done
+-- callback that raised; the default writes it to stderr. nil restores it.
+function M.on_callback_error(handler)
+  if handler ~= nil then check(handler, "function", 1, "on_callback_error") end
+  local old = error_handler
+  error_handler = handler or default_error_handler
+  return old
+end
+
+-- The {callback =, error_callback =} of apply_async and the async maps
+-- (the shared option checker: unknown keys and wrong kinds raise).
+local APPLY_ASYNC_OPTIONS = { callback = "function", error_callback = "function" }
+local MAP_ASYNC_OPTIONS = { chunksize = "count", callback = "function", error_callback = "function" }
+
+local function check_async_opts(opts, n, fname, chunks)
+  return core._options(opts, n, fname, chunks and MAP_ASYNC_OPTIONS or APPLY_ASYNC_OPTIONS, 3) or {}
+end
+
+-- callback(first result) when f is done, error_callback(error as get
+-- raises it, or "cancelled") when not.
+local function attach(f, opts)
+  local cb, ecb = opts.callback, opts.error_callback
+  if not cb and not ecb then return end
+  Future.add_done_callback(f, function(g)
+    local ok, v = pcall(g.get, g)
+    if ok then
+      if cb then cb(v) end
+    elseif ecb then
+      ecb(v)
+    end
+  end)
+end
+
+--- pool:apply_async(fn, args [, {callback =, error_callback =}]) --> future
+-- fn(table.unpack(args)) on a worker; callback(first result) or
+-- error_callback(error) then run in this state, as done callbacks.
+function Pool:apply_async(fn, args, opts)
+  check(fn, "function", 1, "apply_async")
+  if args ~= nil then check(args, "table", 2, "apply_async") end
+  opts = check_async_opts(opts, 3, "apply_async", false)
+  local f = self:submit(fn, table.unpack(args or {}, 1, args and (args.n or #args) or 0))
+  attach(f, opts)
+  return f
+end
+
+local function map_async_impl(pool, fname, fn, list, opts, star)
+  check(fn, "function", 1, fname)
+  check(list, "table", 2, fname)
+  opts = check_async_opts(opts, 3, fname, true)
+  check_open(pool)
+  local n = #list
+  check_items(list, n, 2, fname)
+  local g = core._group()
+  local ok, err = pcall(function()
+    if n == 0 then return end
+    local cs = opts.chunksize or default_chunksize(n, workers_of(pool))
+    local proxy = getmetatable(list) ~= nil
+    for first = 1, n, cs do
+      local last = min(first + cs - 1, n)
+      local f
+      if proxy then
+        local items = {}
+        for i = first, last do items[i - first + 1] = list[i] end
+        f = pool:_chunk(fn, items, 1, last - first + 1, star, first)
+      else
+        f = pool:_chunk(fn, list, first, last, star)
+      end
+      g:_add(f, first)
+    end
+  end)
+  g:_seal(n)
+  if not ok then
+    g:cancel()
+    error(err, 0)
+  end
+  attach(g, opts)
+  return g
+end
+
+--- pool:map_async(fn, list [, {chunksize =, callback =, error_callback =}]) --> future
+-- One future for the whole map: get() gives the results table (as map's),
+-- cancel() cancels the chunks that have not started; callback(results).
+function Pool:map_async(fn, list, opts) return map_async_impl(self, "map_async", fn, list, opts, false) end
+
+--- pool:starmap_async(fn, arglists [, opts]) --> future (as map_async, for starmap)
+function Pool:starmap_async(fn, arglists, opts)
+  return map_async_impl(self, "starmap_async", fn, arglists, opts, true)
 end
 
 local Timer = {}

@@ -28,8 +28,15 @@ struct par_waitset {
   size_t nsubs, subcap, nholes;
 };
 
+static void group_member_done(par_future *g, int state);
+
 static void future_destroy(par_object *o) {
   par_future *f = (par_future *)o;
+  size_t i;
+  if (f->group) par_object_release(&f->group->hdr);
+  for (i = 0; i < f->nmembers; i++) par_object_release(&f->members[i]->hdr);
+  free(f->members);
+  free(f->firsts);
   par_msg_free(f->task);
   par_msg_free(f->result);
   if (f->owner) par_object_release(f->owner);
@@ -63,6 +70,12 @@ par_object *par_future_adopt(par_future *f, par_object *owner, const par_future_
 par_object *par_future_owner(const par_future *f) { return f->owner; }
 
 int par_future_interrupt(par_future *f) {
+  if (f->kind == PAR_KIND_GROUP) {
+    size_t i;
+    int any = 0;
+    for (i = 0; i < f->nmembers; i++) any |= par_future_interrupt(f->members[i]);
+    return any;
+  }
   return f->sink && f->sink->interrupt && f->sink->interrupt(f->owner, f);
 }
 
@@ -112,8 +125,22 @@ static int wake_all(par_future *f) {
   return f->nwaiters > 0;
 }
 
+/* Called with f->mu held, once f is terminal: the group to tell. */
+static par_future *take_group(par_future *f) {
+  par_future *g = f->group;
+  f->group = NULL;
+  return g;
+}
+
+static void tell_group(par_future *g, int state) {
+  if (!g) return;
+  group_member_done(g, state);
+  par_object_release(&g->hdr);
+}
+
 void par_future_finish(par_future *f, int state, par_msg *result) {
   int sleepers;
+  par_future *g;
   /* Count and list before anyone can see the outcome: a waiter that reads
    * stats or pool:completed() next finds this future there. */
   if (f->sink) f->sink->count(f->owner, state);
@@ -122,13 +149,24 @@ void par_future_finish(par_future *f, int state, par_msg *result) {
   if (f->sink) f->sink->notice(f->owner, f, state);
   else atomic_store(&f->state, state);
   sleepers = wake_all(f);
+  g = take_group(f);
   pthread_mutex_unlock(&f->mu);
   if (sleepers) pthread_cond_broadcast(&f->cv);
+  tell_group(g, state);
+}
+
+static int group_cancel(par_future *g) {
+  size_t i;
+  int any = 0;
+  for (i = 0; i < g->nmembers; i++) any |= par_future_cancel(g->members[i]);
+  return any;
 }
 
 int par_future_cancel(par_future *f) {
   int expected = PAR_PENDING, sleepers;
   par_msg *task;
+  par_future *g;
+  if (f->kind == PAR_KIND_GROUP) return group_cancel(f);
   if (!atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) return 0;
   if (f->sink) f->sink->count(f->owner, PAR_CANCELLED);
   pthread_mutex_lock(&f->mu);
@@ -136,10 +174,74 @@ int par_future_cancel(par_future *f) {
   f->task = NULL;
   if (f->sink) f->sink->notice(f->owner, f, PAR_CANCELLED);
   sleepers = wake_all(f);
+  g = take_group(f);
   pthread_mutex_unlock(&f->mu);
   if (sleepers) pthread_cond_broadcast(&f->cv);
   par_msg_free(task);
+  tell_group(g, PAR_CANCELLED);
   return 1;
+}
+
+/* ---------------------------------------------------------------- groups */
+
+par_future *par_future_group_new(void) {
+  par_future *g = par_future_new(PAR_KIND_GROUP, NULL);
+  if (!g) return NULL;
+  atomic_init(&g->group_left, 1);
+  atomic_init(&g->group_state, PAR_DONE);
+  return g;
+}
+
+static void group_member_done(par_future *g, int state) {
+  if (state == PAR_FAILED) {
+    atomic_store(&g->group_state, PAR_FAILED);
+  } else if (state == PAR_CANCELLED) {
+    int expected = PAR_DONE;
+    atomic_compare_exchange_strong(&g->group_state, &expected, PAR_CANCELLED);
+  }
+  if (atomic_fetch_sub(&g->group_left, 1) == 1)
+    par_future_finish(g, atomic_load(&g->group_state), NULL);
+}
+
+int par_future_group_add(par_future *g, par_future *member, long first) {
+  int state;
+  if (g->nmembers == g->capmembers) {
+    size_t cap = g->capmembers ? 2 * g->capmembers : 8;
+    par_future **m = realloc(g->members, cap * sizeof *m);
+    long *fi;
+    if (!m) return 0;
+    g->members = m;
+    fi = realloc(g->firsts, cap * sizeof *fi);
+    if (!fi) return 0;
+    g->firsts = fi;
+    g->capmembers = cap;
+  }
+  g->members[g->nmembers] = (par_future *)par_object_retain(&member->hdr);
+  g->firsts[g->nmembers++] = first;
+  atomic_fetch_add(&g->group_left, 1);
+  pthread_mutex_lock(&member->mu);
+  state = atomic_load(&member->state);
+  if (!par_future_is_terminal(state)) {
+    member->group = (par_future *)par_object_retain(&g->hdr);
+    pthread_mutex_unlock(&member->mu);
+    return 1;
+  }
+  pthread_mutex_unlock(&member->mu);
+  group_member_done(g, state);
+  return 1;
+}
+
+void par_future_group_seal(par_future *g, long nitems) {
+  g->nitems = nitems;
+  group_member_done(g, PAR_DONE);
+}
+
+size_t par_future_group_size(const par_future *g) { return g->nmembers; }
+long par_future_group_items(const par_future *g) { return g->nitems; }
+
+par_future *par_future_group_member(const par_future *g, size_t i, long *first) {
+  *first = g->firsts[i];
+  return g->members[i];
 }
 
 static int is_done(void *ud) {

@@ -13,6 +13,14 @@
  * future pushes itself onto the waitset's ready list as it finishes, so
  * waiting over n futures costs O(n), not O(n) per wake-up.
  */
+/*
+ * Groups: a group future stands for many (pool:map_async). It has no task
+ * and no owner, and finishes, without a result of its own, when its last
+ * member has and it has been sealed. A member holds a reference to its
+ * group until it finishes (`group`, under the member's mu); the group holds
+ * its members. Only the thread that made a group adds members, before
+ * sealing it; afterwards the member list never changes.
+ */
 #ifndef PAR_FUTURE_H
 #define PAR_FUTURE_H
 
@@ -56,7 +64,17 @@ struct par_future {
   par_future *next_done;     /* the owner's completed list (its mutex) */
   _Atomic int orphan;        /* no handle to it was ever given out */
   double timeout;            /* seconds a backend that can kill lets it run; 0: no limit */
+  par_future *group;         /* the group this future is a member of (mu) */
+  _Atomic long group_left;   /* a group: unfinished members, + 1 until sealed */
+  _Atomic int group_state;   /* a group: PAR_DONE, or the worst member outcome */
+  par_future **members;      /* a group: its members, retained, in item order */
+  long *firsts;              /* a group: each member's first item index */
+  size_t nmembers, capmembers;
+  long nitems;               /* a group: set by seal */
 };
+
+/* The kind of a group future. */
+#define PAR_KIND_GROUP (-1)
 
 extern const par_type par_future_type;
 
@@ -89,6 +107,21 @@ int par_future_cancel(par_future *f);
 /* Spins briefly, then sleeps until terminal or the deadline:
  * PAR_OK or PAR_TIMEOUT. */
 int par_future_wait(par_future *f, double deadline);
+
+/* A group (one reference, or NULL on out of memory). It finishes DONE when
+ * every member is done, FAILED if one failed, else CANCELLED if one was
+ * cancelled. par_future_cancel on a group cancels the members that have
+ * not started; par_future_interrupt interrupts those running. */
+par_future *par_future_group_new(void);
+/* Adds a member whose items start at `first` (any state; a finished one
+ * counts at once). 0 on out of memory (not added). */
+int par_future_group_add(par_future *g, par_future *member, long first);
+/* No more members (nitems items in all): the group can finish. Once. */
+void par_future_group_seal(par_future *g, long nitems);
+size_t par_future_group_size(const par_future *g);
+long par_future_group_items(const par_future *g);
+/* Member i (0-based, in item order) and its first item index. */
+par_future *par_future_group_member(const par_future *g, size_t i, long *first);
 
 par_waitset *par_waitset_new(void);
 int par_waitset_add(par_waitset *ws, par_future *f);   /* 0 on out of memory */

@@ -31,9 +31,26 @@ static int wait_future(lua_State *L, par_future *f, double timeout) {
   return r;
 }
 
-/* Pushes error value, traceback and item index of a failed future. */
+/* A failed group's first failed member, in item order. */
+static par_future *failed_member(const par_future *g) {
+  size_t i, n = par_future_group_size(g);
+  long first;
+  for (i = 0; i < n; i++) {
+    par_future *m = par_future_group_member(g, i, &first);
+    if (par_future_state(m) == PAR_FAILED) return m;
+  }
+  return NULL;
+}
+
+/* Pushes error value, traceback and item index of a failed future (a
+ * group: of its first failed member). */
 static void push_failure(lua_State *L, par_future *f) {
-  if (par_future_result(f) == NULL) {
+  if (par_future_kind(f) == PAR_KIND_GROUP) f = failed_member(f);
+  if (f == NULL) {
+    lua_pushliteral(L, "cancelled");
+    lua_pushliteral(L, "");
+    lua_pushnil(L);
+  } else if (par_future_result(f) == NULL) {
     lua_pushliteral(L, "pool init failed: not enough memory");
     lua_pushliteral(L, "");
     lua_pushnil(L);
@@ -42,9 +59,15 @@ static void push_failure(lua_State *L, par_future *f) {
   }
 }
 
-/* Raises the error of a failed future as get() does. */
+/* Raises the error of a failed future as get() does; a group's (a map's)
+ * names the item, as map does: "item 7: <message>". */
 static int raise_failure(lua_State *L, par_future *f) {
   push_failure(L, f);
+  if (par_future_kind(f) == PAR_KIND_GROUP && lua_type(L, -3) == LUA_TSTRING &&
+      lua_isinteger(L, -1)) {
+    lua_pushfstring(L, "item %I: %s", lua_tointeger(L, -1), lua_tostring(L, -3));
+    lua_replace(L, -4);
+  }
   lua_pop(L, 1);                                  /* index */
   if (lua_type(L, -2) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
     lua_pushliteral(L, "\n");
@@ -56,13 +79,32 @@ static int raise_failure(lua_State *L, par_future *f) {
   return lua_error(L);
 }
 
+/* A finished group's results: one table of every member's, and n. */
+static int group_results(lua_State *L, const par_future *g) {
+  size_t i, n = par_future_group_size(g);
+  long nitems = par_future_group_items(g), first;
+  lua_createtable(L, nitems > 0 && nitems < (1L << 30) ? (int)nitems : 0, 1);
+  for (i = 0; i < n; i++) {
+    par_future *m = par_future_group_member(g, i, &first);
+    codec_decode_into(L, par_future_result(m), lua_gettop(L), first);
+  }
+  lua_pushinteger(L, nitems);
+  lua_setfield(L, -2, "n");
+  return 1;
+}
+
 /* future:get([timeout]) --> the task's return values */
 static int l_future_get(lua_State *L) {
   par_future *f = check_future(L, 1);
   double timeout = l_opttimeout(L, 2);
+  l_wait_callbacks(L);
   if (wait_future(L, f, timeout) == PAR_TIMEOUT) return luaL_error(L, "timeout");
+  l_wait_callbacks(L);
   switch (par_future_state(f)) {
-    case PAR_DONE: lua_settop(L, 1); return codec_decode(L, par_future_result(f));
+    case PAR_DONE:
+      lua_settop(L, 1);
+      if (par_future_kind(f) == PAR_KIND_GROUP) return group_results(L, f);
+      return codec_decode(L, par_future_result(f));
     case PAR_CANCELLED: return luaL_error(L, "cancelled");
     default: return raise_failure(L, f);
   }
@@ -71,7 +113,12 @@ static int l_future_get(lua_State *L) {
 /* future:wait([timeout]) --> boolean */
 static int l_future_wait(lua_State *L) {
   par_future *f = check_future(L, 1);
-  lua_pushboolean(L, wait_future(L, f, l_opttimeout(L, 2)) == PAR_OK);
+  double timeout = l_opttimeout(L, 2);
+  int r;
+  l_wait_callbacks(L);
+  r = wait_future(L, f, timeout);
+  l_wait_callbacks(L);
+  lua_pushboolean(L, r == PAR_OK);
   return 1;
 }
 
@@ -118,7 +165,7 @@ static int l_future_failure(lua_State *L) {
 static int l_future_into(lua_State *L) {
   par_future *f = check_future(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (par_future_state(f) != PAR_DONE || par_future_kind(f) == 0)
+  if (par_future_state(f) != PAR_DONE || par_future_kind(f) <= 0)
     return luaL_error(L, "not a finished map chunk");
   lua_pushinteger(L, codec_decode_into(L, par_future_result(f), 2, luaL_checkinteger(L, 3)));
   return 1;
@@ -148,6 +195,38 @@ static int l_future_tostring(lua_State *L) {
   else lua_pushfstring(L, "parallel.future (%s): %p",
                        state_names[par_future_state((par_future *)p->obj)], (void *)p->obj);
   return 1;
+}
+
+/* --------------------------------------------------------------- groups */
+
+/* core._group() --> a future that finishes when the members given to
+ * group:_add have, once group:_seal(n) was called (pool:map_async) */
+static int l_group_new(lua_State *L) {
+  par_future *g = par_future_group_new();
+  if (!g) return luaL_error(L, "not enough memory");
+  l_object_push(L, &g->hdr);
+  return 1;
+}
+
+static par_future *check_group(lua_State *L) {
+  par_future *g = check_future(L, 1);
+  if (par_future_kind(g) != PAR_KIND_GROUP) luaL_argerror(L, 1, "not a group future");
+  return g;
+}
+
+/* group:_add(member, first) */
+static int l_group_add(lua_State *L) {
+  par_future *g = check_group(L);
+  if (!par_future_group_add(g, check_future(L, 2), (long)luaL_checkinteger(L, 3)))
+    return luaL_error(L, "not enough memory");
+  return 0;
+}
+
+/* group:_seal(nitems) */
+static int l_group_seal(lua_State *L) {
+  par_future *g = check_group(L);
+  par_future_group_seal(g, (long)luaL_checkinteger(L, 2));
+  return 0;
 }
 
 /* ------------------------------------------------------------- waitsets */
@@ -211,28 +290,34 @@ static int try_next(void *ud, double deadline) {
 static int l_waitset_next(lua_State *L) {
   l_waitset *w = check_waitset(L);
   next_call c;
+  double timeout = l_opttimeout(L, 2);
   int r;
   c.ws = w->ws;
   c.f = NULL;
-  r = l_wait(L, l_opttimeout(L, 2), try_next, &c);
+  l_wait_callbacks(L);
+  r = l_wait(L, timeout, try_next, &c);
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
+  if (c.f) {
+    lua_getiuservalue(L, 1, 1);
+    lua_pushlightuserdata(L, c.f);
+    lua_rawget(L, -2);
+    /* Returned once: the caller holds it now. Kept here, every future (and
+     * its results) would live as long as the waitset: imap_unordered's,
+     * over an input larger than memory, would not stream. */
+    lua_pushlightuserdata(L, c.f);
+    lua_pushnil(L);
+    lua_rawset(L, -4);
+    par_object_release(&c.f->hdr);
+    l_wait_callbacks(L);   /* after: the future on the stack is not lost */
+    return 1;
+  }
+  l_wait_callbacks(L);
   if (r == PAR_TIMEOUT) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
   }
-  if (!c.f) return 0;
-  lua_getiuservalue(L, 1, 1);
-  lua_pushlightuserdata(L, c.f);
-  lua_rawget(L, -2);
-  /* Returned once: the caller holds it now. Kept here, every future (and
-   * its results) would live as long as the waitset: imap_unordered's,
-   * over an input larger than memory, would not stream. */
-  lua_pushlightuserdata(L, c.f);
-  lua_pushnil(L);
-  lua_rawset(L, -4);
-  par_object_release(&c.f->hdr);
-  return 1;
+  return 0;
 }
 
 /* ws:add(future): one more future to wait for */
@@ -272,6 +357,8 @@ static const luaL_Reg future_methods[] = {
   {"_into", l_future_into},
   {"interrupt", l_future_interrupt},
   {"kill", l_future_kill},
+  {"_add", l_group_add},
+  {"_seal", l_group_seal},
   {NULL, NULL}
 };
 
@@ -300,4 +387,8 @@ void l_future_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_waitset_new);
   lua_setfield(L, -2, "_waitset");
+  lua_pushcfunction(L, l_group_new);
+  lua_setfield(L, -2, "_group");
+  lua_pushcfunction(L, l_wait_set_callback_hook);
+  lua_setfield(L, -2, "_callback_hook");
 }

@@ -348,6 +348,7 @@ static int l_pool_completed(lua_State *L) {
   par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
   par_future *f;
   lua_Integer i = 0;
+  l_wait_callbacks(L);
   lua_newtable(L);
   f = par_pool_take_completed(p);
   while (f) {

@@ -46,8 +46,10 @@ static int try_sleep(void *ud, double deadline) {
 static int l_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s == s, 1, "duration is NaN");
+  l_wait_callbacks(L);
   if (s <= 0) return 0;
   if (l_wait(L, s, try_sleep, NULL) == PAR_INTERRUPTED) return l_wait_raise(L);
+  l_wait_callbacks(L);
   return 0;
 }
 

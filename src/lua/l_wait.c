@@ -9,6 +9,19 @@
 #define SLICE 0.05
 
 static const char interrupt_key = 0;
+static const char hook_key = 0;
+
+int l_wait_set_callback_hook(lua_State *L) {
+  lua_settop(L, 1);
+  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hook_key);
+  return 0;
+}
+
+void l_wait_callbacks(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hook_key) == LUA_TFUNCTION) lua_call(L, 0, 0);
+  else lua_pop(L, 1);
+}
 
 double l_opttimeout(lua_State *L, int idx) {
   lua_Number t;

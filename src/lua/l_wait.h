@@ -35,6 +35,13 @@ int l_wait_should_stop(lua_State *L);
 /* Per state (luaopen_parallel_core): learns how debug.sethook's hooks look. */
 void l_wait_open(lua_State *L);
 
+/* Done callbacks: the facade registers a hook (core._callback_hook) while
+ * callbacks are pending in this state; every call that waits or polls for
+ * futures (get, wait, waitset next, sleep, pool:completed) calls
+ * l_wait_callbacks before and after it waits, which runs the hook. */
+void l_wait_callbacks(lua_State *L);
+int l_wait_set_callback_hook(lua_State *L);   /* core._callback_hook(fn | nil) */
+
 /* Worker states register the flag that interrupts their current task. */
 void l_wait_set_interrupt_flag(lua_State *L, _Atomic int *flag);
 

@@ -75,5 +75,33 @@ int main(void) {
   CHECK(g == NULL);
   par_waitset_release(ws);
   for (i = 0; i < N; i++) par_object_release(&fs[i]->hdr);
+
+  /* groups: finished when sealed and every member is; the worst outcome */
+  {
+    par_future *grp = par_future_group_new(), *a = par_future_new(1, msg_of(1)),
+               *b = par_future_new(1, msg_of(2)), *c = par_future_new(1, msg_of(3));
+    long first;
+    CHECK(grp && a && b && c);
+    CHECK(par_future_claim(a));
+    par_future_finish(a, PAR_DONE, msg_of(10));           /* finished before joining */
+    CHECK(par_future_group_add(grp, a, 1));
+    CHECK(par_future_group_add(grp, b, 2));
+    CHECK(par_future_group_add(grp, c, 3));
+    CHECK_EQ(par_future_group_size(grp), 3);
+    CHECK(par_future_group_member(grp, 2, &first) == c);
+    CHECK_EQ(first, 3);
+    CHECK(par_future_claim(b));
+    CHECK(par_future_cancel(grp));                         /* c had not started */
+    CHECK_EQ(par_future_state(c), PAR_CANCELLED);
+    par_future_finish(b, PAR_DONE, msg_of(20));
+    CHECK_EQ(par_future_state(grp), PAR_PENDING);          /* not sealed yet */
+    par_future_group_seal(grp, 3);
+    CHECK_EQ(par_future_state(grp), PAR_CANCELLED);
+    CHECK_EQ(par_future_group_items(grp), 3);
+    par_object_release(&a->hdr);
+    par_object_release(&b->hdr);
+    par_object_release(&c->hdr);
+    par_object_release(&grp->hdr);
+  }
   DONE("future");
 }
