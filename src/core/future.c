@@ -233,9 +233,11 @@ int par_future_group_add(par_future *g, par_future *member, long first) {
 
 void par_future_group_seal(par_future *g, long nitems) {
   g->nitems = nitems;
+  g->sealed = 1;
   group_member_done(g, PAR_DONE);
 }
 
+int par_future_group_sealed(const par_future *g) { return g->sealed; }
 size_t par_future_group_size(const par_future *g) { return g->nmembers; }
 long par_future_group_items(const par_future *g) { return g->nitems; }
 

@@ -71,6 +71,7 @@ struct par_future {
   long *firsts;              /* a group: each member's first item index */
   size_t nmembers, capmembers;
   long nitems;               /* a group: set by seal */
+  int sealed;                /* a group: seal was called */
 };
 
 /* The kind of a group future. */
@@ -118,6 +119,7 @@ par_future *par_future_group_new(void);
 int par_future_group_add(par_future *g, par_future *member, long first);
 /* No more members (nitems items in all): the group can finish. Once. */
 void par_future_group_seal(par_future *g, long nitems);
+int par_future_group_sealed(const par_future *g);
 size_t par_future_group_size(const par_future *g);
 long par_future_group_items(const par_future *g);
 /* Member i (0-based, in item order) and its first item index. */

@@ -86,7 +86,8 @@ static int group_results(lua_State *L, const par_future *g) {
   lua_createtable(L, nitems > 0 && nitems < (1L << 30) ? (int)nitems : 0, 1);
   for (i = 0; i < n; i++) {
     par_future *m = par_future_group_member(g, i, &first);
-    codec_decode_into(L, par_future_result(m), lua_gettop(L), first);
+    if (par_future_state(m) == PAR_DONE && par_future_result(m))
+      codec_decode_into(L, par_future_result(m), lua_gettop(L), first);
   }
   lua_pushinteger(L, nitems);
   lua_setfield(L, -2, "n");
@@ -208,16 +209,19 @@ static int l_group_new(lua_State *L) {
   return 1;
 }
 
+/* A group still open to members (only map_async adds and seals). */
 static par_future *check_group(lua_State *L) {
   par_future *g = check_future(L, 1);
   if (par_future_kind(g) != PAR_KIND_GROUP) luaL_argerror(L, 1, "not a group future");
+  if (par_future_group_sealed(g)) luaL_argerror(L, 1, "group is sealed");
   return g;
 }
 
 /* group:_add(member, first) */
 static int l_group_add(lua_State *L) {
-  par_future *g = check_group(L);
-  if (!par_future_group_add(g, check_future(L, 2), (long)luaL_checkinteger(L, 3)))
+  par_future *g = check_group(L), *m = check_future(L, 2);
+  luaL_argcheck(L, par_future_kind(m) > 0, 2, "not a map chunk");
+  if (!par_future_group_add(g, m, (long)luaL_checkinteger(L, 3)))
     return luaL_error(L, "not enough memory");
   return 0;
 }
