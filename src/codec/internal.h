@@ -81,6 +81,10 @@ par_msg *codec_encode_values(lua_State *L, int first, int n, const char *root, i
                              int call, enc_stream *stream);
 /* Raises "not enough memory", dropping what the buffer holds. */
 void codec_enc_nomem(enc *e);
+/* enc_errors.c: each raises, after dropping what the encode holds. */
+void codec_enc_drop(enc *e);                        /* only drops */
+void codec_enc_fail(enc *e, const char *what);     /* "cannot send <what> at <path>" */
+void codec_enc_fail_local(enc *e, int idx);        /* a value bound to its state, with a hint */
 
 /* names.c, the sender's side. Pushes the name under which the value at idx
  * is known in `field` ("modules": a loaded module's name, "cfuncs": a C
