@@ -321,3 +321,38 @@ describe("a worker's cache of loaded functions", function()
     pool:shutdown()
   end)
 end)
+
+describe("pool:terminate", function()
+  it("cancels queued tasks, interrupts running ones and joins the workers in one call", function()
+    local pool = parallel.pool(2)
+    local started = parallel.semaphore(0)
+    local running = {}
+    for i = 1, 2 do
+      running[i] = pool:submit(function(s) s:release() local t = {} while true do t[1] = {} end end, started)
+    end
+    for _ = 1, 2 do assert.is_true(started:acquire(10)) end
+    local queued = {}
+    for i = 1, 5 do queued[i] = pool:submit(function() return i end) end
+    pool:terminate()
+    for i = 1, 2 do
+      assert.equal("failed", running[i]:state())
+      assert.matches("interrupted", tostring(running[i]:error()))
+    end
+    for i = 1, 5 do assert.equal("cancelled", queued[i]:state()) end
+    assert.is_true(pool:stats().shutdown)
+    pool:terminate()   -- again: harmless
+  end)
+
+  it("stops a pool whose init blocks #child", function()
+    local out, err, code, elapsed = run_lua([[
+      local parallel = require "parallel"
+      local p = parallel.pool{workers = 2, init = function() parallel.sleep(3600) end}
+      p:submit(function() end)
+      p:terminate()
+      print("terminated")
+    ]])
+    assert.equal(0, code, err)
+    assert.equal("terminated\n", out)
+    assert.is_true(elapsed < 5, "took " .. elapsed)
+  end)
+end)

@@ -298,6 +298,14 @@ static int l_pool_shutdown(lua_State *L) {
   return 0;
 }
 
+/* pool:terminate(): cancels what is queued, interrupts what runs (init
+ * too) and joins the workers, in one call. */
+static int l_pool_terminate(lua_State *L) {
+  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  par_pool_shutdown(p, worker_pool_of(L) != p, 1, 1);
+  return 0;
+}
+
 static void set_int(lua_State *L, const char *k, long long v) {
   lua_pushinteger(L, (lua_Integer)v);
   lua_setfield(L, -2, k);
@@ -404,6 +412,7 @@ static const luaL_Reg pool_methods[] = {
   {"submit", l_pool_submit},
   {"_chunk", l_pool_chunk},
   {"shutdown", l_pool_shutdown},
+  {"terminate", l_pool_terminate},
   {"stats", l_pool_stats},
   {"fd", l_pool_fd},
   {"completed", l_pool_completed},
