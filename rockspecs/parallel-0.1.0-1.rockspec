@@ -18,7 +18,8 @@ them. The C core can also be linked statically into a host that embeds Lua
    license = "MIT",
    labels = { "concurrency", "threads", "parallel" },
 }
-supported_platforms = { "linux", "bsd", "macosx" }
+-- Linux only: the code uses eventfd, sched_getaffinity and clock_nanosleep.
+supported_platforms = { "linux" }
 dependencies = {
    "lua >= 5.4, < 5.5",
 }
@@ -30,6 +31,10 @@ dependencies = {
 -- `parallel.progress`) in LUADIR. The builtin backend cannot pass -std or
 -- -pthread per module, hence make. BUILD keeps the rock's objects apart from
 -- a developer's build/.
+-- `luarocks test` runs the busted suite (spec/).
+test = {
+   type = "busted",
+}
 build = {
    type = "make",
    build_variables = {
