@@ -198,6 +198,17 @@ static void pin_libraries(void) {
     dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
+/* Fail-stop needs a crashing rank to die at once. Open MPI installs a
+ * SIGSEGV/SIGBUS handler that prints a backtrace with functions that are
+ * not async-signal-safe; in a rank whose other threads hold locks it can
+ * hang there, and the launcher then waits for a process that never ends
+ * (seen once in make test-mpi under load). The default action ends it. */
+static void restore_crash_signals(void) {
+  static const int fatal[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL };
+  size_t i;
+  for (i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], SIG_DFL);
+}
+
 static int start_mpi(mpi_state *st, comm_impl *im) {
   int provided = 0, i, inited = 0;
   hello me, *all;
@@ -207,6 +218,7 @@ static int start_mpi(mpi_state *st, comm_impl *im) {
     return -1;
   }
   if (inited) MPI_Query_thread(&provided);
+  restore_crash_signals();
   MPI_Comm_dup(MPI_COMM_WORLD, &im->comm);
   MPI_Comm_rank(im->comm, &st->rank);
   MPI_Comm_size(im->comm, &st->size);
