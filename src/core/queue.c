@@ -122,9 +122,10 @@ int par_queue_push(par_queue *q, par_msg *m, double deadline) {
   return r;
 }
 
-int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
+/* With mu held: waits (spinning first, once) until an item is there.
+ * PAR_OK, PAR_CLOSED once closed and drained, or PAR_TIMEOUT. */
+static int wait_for_item(par_queue *q, double deadline) {
   int spun = 0, r = PAR_OK;
-  pthread_mutex_lock(&q->mu);
   while (q->count == 0) {
     if (q->closed) { r = PAR_CLOSED; break; }
     if (deadline <= 0) { r = PAR_TIMEOUT; break; }
@@ -144,6 +145,13 @@ int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
       break;
     }
   }
+  return r;
+}
+
+int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
+  int r;
+  pthread_mutex_lock(&q->mu);
+  r = wait_for_item(q, deadline);
   if (r == PAR_OK) {
     *out = q->ring[q->head];
     q->head = (q->head + 1) % q->size;
@@ -208,27 +216,9 @@ size_t par_queue_push_many(par_queue *q, par_msg **ms, size_t n, double deadline
 par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *n, int *status) {
   par_msg **out = NULL;
   size_t k = 0, i;
-  int spun = 0, r = PAR_OK;
+  int r;
   pthread_mutex_lock(&q->mu);
-  while (q->count == 0) {
-    if (q->closed) { r = PAR_CLOSED; break; }
-    if (deadline <= 0) { r = PAR_TIMEOUT; break; }
-    if (!spun) {
-      spun = 1;
-      pthread_mutex_unlock(&q->mu);
-      spin(q, 1, deadline);
-      pthread_mutex_lock(&q->mu);
-      continue;
-    }
-    q->pop_sleepers++;
-    r = par_cond_wait_until(&q->not_empty, &q->mu, deadline);
-    q->pop_sleepers--;
-    if (r == PAR_TIMEOUT) {
-      if (q->count) r = PAR_OK;
-      else if (q->closed) r = PAR_CLOSED;
-      break;
-    }
-  }
+  r = wait_for_item(q, deadline);
   if (r == PAR_OK) {
     k = q->count < max ? q->count : max;
     out = malloc(k * sizeof *out);
