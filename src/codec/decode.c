@@ -75,17 +75,7 @@ static const char key_sent = 0;   /* registry: weak-valued, global name -> value
 static void set_sent_global(dec *d, const char *name) {
   lua_State *L = d->L;
   int v = lua_gettop(L), sent;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_sent) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_sent);
-  }
-  sent = lua_gettop(L);
+  sent = l_weak_values(L, &key_sent);
   if (lua_isnil(L, v)) {
     lua_getfield(L, sent, name);
     lua_pushstring(L, name);

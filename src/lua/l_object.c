@@ -11,8 +11,8 @@ static const char marker_key = 0;
  * is the very handle the script already holds: == and table keys work. */
 static const char proxies_key = 0;
 
-static int proxies(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &proxies_key) != LUA_TTABLE) {
+int l_weak_values(lua_State *L, const void *key) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_createtable(L, 0, 1);
@@ -20,9 +20,13 @@ static int proxies(lua_State *L) {
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &proxies_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
   }
   return lua_gettop(L);
+}
+
+static int proxies(lua_State *L) {
+  return l_weak_values(L, &proxies_key);
 }
 
 void l_object_remember(lua_State *L, int idx) {

@@ -82,4 +82,8 @@ void l_object_pushupvalues(lua_State *L, const par_type *t);
 /* The generic __gc/__close: drops the proxy's reference once. */
 int l_object_gc(lua_State *L);
 
+/* Pushes the weak-valued table kept in the registry at key (made on
+ * first use); returns its stack index. */
+int l_weak_values(lua_State *L, const void *key);
+
 #endif
