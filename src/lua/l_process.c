@@ -29,6 +29,7 @@
 #include "core/wait.h"
 #include "process/frames.h"
 #include "process/spawn.h"
+#include "wire/objects.h"
 #include "wire/wire.h"
 
 /* How long a worker that was told to stop, or whose channel closed, may
@@ -39,6 +40,7 @@ typedef struct proc_ctx {
   proc_config *cfg;
   int index;
   lua_State *L;              /* encodes the failures made on this side */
+  par_wire_vias vias;        /* how shared objects cross (wire/objects.h) */
   par_wire_peer *peer;
   par_wire_chan *chan;       /* NULL while no process runs */
   pthread_mutex_t pid_mu;
@@ -367,7 +369,11 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
     lua_pushcfunction(c->L, open_codec);
     if (lua_pcall(c->L, 0, 0, 0) != LUA_OK) { lua_close(c->L); c->L = NULL; }
   }
-  c->peer = par_wire_peer_new(NULL);
+  {
+    par_wire_objects hooks;
+    par_wire_vias_hooks(&c->vias, &hooks);
+    c->peer = par_wire_peer_new(&hooks);
+  }
   if (!c->L || !c->peer) {
     snprintf(c->fatal, sizeof c->fatal, "not enough memory");
     return c;

@@ -33,6 +33,7 @@
 #include "lua/l_worker.h"
 #include "process/frames.h"
 #include "process/spawn.h"
+#include "wire/objects.h"
 #include "wire/wire.h"
 
 /* What a worker's process may hold beyond its Lua states' memory_limit
@@ -97,6 +98,7 @@ static void close_inherited(void) {
 }
 
 typedef struct conn {
+  par_wire_vias vias;     /* how shared objects cross (wire/objects.h) */
   par_wire_chan *chan;
   par_wire_peer *peer;
   par_buf out;
@@ -277,7 +279,11 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   sigaction(SIGURG, &sa, NULL);
   memset(&k, 0, sizeof k);
   k.chan = par_wire_chan_new(PROC_CHANNEL_FD, 0);
-  k.peer = par_wire_peer_new(NULL);
+  {
+    par_wire_objects hooks;
+    par_wire_vias_hooks(&k.vias, &hooks);
+    k.peer = par_wire_peer_new(&hooks);
+  }
   par_buf_init(&k.out);
   if (!k.chan || !k.peer) return 1;
   status = serve(&k);
