@@ -6,6 +6,7 @@
 #include "codec/codec.h"
 #include "lua/l_object.h"
 #include "lua/l_pool.h"
+#include "lua/l_shared.h"
 #include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/future.h"
@@ -45,6 +46,7 @@ static par_future *failed_member(const par_future *g) {
 /* Pushes error value, traceback and item index of a failed future (a
  * group: of its first failed member). */
 static void push_failure(lua_State *L, par_future *f) {
+  int held;
   if (par_future_kind(f) == PAR_KIND_GROUP) f = failed_member(f);
   if (f == NULL) {
     lua_pushliteral(L, "cancelled");
@@ -55,15 +57,16 @@ static void push_failure(lua_State *L, par_future *f) {
     lua_pushliteral(L, "");
     lua_pushnil(L);
   } else {
+    held = l_hold(L, &f->hdr);   /* a finalizer may close the last handle */
     codec_decode(L, par_future_result(f));
+    l_hold_end(L, held);
   }
 }
 
 /* Raises the error of a failed future as get() does; a group's (a map's)
  * names the item, as map does: "item 7: <message>". */
-static int raise_failure(lua_State *L, par_future *f) {
-  push_failure(L, f);
-  if (par_future_kind(f) == PAR_KIND_GROUP && lua_type(L, -3) == LUA_TSTRING &&
+static int raise_pushed_failure(lua_State *L, int group) {
+  if (group && lua_type(L, -3) == LUA_TSTRING &&
       lua_isinteger(L, -1)) {
     lua_pushfstring(L, "item %I: %s", lua_tointeger(L, -1), lua_tostring(L, -3));
     lua_replace(L, -4);
@@ -98,16 +101,33 @@ static int group_results(lua_State *L, const par_future *g) {
 static int l_future_get(lua_State *L) {
   par_future *f = check_future(L, 1);
   double timeout = l_opttimeout(L, 2);
+  int n;
+  /* Callbacks and the decode's finalizers run Lua code that may close
+   * this handle, the last one: f is held until the end. */
+  lua_settop(L, 1);
+  l_hold(L, &f->hdr);                             /* slot 2 */
   l_wait_callbacks(L);
-  if (wait_future(L, f, timeout) == PAR_TIMEOUT) return luaL_error(L, "timeout");
+  if (wait_future(L, f, timeout) == PAR_TIMEOUT) {
+    l_hold_end(L, 2);
+    return luaL_error(L, "timeout");
+  }
   l_wait_callbacks(L);
+  lua_settop(L, 2);
   switch (par_future_state(f)) {
     case PAR_DONE:
-      lua_settop(L, 1);
-      if (par_future_kind(f) == PAR_KIND_GROUP) return group_results(L, f);
-      return codec_decode(L, par_future_result(f));
-    case PAR_CANCELLED: return luaL_error(L, "cancelled");
-    default: return raise_failure(L, f);
+      if (par_future_kind(f) == PAR_KIND_GROUP) n = group_results(L, f);
+      else n = codec_decode(L, par_future_result(f));
+      l_hold_end(L, 2);
+      return n;
+    case PAR_CANCELLED:
+      l_hold_end(L, 2);
+      return luaL_error(L, "cancelled");
+    default: {
+      int group = par_future_kind(f) == PAR_KIND_GROUP;
+      push_failure(L, f);
+      l_hold_end(L, 2);
+      return raise_pushed_failure(L, group);
+    }
   }
 }
 
@@ -116,9 +136,12 @@ static int l_future_wait(lua_State *L) {
   par_future *f = check_future(L, 1);
   double timeout = l_opttimeout(L, 2);
   int r;
+  lua_settop(L, 1);
+  l_hold(L, &f->hdr);           /* a callback may close this handle */
   l_wait_callbacks(L);
   r = wait_future(L, f, timeout);
   l_wait_callbacks(L);
+  l_hold_end(L, 2);
   lua_pushboolean(L, r == PAR_OK);
   return 1;
 }
@@ -168,7 +191,14 @@ static int l_future_into(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   if (par_future_state(f) != PAR_DONE || par_future_kind(f) <= 0)
     return luaL_error(L, "not a finished map chunk");
-  lua_pushinteger(L, codec_decode_into(L, par_future_result(f), 2, luaL_checkinteger(L, 3)));
+  {
+    lua_Integer offset = luaL_checkinteger(L, 3), n;
+    lua_settop(L, 3);
+    l_hold(L, &f->hdr);         /* a finalizer may close this handle */
+    n = codec_decode_into(L, par_future_result(f), 2, offset);
+    l_hold_end(L, 4);
+    lua_pushinteger(L, n);
+  }
   return 1;
 }
 
@@ -296,9 +326,10 @@ static int l_waitset_next(lua_State *L) {
   next_call c;
   double timeout = l_opttimeout(L, 2);
   int r;
+  l_wait_callbacks(L);
+  w = check_waitset(L);         /* a callback may have closed it */
   c.ws = w->ws;
   c.f = NULL;
-  l_wait_callbacks(L);
   r = l_wait(L, timeout, try_next, &c);
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   if (c.f) {

@@ -353,10 +353,11 @@ static int l_pool_fd(lua_State *L) {
 
 /* pool:completed() --> the futures finished since the last call */
 static int l_pool_completed(lua_State *L) {
-  par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
+  par_pool *p;
   par_future *f;
   lua_Integer i = 0;
-  l_wait_callbacks(L);
+  l_wait_callbacks(L);          /* first: a callback may close the pool */
+  p = (par_pool *)l_object_check(L, 1, &par_pool_type);
   lua_newtable(L);
   f = par_pool_take_completed(p);
   while (f) {

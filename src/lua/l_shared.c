@@ -13,18 +13,27 @@
  * that becomes the state's box. The box sits on the decode's stack while
  * it runs, which keeps it alive; a box left full by an error is never
  * reused, and the collector frees it with its message.
+ *
+ * The same box also holds an object for a method that runs Lua code
+ * while it uses the object (l_hold): a finalizer during a decode, a done
+ * callback or a barrier action may close the method's own handle, the
+ * last one, and the object must outlive the method all the same.
  */
 static const char box_key = 0;
 #define MESSAGE_BOX "parallel.messagebox"
 
 typedef struct box {
   par_msg *m;
+  par_object *held;
 } box;
 
 static int box_gc(lua_State *L) {
   box *b = (box *)lua_touserdata(L, 1);
+  par_object *o = b->held;
   par_msg_free(b->m);
   b->m = NULL;
+  b->held = NULL;
+  if (o) par_object_release(o);
   return 0;
 }
 
@@ -32,6 +41,7 @@ static int box_gc(lua_State *L) {
 static box *box_new(lua_State *L) {
   box *b = (box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->m = NULL;
+  b->held = NULL;
   if (luaL_newmetatable(L, MESSAGE_BOX)) {
     lua_pushcfunction(L, box_gc);
     lua_setfield(L, -2, "__gc");
@@ -51,15 +61,36 @@ void l_message_open(lua_State *L) {
   }
 }
 
-int l_message_decode(lua_State *L, par_msg *m) {
+/* Pushes an empty box: the state's, or a new one if that one is in use
+ * (by a call this one runs in, or left full by an error). */
+static box *box_take(lua_State *L) {
   box *b;
-  int n, at;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key);
   b = (box *)lua_touserdata(L, -1);
-  if (b == NULL || b->m != NULL) {    /* held by a decode this one runs in */
+  if (b == NULL || b->m != NULL || b->held != NULL) {
     lua_pop(L, 1);
     b = box_new(L);
   }
+  return b;
+}
+
+int l_hold(lua_State *L, par_object *o) {
+  box *b = box_take(L);
+  b->held = par_object_retain(o);
+  return lua_gettop(L);
+}
+
+void l_hold_end(lua_State *L, int at) {
+  box *b = (box *)lua_touserdata(L, at);
+  par_object *o = b->held;
+  b->held = NULL;
+  lua_remove(L, at);
+  par_object_release(o);
+}
+
+int l_message_decode(lua_State *L, par_msg *m) {
+  box *b = box_take(L);
+  int n, at;
   b->m = m;
   at = lua_gettop(L);
   n = codec_decode(L, m);

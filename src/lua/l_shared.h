@@ -23,5 +23,11 @@ void l_message_open(lua_State *L);
 /* Pushes the values of m and frees it, also when decoding raises (a
  * module that fails to load in this state, out of memory). */
 int l_message_decode(lua_State *L, par_msg *m);
+/* Keeps o alive (one reference) until l_hold_end(L, slot), for a method
+ * that runs Lua code while it uses o (a decode's finalizers, callbacks, a
+ * barrier's action): that code may close the method's own handle. Pushes
+ * a box and returns its slot; after an error the collector releases o. */
+int l_hold(lua_State *L, par_object *o);
+void l_hold_end(lua_State *L, int slot);   /* releases o, removes the slot */
 
 #endif

@@ -392,6 +392,8 @@ static int l_barrier_wait(lua_State *L) {
   int r;
   op.b = checkbarrier(L);
   op.index = 0;
+  lua_settop(L, 2);
+  l_hold(L, &op.b->hdr);        /* the action may close this handle */
   r = l_wait(L, timeout, arrive_try, &op);
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   if (r != PAR_OK) return barrier_result(L, r, 0);
@@ -403,8 +405,12 @@ static int l_barrier_wait(lua_State *L) {
       lua_pushlightuserdata(L, op.b);
       status = lua_pcall(L, 1, 0, 0);
       par_barrier_end_round(op.b, status == LUA_OK);
-      if (status != LUA_OK) return lua_error(L);
+      if (status != LUA_OK) {
+        l_hold_end(L, 3);       /* the error value stays on top */
+        return lua_error(L);
+      }
     }
+    l_hold_end(L, 3);
     return barrier_result(L, PAR_OK, op.index);
   }
   if (timeout >= 0) {
@@ -417,6 +423,7 @@ static int l_barrier_wait(lua_State *L) {
     if (w != PAR_TIMEOUT) r = w;   /* the round ended meanwhile */
     else if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   }
+  l_hold_end(L, 3);
   return barrier_result(L, r, op.index);
 }
 
