@@ -280,6 +280,8 @@ describe("parallel.array vector operations", function()
       assert_raises("bad argument #1 to 'dot' (parallel.array expected, got table)",
         function() a:dot({ 1, 2, 3 }) end)
       assert_raises("index 5 out of range [1, 3]", function() a:dot(a, 1, 5) end)
+      assert_raises("range [3, 1] ends before it starts: give i <= j + 1 (i = j + 1 is empty)", function() a:dot(a, 3, 1) end)
+      assert.are.equal(0, a:dot(a, 3, 2))     -- i = j + 1: the empty range
     end)
   end)
 

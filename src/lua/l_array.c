@@ -87,7 +87,9 @@ static void optrange(lua_State *L, int idx, const par_array *a, size_t *from, si
   lua_Integer n = (lua_Integer)a->n;
   lua_Integer i = luaL_optinteger(L, idx, 1), j = luaL_optinteger(L, idx + 1, n);
   if (i < 1 || i > n + 1) luaL_error(L, "index %I out of range [1, %I]", i, n);
-  if (j > n || j < i - 1) luaL_error(L, "index %I out of range [1, %I]", j, n);
+  if (j > n) luaL_error(L, "index %I out of range [1, %I]", j, n);
+  if (j < i - 1)
+    luaL_error(L, "range [%I, %I] ends before it starts: give i <= j + 1 (i = j + 1 is empty)", i, j);
   *from = (size_t)(i - 1);
   *to = (size_t)j;
 }
