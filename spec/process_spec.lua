@@ -97,8 +97,6 @@ describe("process pools", function()
   it("check their options", function()
     assert_raises([[bad argument #1 to 'pool' (invalid option 'mpi?' for backend (one of threads|process))]],
       function() return parallel.pool{backend = "mpi?"} end)
-    assert_raises([[bad argument #1 to 'pool' (max_tasks_per_worker needs backend = "process")]],
-      function() return parallel.pool{backend = "threads", max_tasks_per_worker = 2} end)
     local t <close> = parallel.pool{backend = "threads", workers = 1}
     assert_raises([[bad argument #3 to 'map' (task_timeout needs a process pool (backend = "process"))]],
       function() return t:map(print, {1}, {task_timeout = 1}) end)

@@ -63,6 +63,8 @@ local MPI_POOL_OPTIONS = { backend = "threads|process|mpi", workers = "count", d
 --- parallel.pool(n | {workers =, init =, init_args =, memory_limit =,
 -- backend = "threads" | "process" | "mpi", max_tasks_per_worker =}) --> pool
 -- (a call, not a tail call, so that errors name 'pool')
+-- max_tasks_per_worker = n: a worker's state (or process) is replaced by a
+-- fresh one, where init runs again, after n tasks (a map chunk is one).
 -- backend = "mpi": the other ranks of an MPI job (parallel.mpi, see README).
 function M.pool(...)
   local opts = ...

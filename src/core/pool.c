@@ -124,18 +124,19 @@ static void end_interrupt(par_worker *w) {
   if (atomic_exchange(&w->interrupted, 0) && w->ctx) w->pool->ops->clear_interrupt(w->ctx);
 }
 
-static void *worker_main(void *arg) {
-  par_worker *w = (par_worker *)arg;
+static void set_ctx(par_worker *w, void *ctx) {
+  pthread_mutex_lock(&w->mu);
+  w->ctx = ctx;
+  pthread_mutex_unlock(&w->mu);
+  /* the signal handler, on this thread, reads ctx once hookable says so */
+  atomic_signal_fence(memory_order_seq_cst);
+  w->hookable = ctx != NULL;
+}
+
+/* Opens the worker's context and runs the user's init in it. */
+static void open_ctx(par_worker *w) {
   par_pool *p = w->pool;
-  par_future *f;
-  sigset_t interrupt_only;
-  par_wait_thread_begin();
-  w->ctx = p->ops->start(p->ud, w->index, &w->interrupted);
-  this_worker = w;
-  w->hookable = w->ctx != NULL;
-  sigemptyset(&interrupt_only);
-  sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
-  pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
+  set_ctx(w, p->ops->start(p->ud, w->index, &w->interrupted));
   if (w->ctx && p->ops->init) {
     set_busy(w, 1);
     catch_abort(w);
@@ -143,6 +144,44 @@ static void *worker_main(void *arg) {
     set_busy(w, 0);
     end_interrupt(w);
   }
+}
+
+static void close_ctx(par_worker *w) {
+  par_pool *p = w->pool;
+  if (!w->ctx) return;
+  /* Closing runs finalizers: their waits stop on the flag alone, since
+   * the state may be freed under a late signal. */
+  w->hookable = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+  set_busy(w, 1);
+  if (atomic_load(&p->aborting)) atomic_store(&w->interrupted, 1);
+  p->ops->stop(w->ctx);
+  set_busy(w, 0);
+  atomic_store(&w->interrupted, 0);
+  set_ctx(w, NULL);
+}
+
+/* A context that has served its time is replaced by a fresh one, unless
+ * no task can come any more: the pool is closed (no submit gets in) and
+ * drained. */
+static void recycle(par_worker *w) {
+  par_pool *p = w->pool;
+  close_ctx(w);
+  if (atomic_load(&p->closed) && atomic_load(&p->queued) == 0) return;
+  open_ctx(w);
+}
+
+static void *worker_main(void *arg) {
+  par_worker *w = (par_worker *)arg;
+  par_pool *p = w->pool;
+  par_future *f;
+  sigset_t interrupt_only;
+  par_wait_thread_begin();
+  this_worker = w;
+  sigemptyset(&interrupt_only);
+  sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
+  pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
+  open_ctx(w);
   while ((f = take(p)) != NULL) {
     double t0;
     if (!par_future_claim(f)) {      /* cancelled while queued */
@@ -162,22 +201,17 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
     end_interrupt(w);
     par_object_release(&f->hdr);
+    if (w->ctx && p->ops->spent && p->ops->spent(w->ctx)) recycle(w);
   }
-  if (w->ctx) {
-    /* Closing runs finalizers: their waits stop on the flag alone, since
-     * the state may be freed under a late signal. */
-    w->hookable = 0;
-    set_busy(w, 1);
-    if (atomic_load(&p->aborting)) atomic_store(&w->interrupted, 1);
-    p->ops->stop(w->ctx);
-    set_busy(w, 0);
-    atomic_store(&w->interrupted, 0);
-  }
+  close_ctx(w);
   pthread_sigmask(SIG_BLOCK, &interrupt_only, NULL);
   this_worker = NULL;
-  w->ctx = NULL;
   par_wait_thread_end();
   return NULL;
+}
+
+par_pool *par_pool_self(void) {
+  return this_worker ? this_worker->pool : NULL;
 }
 
 par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
@@ -319,9 +353,10 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   if (interrupt) {
     atomic_store(&p->aborting, 1);
     for (i = 0; i < (size_t)p->nworkers; i++)
-      if (p->workers[i].started) interrupt_worker(&p->workers[i], NULL);
+      if (p->workers[i].started && &p->workers[i] != this_worker)
+        interrupt_worker(&p->workers[i], NULL);
   }
-  if (wait) {
+  if (wait && par_pool_self() != p) {
     pthread_mutex_lock(&p->join_mu);
     if (!p->joined) {
       for (i = 0; i < (size_t)p->nworkers; i++)

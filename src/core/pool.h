@@ -16,6 +16,10 @@
  * that finds nothing to do spins briefly, then sleeps; a submit signals
  * one sleeping worker, never all of them.
  *
+ * A worker may replace its context after a task (ops->spent): it stops
+ * the old one and starts a fresh one in the same thread, between tasks;
+ * `ctx` changes under the worker's `mu`.
+ *
  * Shutdown is explicit and safe to repeat: it closes the FIFO (optionally
  * cancelling what is queued), optionally interrupts running tasks, and
  * joins the threads. The last reference frees the pool, which must have
@@ -56,6 +60,11 @@ typedef struct par_pool_ops {
    * end f now, wherever it is (a process backend kills the process).
    * NULL: kill falls back to interrupt. */
   void (*kill)(void *ctx);
+  /* In the worker thread after each task: nonzero when the context has
+   * served its time (max_tasks_per_worker). The worker then stops it and
+   * opens a fresh one (start, then init) before its next task. May be
+   * NULL: a context lives as long as its worker. */
+  int (*spent)(void *ctx);
 } par_pool_ops;
 
 struct par_worker {
@@ -105,8 +114,13 @@ extern const par_type par_pool_type;
 /* Starts n workers; NULL on failure (no thread left behind; ud is not
  * freed: it still belongs to the caller). */
 par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud);
+/* The pool whose worker thread calls this, or NULL. */
+par_pool *par_pool_self(void);
 /* PAR_OK, or PAR_CLOSED after shutdown (f is then not taken). */
 int par_pool_submit(par_pool *p, par_future *f);
+/* Called by one of p's own workers (a task shutting down its pool), it
+ * neither waits (a thread cannot join itself: the owner's shutdown joins
+ * later) nor interrupts the caller. */
 void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt);
 int par_pool_is_shut_down(par_pool *p);
 /* Kills f if it runs on p now (ops->kill, else an interrupt): 1 if it did. */

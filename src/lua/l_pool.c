@@ -94,10 +94,7 @@ static int l_pool_new(lua_State *L) {
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "backend") != LUA_TNIL) process = strcmp(lua_tostring(L, -1), "process") == 0;
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "max_tasks_per_worker") != LUA_TNIL) {
-      max_tasks = lua_tointeger(L, -1);
-      if (!process) luaL_argerror(L, 1, "max_tasks_per_worker needs backend = \"process\"");
-    }
+    if (lua_getfield(L, 1, "max_tasks_per_worker") != LUA_TNIL) max_tasks = lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) limit = lua_tointeger(L, -1);
     lua_pop(L, 1);
@@ -147,6 +144,7 @@ static int l_pool_new(lua_State *L) {
   if (!cfg) { par_msg_free(init); return luaL_error(L, "not enough memory"); }
   cfg->init = init;
   cfg->memory_limit = (size_t)limit;
+  cfg->max_tasks = (long)max_tasks;
   cfg->path = dup_field(L, "path");
   cfg->cpath = dup_field(L, "cpath");
   /* Allocate the proxy first: once the threads run, nothing may raise. */
@@ -292,17 +290,16 @@ static int l_pool_shutdown(lua_State *L) {
     wait = opt_flag(L, 2, "wait", 1);
     cancel = opt_flag(L, 2, "cancel", 0);
   }
-  /* A worker must not join its own pool. */
-  if (worker_pool_of(L) == p) wait = 0;
-  par_pool_shutdown(p, wait, cancel, 0);
+  par_pool_shutdown(p, wait, cancel, 0);   /* from p's own task: no wait */
   return 0;
 }
 
 /* pool:terminate(): cancels what is queued, interrupts what runs (init
- * too) and joins the workers, in one call. */
+ * too) and joins the workers, in one call; from a task of p's own, all
+ * but that task and its worker (core/pool.h). */
 static int l_pool_terminate(lua_State *L) {
   par_pool *p = (par_pool *)l_object_check(L, 1, &par_pool_type);
-  par_pool_shutdown(p, worker_pool_of(L) != p, 1, 1);
+  par_pool_shutdown(p, 1, 1, 1);
   return 0;
 }
 
@@ -377,7 +374,7 @@ static int l_pool_close(lua_State *L) {
   l_proxy *proxy = (l_proxy *)luaL_checkudata(L, 1, par_pool_type.name);
   if (proxy->obj) {
     par_pool *p = (par_pool *)proxy->obj;
-    par_pool_shutdown(p, worker_pool_of(L) != p, 0, 0);
+    par_pool_shutdown(p, 1, 0, 0);
   }
   return 0;
 }

@@ -13,7 +13,6 @@
 #include "core/future.h"
 #include "core/spare.h"
 
-static const char key_pool = 0;        /* registry: light userdata par_pool */
 static const char key_traceback = 0;   /* registry: traceback of the last error */
 
 typedef struct worker_ctx {
@@ -27,16 +26,9 @@ typedef struct worker_ctx {
   par_msg *failure;           /* ...with this (NULL: not enough memory) */
   par_msg *nomem;             /* a failure saying "not enough memory", made
                                  early, for a task whose error cannot be sent */
+  long ntasks;                /* tasks run in this state (max_tasks) */
   l_interrupt in;
 } worker_ctx;
-
-par_pool *worker_pool_of(lua_State *L) {
-  par_pool *p;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_pool);
-  p = (par_pool *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return p;
-}
 
 /* The allocator of worker states: refuses past the pool's memory limit, so
  * a runaway task fails with "not enough memory" and the process lives on. */
@@ -82,8 +74,6 @@ static void encode_nomem(lua_State *L, worker_ctx *w) {
  * runs here, in protected mode (an allocation may fail anywhere). */
 static int setup(lua_State *L) {
   worker_ctx *w = (worker_ctx *)lua_touserdata(L, 1);
-  lua_pushlightuserdata(L, w->cfg->pool);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
   l_wait_set_interrupt_flag(L, w->in.flag);
   lua_pushinteger(L, w->index + 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
@@ -371,6 +361,7 @@ static void worker_run(void *ctx, par_future *f) {
     par_future_finish(f, PAR_FAILED, NULL);
     return;
   }
+  w->ntasks++;                /* failed ones too, as a process worker counts them */
   if (w->failed) {            /* NULL: "pool init failed: not enough memory" */
     par_future_finish(f, PAR_FAILED, w->failure ? par_msg_copy(w->failure) : NULL);
     return;
@@ -404,6 +395,13 @@ static void worker_stop(void *ctx) {
   free(w);
 }
 
+/* max_tasks_per_worker: the pool closes this state and opens a fresh one
+ * (init included) after that many tasks; a map chunk is one task. */
+static int worker_spent(void *ctx) {
+  worker_ctx *w = (worker_ctx *)ctx;
+  return w->cfg->max_tasks > 0 && w->ntasks >= w->cfg->max_tasks;
+}
+
 static void worker_free_config(void *ud) {
   worker_config *cfg = (worker_config *)ud;
   par_msg_free(cfg->init);
@@ -420,4 +418,5 @@ const par_pool_ops worker_ops = {
   .clear_interrupt = worker_clear_interrupt,
   .stop = worker_stop,
   .free_ud = worker_free_config,
+  .spent = worker_spent,
 };

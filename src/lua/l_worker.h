@@ -18,13 +18,10 @@ typedef struct worker_config {
   par_msg *init;          /* init function and its arguments, or NULL */
   char *path, *cpath;     /* the creator's package.path / cpath */
   size_t memory_limit;    /* bytes per worker state; 0: none */
-  par_pool *pool;         /* not retained: the pool outlives its workers */
+  long max_tasks;         /* a fresh state after this many tasks; 0: never */
 } worker_config;
 
 extern const par_pool_ops worker_ops;
-
-/* The pool whose worker runs in L, or NULL in a state that is not a worker. */
-par_pool *worker_pool_of(lua_State *L);
 
 int luaopen_parallel_core(lua_State *L);
 
