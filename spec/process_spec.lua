@@ -87,9 +87,9 @@ describe("process pools", function()
     assert.equal("function", p:apply(function() return type(require("parallel").gather) end))
   end)
 
-  it("refuse shared objects at the submit", function()
-    assert_raises("cannot send parallel.queue to another process",
-      function() return pool:submit(function() end, parallel.queue()) end)
+  it("refuse at the submit the shared objects that cannot cross yet", function()
+    assert_raises("cannot send parallel.lock to another process",
+      function() return pool:submit(function() end, parallel.lock()) end)
     assert_raises("bad argument #1 to 'pool' (init_args: cannot send parallel.event to another process)",
       function() return parallel.pool{backend = "process", init = function() end, init_args = {parallel.event()}} end)
   end)

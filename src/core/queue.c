@@ -122,6 +122,28 @@ int par_queue_push(par_queue *q, par_msg *m, double deadline) {
   return r;
 }
 
+int par_queue_unpop(par_queue *q, par_msg *m) {
+  int r = PAR_OK;
+  pthread_mutex_lock(&q->mu);
+  if (q->count == q->size) {
+    /* grow() stops at the capacity: the one slot over it is made here */
+    size_t cap = q->capacity;
+    q->capacity = 0;
+    if (!grow(q)) r = PAR_NOMEM;
+    q->capacity = cap;
+  }
+  if (r == PAR_OK) {
+    q->head = (q->head + q->size - 1) % q->size;
+    q->ring[q->head] = m;
+    q->count++;
+    atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
+    if (q->poll_sleepers) pthread_cond_broadcast(&q->not_empty);
+    else if (q->pop_sleepers) pthread_cond_signal(&q->not_empty);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return r;
+}
+
 /* With mu held: waits (spinning first, once) until an item is there.
  * PAR_OK, PAR_CLOSED once closed and drained, or PAR_TIMEOUT. */
 static int wait_for_item(par_queue *q, double deadline) {

@@ -41,6 +41,10 @@ int par_queue_pop(par_queue *q, par_msg **out, double deadline);
  * PAR_CLOSED or PAR_NOMEM when it took none. */
 size_t par_queue_push_many(par_queue *q, par_msg **ms, size_t n, double deadline, int *status);
 par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *n, int *status);
+/* Puts m back at the front, as if it had never been popped (a pop whose
+ * taker went away: wire/remote.c), past the capacity and a close if need
+ * be. PAR_OK or PAR_NOMEM (m stays the caller's). */
+int par_queue_unpop(par_queue *q, par_msg *m);
 /* Wakes every waiter; pops drain what is left. Safe to repeat. */
 void par_queue_close(par_queue *q);
 int par_queue_closed(par_queue *q);

@@ -15,21 +15,13 @@
 #include "lua/l_wait.h"
 #include "core/dict.h"
 
-#define KEYBUF 64
-
 static par_dict *checkdict(lua_State *L) {
   return (par_dict *)l_object_check(L, 1, &par_dict_type);
 }
 
-typedef struct key {
-  const unsigned char *p;
-  size_t len;
-  unsigned char buf[KEYBUF];
-} key;
-
 /* Encodes the key at idx (argument arg) into k. Long strings get a
  * temporary userdata, left on the stack. */
-static void tokey(lua_State *L, int idx, key *k, int arg) {
+void l_dict_tokey(lua_State *L, int idx, key *k, int arg) {
   unsigned char *p = k->buf;
   switch (lua_type(L, idx)) {
     case LUA_TBOOLEAN:
@@ -68,7 +60,7 @@ static void tokey(lua_State *L, int idx, key *k, int arg) {
   k->p = p;
 }
 
-static void pushkey(lua_State *L, const unsigned char *p, size_t len) {
+void l_dict_pushkey(lua_State *L, const unsigned char *p, size_t len) {
   switch (p[0]) {
     case 'b': lua_pushboolean(L, p[1]); break;
     case 'i': {
@@ -104,7 +96,7 @@ static int l_dict_index(lua_State *L) {
     if (lua_rawget(L, lua_upvalueindex(L_OBJECT_NUPVALUES + 1)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
   }
-  tokey(L, 2, &k, 2);
+  l_dict_tokey(L, 2, &k, 2);
   r = par_dict_get(d, k.p, k.len, &m);
   if (r < 0) return luaL_error(L, "not enough memory");
   if (r == 0) return 0;
@@ -130,7 +122,7 @@ static int l_dict_newindex(lua_State *L) {
   op.k = &k;
   op.old = NULL;
   lua_settop(L, 3);
-  tokey(L, 2, &k, 2);
+  l_dict_tokey(L, 2, &k, 2);
   op.v = lua_isnil(L, 3) ? NULL : codec_encode(L, 3, 1, "value", 0);
   if (!l_object_open(L, 1)) { par_msg_free(op.v); return l_object_closed_error(L, 1); }
   r = l_wait(L, -1, set_try, &op);
@@ -182,7 +174,7 @@ static void snapshot(lua_State *L, par_dict *d, int with_values) {
   lua_createtable(L, (int)s->n, 0);
   if (with_values) lua_createtable(L, (int)s->n, 0);
   for (i = 0; i < s->n; i++) {
-    pushkey(L, s->items[i].key, s->items[i].klen);
+    l_dict_pushkey(L, s->items[i].key, s->items[i].klen);
     lua_rawseti(L, box + 1, (lua_Integer)i + 1);
     if (with_values) {
       par_msg *m = s->items[i].value;
@@ -252,7 +244,7 @@ static int l_dict_update(lua_State *L) {
   int r;
   op.d = checkdict(L);
   op.k = &k;
-  tokey(L, 2, &k, 2);
+  l_dict_tokey(L, 2, &k, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   r = l_wait(L, -1, begin_try, &op);
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);

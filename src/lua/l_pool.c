@@ -61,7 +61,7 @@ static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limi
   if (init) {
     size_t i;
     for (i = 0; i < init->nrefs; i++)
-      if (init->refs[i]->type != &par_proto_type) {
+      if (!process_can_send(init->refs[i])) {
         const char *name = init->refs[i]->type->name;
         par_msg_free(init);
         luaL_error(L, "bad argument #1 to 'pool' (init_args: cannot send %s to another process)", name);
@@ -189,7 +189,7 @@ static void submit_future(lua_State *L, l_proxy *proxy, par_pool *p, int kind, p
   if (p->ops == &process_ops) {
     size_t i;
     for (i = 0; i < m->nrefs; i++)
-      if (m->refs[i]->type != &par_proto_type) {
+      if (!process_can_send(m->refs[i])) {
         const char *name = m->refs[i]->type->name;
         par_msg_free(m);
         luaL_error(L, "cannot send %s to another process", name);

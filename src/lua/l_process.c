@@ -23,6 +23,7 @@
 
 #include "lauxlib.h"
 #include "codec/codec.h"
+#include "codec/proto.h"
 #include "core/clock.h"
 #include "core/future.h"
 #include "core/queue.h"
@@ -30,6 +31,7 @@
 #include "process/frames.h"
 #include "process/spawn.h"
 #include "wire/objects.h"
+#include "wire/remote.h"
 #include "wire/wire.h"
 
 /* How long a worker that was told to stop, or whose channel closed, may
@@ -41,6 +43,8 @@ typedef struct proc_ctx {
   int index;
   lua_State *L;              /* encodes the failures made on this side */
   par_wire_vias vias;        /* how shared objects cross (wire/objects.h) */
+  par_remote_owner *remote;  /* objects sent to the worker, served here */
+  par_buf rbuf;              /* a reply being built */
   par_wire_peer *peer;
   par_wire_chan *chan;       /* NULL while no process runs */
   pthread_mutex_t pid_mu;
@@ -116,6 +120,10 @@ static int send_config(proc_ctx *c, par_wire_err *e) {
   return send_out(c, e);
 }
 
+int process_can_send(const par_object *o) {
+  return o->type == &par_proto_type || par_remote_claims(o);
+}
+
 /* ----------------------------------------------------- the worker's life */
 
 /* Starts a worker process: 0, or -1 with why. */
@@ -158,6 +166,8 @@ static void finish_process(proc_ctx *c, double grace, char *why, size_t size) {
   if (c->chan) par_wire_chan_free(c->chan);
   c->chan = NULL;
   proc_reap(pid, grace, why, size);
+  /* what it held is released, what it was waiting for given back */
+  par_remote_owner_reset(c->remote);
 }
 
 /* ------------------------------------------------------------- running */
@@ -200,6 +210,53 @@ static int send_task(proc_ctx *c, par_future *f, par_wire_err *e) {
   return rc;
 }
 
+/* ------------------------------------------- shared objects: requests */
+
+/* Sends the reply in c->rbuf (after its frame byte). */
+static void send_reply(proc_ctx *c) {
+  par_wire_err e;
+  unsigned char type = PF_REPLY;
+  /* a broken channel: the next wait finds it */
+  par_wire_chan_send(c->chan, &type, 1, c->rbuf.data, c->rbuf.len, &e);
+}
+
+/* A request of the running task: served at once, or by a helper thread
+ * whose reply send_replies sends later. 0, or -1 on malformed bytes. */
+static int serve_request(proc_ctx *c, const unsigned char *p, size_t len) {
+  par_wire_err e;
+  int r;
+  par_buf_reset(&c->rbuf);
+  r = par_remote_serve(c->remote, c->peer, p, len, &c->rbuf, &e);
+  if (r == 1) send_reply(c);
+  return r < 0 ? -1 : 0;
+}
+
+static void send_replies(proc_ctx *c) {
+  par_buf_reset(&c->rbuf);
+  while (c->chan && par_remote_next_reply(c->remote, c->peer, &c->rbuf) == 1) {
+    send_reply(c);
+    par_buf_reset(&c->rbuf);
+  }
+}
+
+/* poll(2) on the channel and on the replies of helper threads. */
+static int poll_chan(proc_ctx *c, int ms, par_wire_err *e) {
+  struct pollfd p[2];
+  int r;
+  p[0].fd = par_wire_chan_fd(c->chan);
+  p[0].events = par_wire_chan_events(c->chan);
+  p[1].fd = par_remote_owner_fd(c->remote);
+  p[1].events = POLLIN;
+  p[0].revents = p[1].revents = 0;
+  r = poll(p, 2, ms);
+  if (r > 0 && p[1].revents) {
+    send_replies(c);
+    p[0].revents |= POLLOUT & p[0].events;
+  }
+  if (r > 0 && p[0].revents) return par_wire_chan_io(c->chan, p[0].revents, e);
+  return 0;
+}
+
 enum { OUTCOME_DONE, OUTCOME_GONE, OUTCOME_FATAL };
 
 /* Takes the frames that arrived: OUTCOME_DONE once f is finished, -1 when
@@ -231,6 +288,12 @@ static int take_frames(proc_ctx *c, par_future *f, int *closed) {
         }
         return OUTCOME_DONE;
       }
+      case PF_REQUEST:
+        if (serve_request(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
+        break;
+      case PF_CANCEL:
+        par_remote_cancel(c->remote, fr + 1, len - 1);
+        break;
       case PF_ERROR: {
         char text[512];
         snprintf(text, sizeof text, "%.*s", (int)(len - 1), (const char *)fr + 1);
@@ -262,7 +325,7 @@ static int wait_chan(proc_ctx *c, int ms, double deadline, par_wire_err *e) {
       par_spin(PAR_WAIT_FUTURE, readable, &fd, deadline > 0 ? deadline : par_now() + 1))
     return par_wire_chan_wait(c->chan, 0, e);
   par_wait_sleep_begin();
-  r = par_wire_chan_wait(c->chan, ms, e);
+  r = poll_chan(c, ms, e);
   par_wait_sleep_end();
   return r;
 }
@@ -369,12 +432,15 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
     lua_pushcfunction(c->L, open_codec);
     if (lua_pcall(c->L, 0, 0, 0) != LUA_OK) { lua_close(c->L); c->L = NULL; }
   }
+  par_buf_init(&c->rbuf);
+  c->remote = par_remote_owner_new((uint64_t)getpid());
+  if (c->remote) par_remote_owner_attach(&c->vias, c->remote);
   {
     par_wire_objects hooks;
     par_wire_vias_hooks(&c->vias, &hooks);
     c->peer = par_wire_peer_new(&hooks);
   }
-  if (!c->L || !c->peer) {
+  if (!c->L || !c->remote || !c->peer) {
     snprintf(c->fatal, sizeof c->fatal, "not enough memory");
     return c;
   }
@@ -386,6 +452,8 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
 static void process_stop(void *ctx) {
   proc_ctx *c = (proc_ctx *)ctx;
   finish_process(c, STOP_GRACE, NULL, 0);
+  par_remote_owner_free(c->remote);
+  par_buf_free(&c->rbuf);
   if (c->peer) par_wire_peer_free(c->peer);
   if (c->L) lua_close(c->L);
   par_buf_free(&c->out);

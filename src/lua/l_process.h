@@ -30,6 +30,11 @@ typedef struct proc_config {
 
 extern const par_pool_ops process_ops;
 
+/* Whether o can go to a worker process (a function's prototype, or a
+ * shared object one of the vias of wire/objects.h carries): the submit
+ * refuses the others at once, naming them. */
+int process_can_send(const par_object *o);
+
 /* Serves as a worker when argv says so (the worker executable's main, or
  * an embedding host's); see include/parallel.h. */
 int parallel_worker_main(int argc, char **argv);

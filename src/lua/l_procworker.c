@@ -34,6 +34,7 @@
 #include "process/frames.h"
 #include "process/spawn.h"
 #include "wire/objects.h"
+#include "wire/remote.h"
 #include "wire/wire.h"
 
 /* What a worker's process may hold beyond its Lua states' memory_limit
@@ -97,11 +98,21 @@ static void close_inherited(void) {
   }
 }
 
+typedef struct stashed stashed;
+struct stashed {
+  stashed *next;
+  size_t len;
+  unsigned char bytes[];
+};
+
 typedef struct conn {
   par_wire_vias vias;     /* how shared objects cross (wire/objects.h) */
   par_wire_chan *chan;
   par_wire_peer *peer;
   par_buf out;
+  par_remote_client *remote;  /* the parent's objects, used by requests */
+  stashed *stash, *stash_tail;  /* frames that arrived while a task waited for a reply */
+  stashed *taken;               /* the stashed frame next_frame returned last */
 } conn;
 
 static int readable(void *ud) {
@@ -118,6 +129,16 @@ static int readable(void *ud) {
 static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
   par_wire_err e;
   int fd = PROC_CHANNEL_FD;
+  free(k->taken);
+  k->taken = NULL;
+  if (k->stash) {
+    k->taken = k->stash;
+    k->stash = k->stash->next;
+    if (!k->stash) k->stash_tail = NULL;
+    *fr = k->taken->bytes;
+    *len = k->taken->len;
+    return 1;
+  }
   for (;;) {
     int r = par_wire_chan_next(k->chan, fr, len, &e), ms = -1;
     if (r == 1 && *len > 0) return 1;
@@ -184,6 +205,57 @@ static int configure(conn *k, const unsigned char *p, size_t len, worker_config 
     end_run(*ctx);
   }
   return 0;
+}
+
+/* ------------------------------------------- shared objects: requests */
+
+/* A request (or a cancel) of the running task to the parent; written out
+ * before the task waits for the reply. */
+static int link_send(void *ud, const void *body, size_t blen, int cancel, par_wire_err *e) {
+  conn *k = (conn *)ud;
+  unsigned char type = cancel ? PF_CANCEL : PF_REQUEST;
+  if (par_wire_chan_send(k->chan, &type, 1, body, blen, e) != 0) return -1;
+  while (par_wire_chan_backlog(k->chan) > 0)
+    if (par_wire_chan_wait(k->chan, -1, e) != 0) return -1;
+  return 0;
+}
+
+/* Takes the frames that arrived: replies to their calls, the others kept
+ * for next_frame. How many were taken, or -1 when the channel failed. */
+static int take_arrived(conn *k, par_wire_err *e) {
+  const unsigned char *fr;
+  size_t len;
+  int r, n = 0;
+  while ((r = par_wire_chan_next(k->chan, &fr, &len, e)) == 1) {
+    n++;
+    if (len > 0 && fr[0] == PF_REPLY) {
+      par_remote_client_deliver(k->remote, fr + 1, len - 1);
+    } else {
+      stashed *s = malloc(sizeof *s + len);
+      if (!s) return -1;
+      s->next = NULL;
+      s->len = len;
+      memcpy(s->bytes, fr, len);
+      if (k->stash_tail) k->stash_tail->next = s;
+      else k->stash = s;
+      k->stash_tail = s;
+    }
+  }
+  return r < 0 ? -1 : n;
+}
+
+/* Waits for the parent's replies until the deadline (a signal, the
+ * interrupt, ends it early). 0, or -1 once the channel is gone. */
+static int link_pump(void *ud, double deadline, par_wire_err *e) {
+  conn *k = (conn *)ud;
+  int n = take_arrived(k, e), ms;
+  if (n != 0) return n < 0 ? -1 : 0;
+  ms = (int)((deadline - par_now()) * 1000);
+  if (par_wire_chan_wait(k->chan, ms > 0 ? ms : 0, e) != 0) {
+    take_arrived(k, e);
+    return -1;
+  }
+  return take_arrived(k, e) < 0 ? -1 : 0;
 }
 
 /* Rebuilds a task (with all of its segments) and runs it; sends the
@@ -281,14 +353,28 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   k.chan = par_wire_chan_new(PROC_CHANNEL_FD, 0);
   {
     par_wire_objects hooks;
+    par_remote_link link;
+    link.send = link_send;
+    link.pump = link_pump;
+    link.ud = &k;
+    k.remote = par_remote_client_new(&link, (uint64_t)getppid());
+    if (k.remote) par_remote_client_attach(&k.vias, k.remote);
     par_wire_vias_hooks(&k.vias, &hooks);
     k.peer = par_wire_peer_new(&hooks);
+    if (k.remote) par_remote_client_set_peer(k.remote, k.peer);
   }
   par_buf_init(&k.out);
-  if (!k.chan || !k.peer) return 1;
+  if (!k.chan || !k.peer || !k.remote) return 1;
   status = serve(&k);
   par_wire_chan_free(k.chan);
   par_wire_peer_free(k.peer);
+  par_remote_client_free(k.remote);
   par_buf_free(&k.out);
+  free(k.taken);
+  while (k.stash) {
+    stashed *next = k.stash->next;
+    free(k.stash);
+    k.stash = next;
+  }
   return status;
 }

@@ -44,7 +44,7 @@ static par_msg *to_immediate(lua_State *L, int idx) {
 }
 
 /* Pushes the value of m, an immediate or a message (freed). */
-static void push_item(lua_State *L, par_msg *m) {
+void l_queue_push_item(lua_State *L, par_msg *m) {
   uintptr_t x = (uintptr_t)m;
   if ((x & 3u) == IMM_INT) lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
   else if ((x & 3u) == IMM_BOOL) lua_pushboolean(L, (int)(x >> 2));
@@ -52,7 +52,7 @@ static void push_item(lua_State *L, par_msg *m) {
 }
 
 /* An immediate, or the encoded message, of the value at idx. */
-static par_msg *encode_item(lua_State *L, int idx) {
+par_msg *l_queue_encode_item(lua_State *L, int idx) {
   par_msg *m = to_immediate(L, idx);
   return m ? m : codec_encode(L, idx, 1, "item", 0);
 }
@@ -83,7 +83,7 @@ static int push_value(lua_State *L, par_queue *q, int idx, double timeout) {
   push_op op;
   int r;
   op.q = q;
-  op.m = encode_item(L, idx);
+  op.m = l_queue_encode_item(L, idx);
   if (!l_object_open(L, 1)) { par_msg_free(op.m); l_object_closed_error(L, 1); }
   r = par_queue_push(q, op.m, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_try, &op);
@@ -101,7 +101,7 @@ static int pop_value(lua_State *L, par_queue *q, double timeout) {
   op.m = NULL;
   r = par_queue_pop(q, &op.m, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, pop_try, &op);
-  if (r == PAR_OK) { push_item(L, op.m); return 1; }
+  if (r == PAR_OK) { l_queue_push_item(L, op.m); return 1; }
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
   lua_pushnil(L);
   lua_pushstring(L, r == PAR_CLOSED ? "closed" : "timeout");
@@ -184,7 +184,7 @@ static int push_list(lua_State *L, par_queue *q, int list, double timeout, size_
   for (i = 1; i <= len; i++) {
     if (lua_geti(L, list, i) == LUA_TNIL)
       return luaL_argerror(L, list, lua_pushfstring(L, "item %I is nil", i));
-    op.b->ms[i - 1] = encode_item(L, -1);
+    op.b->ms[i - 1] = l_queue_encode_item(L, -1);
     op.b->n = (size_t)i;
     lua_pop(L, 1);
   }
@@ -235,7 +235,7 @@ static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout)
   for (i = 0; i < op.b->n; i++) {
     par_msg *m = op.b->ms[i];
     if (PAR_MSG_IS_IMMEDIATE(m)) {
-      push_item(L, m);
+      l_queue_push_item(L, m);
     } else {
       codec_decode(L, m);
       par_msg_free(m);

@@ -30,4 +30,23 @@ int l_message_decode(lua_State *L, par_msg *m);
 int l_hold(lua_State *L, par_object *o);
 void l_hold_end(lua_State *L, int slot);   /* releases o, removes the slot */
 
+/* Queue items (l_queue.c): an immediate (small integers, booleans) or the
+ * encoded message of the value at idx; and back onto the stack (m freed). */
+par_msg *l_queue_encode_item(lua_State *L, int idx);
+void l_queue_push_item(lua_State *L, par_msg *m);
+
+/* Dict keys (l_dict.c), in their canonical bytes: equal keys, equal bytes.
+ * Long strings get a temporary userdata, left on the stack. */
+#define KEYBUF 64
+typedef struct key {
+  const unsigned char *p;
+  size_t len;
+  unsigned char buf[KEYBUF];
+} key;
+void l_dict_tokey(lua_State *L, int idx, key *k, int arg);
+void l_dict_pushkey(lua_State *L, const unsigned char *p, size_t len);
+
+/* The worker side of shared objects owned by another process (l_remote.c). */
+void l_remote_open(lua_State *L);
+
 #endif

@@ -32,6 +32,7 @@ PAR_EXPORT int luaopen_parallel_core(lua_State *L) {
   l_sync_open(L);
   l_array_open(L);
   l_dict_open(L);
+  l_remote_open(L);
   l_wire_open(L);
   l_capi_open(L);
   l_options_open(L);

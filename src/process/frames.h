@@ -12,8 +12,13 @@
  *               payload (whole, or a stream's first segment)
  *     PF_MORE   payload: a later segment or the end of that stream
  *     (closing the channel: stop once idle)
+ *     PF_REPLY  the reply to a request (wire/remote.h)
  *   worker -> parent
  *     PF_HELLO  wire hello payload
+ *     PF_REQUEST a running task calls a shared object the parent owns
+ *               (wire/remote.h); the parent serves it without blocking its
+ *               reading of this channel and answers with PF_REPLY
+ *     PF_CANCEL the task waiting for that request was interrupted
  *     PF_DONE   u8 state (PAR_DONE or PAR_FAILED), the results' payload
  *     PF_ERROR  text: the outcome could not be sent (a result that cannot
  *               leave the process); the task fails with it
@@ -31,7 +36,10 @@ enum {
   PF_TASK = 'T',
   PF_MORE = 'M',
   PF_DONE = 'D',
-  PF_ERROR = 'E'
+  PF_ERROR = 'E',
+  PF_REQUEST = 'Q',
+  PF_REPLY = 'R',
+  PF_CANCEL = 'X'
 };
 
 #endif

@@ -1,0 +1,310 @@
+-- Shared objects handed to a process pool's tasks (wire/remote.h): a queue,
+-- pipe end, dict, future or pool made here works in the worker process with
+-- the same methods, by requests to this process, which owns it.
+local parallel = require "parallel"
+local support = require "spec.support"
+local run_lua = support.run_lua
+
+-- Asserts that fn raises msg, followed by the worker's traceback.
+local function assert_raises(msg, fn)
+  local err = tostring(support.error_of(fn))
+  assert.equal(msg, (err:gsub("^[^\n]-:%d+: ", ""):match("^[^\n]*")))
+end
+
+describe("shared objects in process pools", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool{backend = "process", workers = 2} end)
+  lazy_teardown(function() pool:shutdown() end)
+
+  describe("queues", function()
+    it("carry items from a worker to this process, none lost or doubled (integers and tables)", function()
+      local q = parallel.queue()
+      local f = pool:submit(function(q, n)
+        for i = 1, n do q:push(i) end
+        for i = 1, n do q:push({i = i, s = "item " .. i}) end
+        return #q
+      end, q, 500)
+      assert.equal(1000, f:get(10))
+      for i = 1, 500 do assert.equal(i, q:pop(0)) end
+      for i = 1, 500 do assert.same({i = i, s = "item " .. i}, q:pop(0)) end
+      assert.same({nil, "timeout"}, {q:pop(0)})
+    end)
+
+    it("carry items from this process to a worker, which blocks until they come", function()
+      local q, out = parallel.queue(), parallel.queue()
+      local f = pool:submit(function(q, out)
+        local sum, seen = 0, {}
+        for _ = 1, 300 do
+          local v = q:pop(10)
+          if type(v) == "table" then v = v[1] end
+          assert(not seen[v], "twice: " .. tostring(v))
+          seen[v] = true
+          sum = sum + v
+        end
+        out:push("done")
+        return sum
+      end, q, out)
+      for i = 1, 150 do q:push(i) end
+      for i = 151, 300 do q:push({i}) end
+      assert.equal(300 * 301 // 2, f:get(20))
+      assert.equal("done", out:pop(0))
+    end)
+
+    it("have the rest of the queue's methods: push_all, pop_many, #, capacity, full, close, items, task_done, join", function()
+      local q = parallel.queue(3)
+      local r = table.pack(pool:submit(function(q)
+        local ok = q:push_all({1, 2})
+        local cap, full1 = q:capacity(), q:full()
+        q:push(3)
+        local full2, n = q:full(), #q
+        local timed_out = q:push(4, 0.05)
+        local batch = q:pop_many(10)
+        q:task_done(); q:task_done(); q:task_done()
+        local joined = q:join(1)
+        q:push("a"); q:push("b"); q:close()
+        local rest = {}
+        for v in q:items() do rest[#rest + 1] = v end
+        return ok, cap, full1, full2, n, timed_out, batch, joined, rest, q:pop(0)
+      end, q):get(10))
+      assert.same({true, 3, false, true, 3, false, {1, 2, 3}, true, {"a", "b"}, nil, "closed", n = 11}, r)
+      local unbounded = parallel.queue()
+      assert.equal(math.huge, pool:apply(function(q) return q:capacity() end, unbounded))
+      assert_raises("task_done called more times than items were pushed",
+        function() return pool:apply(function(q) q:task_done() end, unbounded) end)
+    end)
+
+    it("wait in a worker with a timeout, while this process goes on serving others", function()
+      local q = parallel.queue()
+      local other = parallel.queue()
+      local f = pool:submit(function(q)
+        local t0 = require("parallel").now()
+        local v, why = q:pop(0.3)
+        return v, why, require("parallel").now() - t0
+      end, q)
+      -- the other worker's requests are served meanwhile
+      assert.equal(20, pool:submit(function(o) for i = 1, 20 do o:push(i) end return #o end, other):get(10))
+      local v, why, took = f:get(10)
+      assert.is_nil(v)
+      assert.equal("timeout", why)
+      assert.is_true(took >= 0.29 and took < 5, "took " .. took)
+    end)
+
+    it("come back as the very object, and are the same proxy when sent twice", function()
+      local q = parallel.queue()
+      local same, back = pool:submit(function(a, b) return rawequal(a, b), a end, q, q):get(10)
+      assert.is_true(same)
+      assert.is_true(rawequal(q, back))
+      local carrier = parallel.queue()
+      pool:apply(function(c, q) c:push(q); c:push({inner = q}) end, carrier, q)
+      assert.is_true(rawequal(q, carrier:pop(0)))
+      assert.is_true(rawequal(q, carrier:pop(0).inner))
+    end)
+
+    it("closed here: a worker blocked in pop wakes with closed, and its push raises", function()
+      local q, ready = parallel.queue(), parallel.queue()
+      local f = pool:submit(function(q, ready)
+        ready:push(true)
+        return q:pop(10)
+      end, q, ready)
+      assert.is_true(ready:pop(10))
+      q:close()
+      assert.same({nil, "closed"}, {f:get(10)})
+      assert_raises("queue is closed", function() return pool:apply(function(q) q:push(1) end, q) end)
+    end)
+
+    it("raise a clear error for what cannot travel, and the queue goes on", function()
+      local q = parallel.queue()
+      assert_raises("cannot send thread at item: a coroutine cannot travel; create it in the thread that uses it",
+        function() return pool:apply(function(q) q:push(coroutine.create(print)) end, q) end)
+      pool:apply(function(q) q:push(1) end, q)
+      assert.equal(1, q:pop(0))
+    end)
+  end)
+
+  describe("pipes", function()
+    it("carry values both ways between this process and a worker", function()
+      local a, b = parallel.pipe()
+      local f = pool:submit(function(b)
+        local got = {}
+        for i = 1, 100 do got[i] = b:recv(10) end
+        b:send_all({"x", "y"})
+        b:send({n = #got, last = got[100]})
+        return b:poll(0), b:recv_many(5, 10)
+      end, b)
+      for i = 1, 100 do a:send(i) end
+      assert.equal("x", a:recv(10))
+      assert.equal("y", a:recv(10))
+      assert.same({n = 100, last = 100}, a:recv(10))
+      a:send_all({7, 8})
+      local polled, batch = f:get(10)
+      assert.is_boolean(polled)
+      assert.same({7, 8}, #batch == 2 and batch or {batch[1], a:recv(0)})
+    end)
+
+    it("closed at one end: the worker's recv gets closed and its send raises", function()
+      local a, b = parallel.pipe()
+      a:close()
+      assert.same({nil, "closed"}, {pool:apply(function(b) return b:recv(5) end, b)})
+      assert_raises("pipe is closed", function() return pool:apply(function(b) b:send(1) end, b) end)
+    end)
+  end)
+
+  describe("dicts", function()
+    it("get, set, delete, #, keys and pairs across", function()
+      local d = parallel.dict()
+      d.x = 1
+      d[2] = {t = true}
+      local r = table.pack(pool:apply(function(d)
+        local x, two = d.x, d[2]
+        d.y = "new"
+        d.x = nil
+        local keys = d:keys()
+        table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+        local seen = {}
+        for k, v in pairs(d) do seen[tostring(k)] = v end
+        return x, two, #d, keys, seen, d.missing
+      end, d))
+      assert.same({1, {t = true}, 2, {2, "y"}, {["2"] = {t = true}, y = "new"}, nil, n = 6}, r)
+      assert.is_nil(d.x)
+      assert.equal("new", d.y)
+    end)
+
+    it("update atomically per key from several workers at once", function()
+      local d = parallel.dict()
+      d.n = 0
+      local p4 <close> = parallel.pool{backend = "process", workers = 4}
+      local fs = {}
+      for i = 1, 4 do
+        fs[i] = p4:submit(function(d)
+          for _ = 1, 100 do d:update("n", function(v) return v + 1 end) end
+        end, d)
+      end
+      for i = 1, 4 do fs[i]:get(30) end
+      assert.equal(400, d.n)
+    end)
+
+    it("release the key when the update's function raises", function()
+      local d = parallel.dict()
+      d.k = 1
+      assert.has_error(function()
+        pool:apply(function(d) d:update("k", function() error("boom") end) end, d)
+      end)
+      assert.equal(1, d.k)
+      pool:apply(function(d) d:update("k", function(v) return v + 1 end) end, d)
+      assert.equal(2, d.k)
+    end)
+  end)
+
+  describe("futures and pools", function()
+    it("a future of this process, waited on in a worker", function()
+      local threads <close> = parallel.pool(1)
+      local go, ready = parallel.event(), parallel.queue()
+      local fut = threads:submit(function(go) go:wait(10); return "late", 2 end, go)
+      local f = pool:submit(function(fut, ready)
+        local before = fut:done()
+        ready:push(true)
+        local a, b = fut:get(10)
+        return before, a, b, fut:state(), fut:wait(0)
+      end, fut, ready)
+      assert.is_true(ready:pop(10))
+      go:set()
+      assert.same({false, "late", 2, "done", true}, {f:get(10)})
+      local bad = threads:submit(function() error("bad thing") end)
+      bad:wait(10)
+      assert.matches("bad thing", pool:apply(function(f)
+        local ok, err = pcall(f.get, f)
+        return not ok and err
+      end, bad))
+    end)
+
+    it("a pool of this process: a worker submits to it and gets the results", function()
+      local threads <close> = parallel.pool(2)
+      local r = table.pack(pool:apply(function(p)
+        local f = p:submit(function(x) return x * 2, require("parallel").worker_index() ~= nil end, 21)
+        local v, in_worker = f:get(10)
+        return v, in_worker, p:apply(function(a, b) return a + b end, 1, 2)
+      end, threads))
+      assert.same({42, true, 3, n = 3}, r)
+    end)
+
+    it("a pool shut down here: the worker's submit raises", function()
+      local threads = parallel.pool(1)
+      threads:shutdown()
+      assert_raises("pool is shut down", function()
+        return pool:apply(function(p) return p:submit(function() end) end, threads)
+      end)
+    end)
+  end)
+
+  it("serve many concurrent requests from 4 workers, nothing lost or doubled", function()
+    local p4 <close> = parallel.pool{backend = "process", workers = 4}
+    local q, back = parallel.queue(), parallel.queue()
+    local fs = {}
+    for w = 1, 4 do
+      fs[w] = p4:submit(function(q, back, w)
+        for i = 1, 1000 do q:push(w * 100000 + i) end
+        local n = 0
+        while true do
+          local v = back:pop(10)
+          if v == "stop" then break end
+          n = n + v
+        end
+        return n
+      end, q, back, w)
+    end
+    local seen, count = {}, 0
+    while count < 4000 do
+      local v = assert(q:pop(20))
+      assert.is_nil(seen[v])
+      seen[v] = true
+      count = count + 1
+    end
+    for i = 1, 2000 do back:push(1) end
+    for _ = 1, 4 do back:push("stop") end
+    local total = 0
+    for w = 1, 4 do total = total + fs[w]:get(30) end
+    assert.equal(2000, total)
+  end)
+
+  it("refuse a queue made in the worker at the send back, naming it", function()
+    assert_raises("cannot send parallel.queue to another process",
+      function() return pool:apply(function() return require("parallel").queue() end) end)
+  end)
+
+  describe("interrupted or killed while waiting", function()
+    it("interrupt: the task fails with interrupted and the worker stays usable", function()
+      local q, ready = parallel.queue(), parallel.queue()
+      local f = pool:submit(function(q, ready) ready:push(1); return q:pop() end, q, ready)
+      assert.equal(1, ready:pop(10))
+      f:interrupt()
+      assert.is_true(f:wait(10))
+      assert.matches("interrupted", tostring(f:error()))
+      q:push("kept")
+      assert.equal("kept", q:pop(0))
+      assert.equal(5, pool:apply(function(x) return x end, 5))
+    end)
+
+    it("kill: this process's queue stays consistent and no item is lost", function()
+      local out, err, status = run_lua([[
+        local parallel = require "parallel"
+        local pool = parallel.pool{backend = "process", workers = 1}
+        local q, ready = parallel.queue(), parallel.queue()
+        local f = pool:submit(function(q, ready) ready:push(1); return q:pop() end, q, ready)
+        assert(ready:pop(10) == 1)
+        assert(f:kill())
+        assert(f:wait(10))
+        assert(f:state() == "failed", f:state())
+        q:push("item")
+        assert(#q == 1)
+        assert(q:pop(0) == "item")
+        -- the replacement worker gets the same queue and works
+        q:push("again")
+        assert(pool:submit(function(q) return q:pop(5) end, q):get(10) == "again")
+        pool:shutdown()
+        print("ok")
+      ]])
+      assert.equal("ok\n", out, err)
+      assert.equal(0, status)
+    end)
+  end)
+end)
