@@ -300,7 +300,7 @@ build/mpi-%/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
 # A module whose fingerprint differs, for the mixed-ranks test.
 build/mpi-fptest-%/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
 	@mkdir -p $(dir $@)
-	mpicc.$* $(BASE_CFLAGS) $(CFLAGS) '-DMPI_FP_EXTRA="; test build"' -shared -o $@ $(MPI_SRC) -ldl
+	mpicc.$* $(BASE_CFLAGS) $(CFLAGS) '-DMPI_FP_EXTRA="; test build"' -DMPI_TEST_HOOKS -shared -o $@ $(MPI_SRC) -ldl
 
 MPI_IMPLS ?= openmpi mpich
 test-mpi: deps mpi-deps all

@@ -309,7 +309,27 @@ static void *comm_main(void *arg) {
     if (im->peers[i]) api->wire_peer_free(im->peers[i]);
   api->buf_free(&im->out);
   free(im->rbuf);
+  /* Every message of the job has arrived: from here the main thread waits
+   * for MPI_Finalize a bounded time (wait_finalized). MPICH 4.0 over UCX
+   * across hosts can hang in it: its finalize closes each endpoint with a
+   * flush, then waits in a PMI barrier that does not progress the network;
+   * a rank whose closes are done waits there while a peer's close still
+   * needs its answer, and that peer spins in ucp_worker_progress for ever
+   * (seen about once in ten make test-cluster runs under load; an
+   * MPI_Barrier first does not prevent it). */
+  pthread_mutex_lock(&st->mu);
+  st->finalize_start = api->now();
+  st->phase = PH_FINALIZING;
+  pthread_cond_broadcast(&st->cv);
+  pthread_mutex_unlock(&st->mu);
   MPI_Comm_free(&im->comm);
+#ifdef MPI_TEST_HOOKS
+  {  /* spec/mpi/failstop.sh: a finalize that never returns on one rank */
+    const char *r = getenv("PARALLEL_MPI_TEST_STALL_FINALIZE");
+    if (r && atoi(r) == st->rank)
+      for (;;) pause();
+  }
+#endif
   MPI_Finalize();
   set_phase(st, PH_STOPPED);
   return NULL;
@@ -373,6 +393,40 @@ void mpi_post(mpi_state *st, mpi_cmd *c) {
   pthread_mutex_unlock(&st->mu);
 }
 
+/* Waits for the communication thread to end: without a bound until every
+ * rank has stopped (rank 0's thread bounds the stop handshake itself),
+ * then stop_timeout for MPI_Finalize. 0 once joined; -1 if MPI_Finalize
+ * did not return in time: the thread is left in it and st->abandoned set. */
+static int wait_finalized(mpi_state *st) {
+  int done;
+  pthread_mutex_lock(&st->mu);
+  for (;;) {
+    struct timespec ts;
+    double left;
+    if (st->phase == PH_STOPPED || st->phase == PH_FAILED) break;
+    if (st->phase != PH_FINALIZING) { pthread_cond_wait(&st->cv, &st->mu); continue; }
+    /* Rank 0 gives up first (serving ranks begin finalizing a little
+     * before it), so that its exit with the script's status is what the
+     * launcher reports: a serving rank that ended first without
+     * MPI_Finalize would be reported as a bad termination instead. */
+    left = st->finalize_start + st->stop_timeout + (st->rank == 0 ? 0 : 2.0) - st->api->now();
+    if (left <= 0) break;
+    deadline_ts(&ts, left);
+    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+  }
+  done = st->phase != PH_FINALIZING;
+  if (!done) st->abandoned = 1;
+  pthread_mutex_unlock(&st->mu);
+  if (done) {
+    pthread_join(st->thread, NULL);
+    return 0;
+  }
+  fprintf(stderr, "parallel.mpi: rank %d: MPI_Finalize has not returned %.3g s after every rank "
+          "stopped (a known MPICH/UCX finalize hang across hosts); ending without it\n",
+          st->rank, st->stop_timeout);
+  return -1;
+}
+
 void mpi_stop(mpi_state *st) {
   mpi_cmd *c;
   int phase;
@@ -385,11 +439,11 @@ void mpi_stop(mpi_state *st) {
   if (!c) MPI_Abort(MPI_COMM_WORLD, 1);   /* cannot even say stop: end the job */
   c->kind = K_STOP;
   mpi_post(st, c);
-  pthread_join(st->thread, NULL);
+  wait_finalized(st);
 }
 
-void mpi_wait_end(mpi_state *st) {
-  pthread_join(st->thread, NULL);
+int mpi_wait_end(mpi_state *st) {
+  return wait_finalized(st);
 }
 
 /* Encodes (text, "", nil) in a private state, as a worker's failure. */

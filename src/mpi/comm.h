@@ -56,7 +56,7 @@ typedef struct mpi_head {
   int32_t state, arg;
 } mpi_head;
 
-enum { PH_STARTING, PH_RUNNING, PH_FAILED, PH_STOPPING, PH_STOPPED };
+enum { PH_STARTING, PH_RUNNING, PH_FAILED, PH_STOPPING, PH_FINALIZING, PH_STOPPED };
 
 typedef struct mpi_pool mpi_pool;
 
@@ -102,6 +102,8 @@ typedef struct mpi_state {
   char (*hosts)[MPI_HOST_MAX];
   int *cores;
   double spin, idle_cap, stop_timeout;   /* seconds */
+  double finalize_start;                 /* when PH_FINALIZING began (api->now) */
+  int abandoned;                         /* MPI_Finalize given up on: end with _exit */
   void *impl;                            /* the thread's own data (comm.c) */
 } mpi_state;
 
@@ -109,10 +111,14 @@ typedef struct mpi_state {
  * with st->error set (the other ranks then fail the same way). */
 int mpi_start(mpi_state *st, const par_capi *api);
 /* Rank 0: stops every rank and finalizes MPI; safe to repeat. Returns once
- * done (or after MPI_Abort when a rank does not answer in time). */
+ * done (or after MPI_Abort when a rank does not answer in time). If
+ * MPI_Finalize has not returned stop_timeout after every rank stopped, it
+ * returns anyway with st->abandoned set: the process must then end with
+ * _exit (exit would run MPI's destructors under the thread still in it). */
 void mpi_stop(mpi_state *st);
-/* Other ranks: waits until rank 0 said stop and MPI is finalized. */
-void mpi_wait_end(mpi_state *st);
+/* Other ranks: waits until rank 0 said stop and MPI is finalized; 0, or -1
+ * when MPI_Finalize was given up on as above. */
+int mpi_wait_end(mpi_state *st);
 /* Queues a command for the communication thread (takes it). */
 void mpi_post(mpi_state *st, mpi_cmd *c);
 void mpi_pool_release(mpi_pool *p);

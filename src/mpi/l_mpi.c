@@ -9,9 +9,11 @@
  *   mpirun -n 5 lua5.4 -l parallel.mpi script.lua
  * A worker thread of any rank may load it too, to ask rank() and friends.
  */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lauxlib.h"
 #include "mpi/comm.h"
@@ -344,8 +346,16 @@ static int l_sentinel_gc(lua_State *L) {
   return 0;
 }
 
-static void at_exit(void) {
+/* The process ends: stop the job first. If MPI_Finalize was given up on,
+ * its thread is still inside MPI, so end here with the script's status
+ * rather than run the MPI libraries' destructors under it. */
+static void at_exit(int status, void *arg) {
+  (void)arg;
   mpi_stop(&st);
+  if (st.abandoned) {
+    fflush(NULL);
+    _exit(status);
+  }
 }
 
 static const luaL_Reg pool_methods[] = {
@@ -413,10 +423,13 @@ __attribute__((visibility("default"))) int luaopen_parallel_mpi(lua_State *L) {
     if (mpi_start(&st, api) != 0) return luaL_error(L, "parallel.mpi: %s", st.error);
     if (st.rank != 0) {
       /* Serve until rank 0 says stop; MPI is finalized by then. */
-      mpi_wait_end(&st);
+      if (mpi_wait_end(&st) != 0) {
+        fflush(NULL);
+        _exit(0);
+      }
       exit(0);
     }
-    atexit(at_exit);
+    on_exit(at_exit, NULL);
     lua_newuserdatauv(L, 0, 0);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_sentinel_gc);
