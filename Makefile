@@ -303,12 +303,12 @@ build/mpi-fptest-%/parallel/mpi.so: $(MPI_SRC) $(MPI_HDR) $(HDR) Makefile
 	mpicc.$* $(BASE_CFLAGS) $(CFLAGS) '-DMPI_FP_EXTRA="; test build"' -DMPI_TEST_HOOKS -shared -o $@ $(MPI_SRC) -ldl
 
 MPI_IMPLS ?= openmpi mpich
-test-mpi: deps mpi-deps all
+test-mpi: deps mpi-deps all $(FDPOLL)
 	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so build/mpi-fptest-$$i/parallel/mpi.so || exit 1; done
 	@for i in $(MPI_IMPLS); do sh tools/mpi-test.sh $$i || exit 1; done
 
 # The MPI specs across three simulated hosts (network namespaces, as root).
-test-cluster: deps mpi-deps all
+test-cluster: deps mpi-deps all $(FDPOLL)
 	@for i in $(MPI_IMPLS); do $(MAKE) --no-print-directory build/mpi-$$i/parallel/mpi.so || exit 1; done
 	@for i in $(MPI_IMPLS); do sh tools/mpi-cluster.sh $$i || exit 1; done
 

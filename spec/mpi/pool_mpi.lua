@@ -245,3 +245,96 @@ describe("an mpi pool's life", function()
     pool:shutdown()
   end)
 end)
+
+describe("an mpi pool's fd and completed()", function()
+  -- poll(2) from spec/fdpoll.c (make test-mpi builds build/test/fdpoll.so)
+  local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/mpi/[^/]*$") or "."
+  local FDPOLL = os.getenv("PARALLEL_FDPOLL") or (root .. "/build/test/fdpoll.so")
+  local open_fdpoll = assert(package.loadlib(FDPOLL, "luaopen_fdpoll"))
+  local poll = open_fdpoll().poll
+  local LONG = 10000   -- ms: a poll that times out means the descriptor was never signalled
+
+  it("wakes a poll loop as tasks end on other ranks; each future once, the one submit gave", function()
+    local pool = parallel.pool { backend = "mpi", workers = 1 }
+    local fd = pool:fd()
+    assert.equal("integer", math.type(fd))
+    assert.equal(fd, pool:fd())
+    assert.is_false(poll(fd, 0))
+    assert.same({}, pool:completed())
+    local index = {}
+    for i = 1, 60 do
+      index[pool:submit(function(x)
+        local p = require "parallel"
+        local t = p.now() + 0.002
+        while p.now() < t do end
+        return x * 2
+      end, i)] = i
+    end
+    local seen, n, wakeups = {}, 0, 0
+    while n < 60 do
+      assert.is_true(poll(fd, LONG), "no future finished within 10 s")
+      wakeups = wakeups + 1
+      for _, f in ipairs(pool:completed()) do
+        local i = index[f]
+        assert.is_number(i, "completed() gave a future that submit did not return")
+        assert.is_nil(seen[i], "future " .. tostring(i) .. " listed twice")
+        seen[i] = true
+        n = n + 1
+        assert.equal("done", f:state())
+        assert.equal(2 * i, f:get())
+      end
+    end
+    assert.is_true(wakeups >= 1)
+    -- drained: no longer readable, nothing listed
+    assert.is_false(poll(fd, 0))
+    assert.same({}, pool:completed())
+    pool:shutdown()
+  end)
+
+  it("lists failed and cancelled futures, and leaves another pool's descriptor alone", function()
+    local a = parallel.pool { backend = "mpi", workers = 1, depth = 1 }
+    local b = parallel.pool { backend = "mpi", workers = 1 }
+    local bfd = b:fd()
+    local fd = a:fd()
+    local function spin()
+      local p = require "parallel"
+      local t = p.now() + 0.2
+      while p.now() < t do end
+      return true
+    end
+    local busy = {}
+    for i = 1, mpi.size() - 1 do busy[i] = a:submit(spin) end
+    local waiting = a:submit(spin)       -- depth 1: stays on rank 0
+    assert.is_true(waiting:cancel())
+    local bad = a:submit(function() error("listed anyway") end)
+    local want = { [waiting] = "cancelled", [bad] = "failed" }
+    for i = 1, #busy do want[busy[i]] = "done" end
+    local left = #busy + 2
+    while left > 0 do
+      assert.is_true(poll(fd, LONG), "no future finished within 10 s")
+      for _, f in ipairs(a:completed()) do
+        assert.equal(want[f], f:state())
+        want[f] = nil
+        left = left - 1
+      end
+    end
+    assert.is_false(poll(bfd, 0))
+    assert.same({}, b:completed())
+    a:shutdown()
+    b:shutdown()
+  end)
+
+  it("lets a pool with listed futures be collected", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    do
+      local pool = parallel.pool { backend = "mpi", workers = 1 }
+      local fd = pool:fd()
+      pool:submit(function() return 1 end)
+      assert.is_true(poll(fd, LONG))
+      weak[1] = pool
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak[1])
+  end)
+end)

@@ -18,7 +18,7 @@
 #include "core/pool.h"
 #include "wire/wire.h"
 
-#define PAR_CAPI_ABI 1
+#define PAR_CAPI_ABI 2
 
 typedef struct par_capi {
   int abi;
@@ -75,6 +75,10 @@ typedef struct par_capi {
                       par_wire_err *e);
   int (*wire_rebuild)(par_wire_peer *p, const void *bytes, size_t len, par_msg **out,
                       par_wire_err *e);
+
+  /* Runs the done callbacks due in this state (what every call that waits
+   * or polls for futures does first: pool:completed(), get, ...). */
+  void (*wait_callbacks)(lua_State *L);
 } par_capi;
 
 /* Sets core._capi in the table on top of the stack. */

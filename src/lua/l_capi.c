@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "lua/l_object.h"
 #include "lua/l_pool.h"
+#include "lua/l_wait.h"
 #include "lua/l_worker.h"
 
 static char *dup_str(const char *s) {
@@ -47,7 +48,8 @@ static const par_capi capi = {
   par_future_take_task,
   par_waitset_new, par_waitset_add, par_waitset_next, par_waitset_release, push_object,
   worker_pool_new, par_pool_submit, par_pool_shutdown,
-  par_wire_fingerprint, par_wire_peer_new, par_wire_peer_free, par_wire_flatten, par_wire_rebuild
+  par_wire_fingerprint, par_wire_peer_new, par_wire_peer_free, par_wire_flatten, par_wire_rebuild,
+  l_wait_callbacks
 };
 
 void l_capi_open(lua_State *L) {

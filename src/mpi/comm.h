@@ -77,6 +77,11 @@ struct mpi_pool {
   int end_sent;
   /* counters (stats) */
   atomic_llong submitted, started, completed, failed_n, cancelled;
+  /* pool:fd()/completed(): futures finished since the last completed(),
+   * listed by the sink (any thread) under done_mu once fd was asked for */
+  pthread_mutex_t done_mu;
+  int notify_fd;                 /* -1 until asked for; done_mu */
+  par_future *done_head, *done_tail;
 };
 
 typedef struct mpi_cmd {

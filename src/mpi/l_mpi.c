@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 
 #include "lauxlib.h"
 #include "mpi/comm.h"
@@ -30,8 +31,38 @@ typedef struct pool_ud {
   int closed;
 } pool_ud;
 
+/* Takes the futures listed for completed() (a list via next_done) and
+ * clears the descriptor, under done_mu. close_fd: the handle is going, so
+ * nothing is listed from now on and the descriptor is closed. */
+static par_future *take_done(mpi_pool *p, int close_fd) {
+  par_future *list;
+  uint64_t n;
+  pthread_mutex_lock(&p->done_mu);
+  list = p->done_head;
+  p->done_head = p->done_tail = NULL;
+  if (p->notify_fd >= 0) {
+    if (read(p->notify_fd, &n, sizeof n) < 0) { /* nothing to clear */ }
+    if (close_fd) {
+      close(p->notify_fd);
+      p->notify_fd = -1;
+    }
+  }
+  pthread_mutex_unlock(&p->done_mu);
+  return list;
+}
+
+static void release_list(par_future *f) {
+  while (f) {
+    par_future *next = f->next_done;
+    api->release(&f->hdr);
+    f = next;
+  }
+}
+
 static void mpi_pool_destroy(par_object *o) {
   mpi_pool *p = (mpi_pool *)o;
+  release_list(take_done(p, 1));
+  pthread_mutex_destroy(&p->done_mu);
   free(p->workers);
   free(p->inflight);
   free(p->pending);
@@ -53,9 +84,24 @@ static void sink_count(par_object *o, int state) {
   else if (state == PAR_CANCELLED) atomic_fetch_add(&p->cancelled, 1);
 }
 
+/* With f's mutex held (any thread: the communication thread finishing a
+ * result, the script cancelling): stores the outcome, and lists f for
+ * completed() in the same critical section, as the thread pool does. */
 static void sink_notice(par_object *o, par_future *f, int state) {
-  (void)o;
+  mpi_pool *p = (mpi_pool *)o;
+  uint64_t one = 1;
+  pthread_mutex_lock(&p->done_mu);
+  if (p->notify_fd >= 0) {
+    api->retain(&f->hdr);
+    f->next_done = NULL;
+    if (p->done_tail) p->done_tail->next_done = f; else p->done_head = f;
+    p->done_tail = f;
+    /* under the mutex: a drained descriptor never turns readable again
+     * with nothing listed */
+    if (write(p->notify_fd, &one, sizeof one) < 0) { /* counter full: already readable */ }
+  }
   atomic_store(&f->state, state);
+  pthread_mutex_unlock(&p->done_mu);
 }
 
 static int sink_interrupt(par_object *o, par_future *f) {
@@ -160,6 +206,38 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* pool:fd() --> a descriptor readable when futures of the pool finish */
+static int l_fd(lua_State *L) {
+  mpi_pool *p = check_pool(L, 0)->p;
+  if (!p) return luaL_error(L, "pool is shut down");
+  int fd;
+  pthread_mutex_lock(&p->done_mu);
+  if (p->notify_fd < 0) p->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  fd = p->notify_fd;
+  pthread_mutex_unlock(&p->done_mu);
+  if (fd < 0) return luaL_error(L, "cannot create the completion descriptor");
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* pool:completed() --> the futures finished since the last call */
+static int l_completed(lua_State *L) {
+  mpi_pool *p = check_pool(L, 0)->p;
+  if (!p) return luaL_error(L, "pool is shut down");
+  par_future *f;
+  lua_Integer i = 0;
+  api->wait_callbacks(L);
+  lua_newtable(L);
+  f = take_done(p, 0);
+  while (f) {
+    par_future *next = f->next_done;
+    api->push_object(L, &f->hdr);   /* the list's reference moves to the proxy */
+    lua_rawseti(L, -2, ++i);
+    f = next;
+  }
+  return 1;
+}
+
 static int l_closed(lua_State *L) {
   lua_pushboolean(L, check_pool(L, 0)->closed);
   return 1;
@@ -205,6 +283,9 @@ static int l_pool_gc(lua_State *L) {
   pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_META);
   if (u->p) {
     end_pool(u, 1, 0);
+    /* No one can call completed() any more: drop the list, whose futures
+     * hold the pool, and list nothing from now on. */
+    release_list(take_done(u->p, 1));
     mpi_pool_release(u->p);
     u->p = NULL;
   }
@@ -302,6 +383,8 @@ static int l_pool(lua_State *L) {
   }
   p->hdr.type = &mpi_pool_type;
   atomic_init(&p->hdr.refs, 2);   /* the handle and the command */
+  pthread_mutex_init(&p->done_mu, NULL);
+  p->notify_fd = -1;
   p->id = next_id++;
   p->depth = depth;
   p->workers_req = workers;
@@ -364,6 +447,8 @@ static const luaL_Reg pool_methods[] = {
   {"stats", l_stats},
   {"_closed", l_closed},
   {"shutdown", l_shutdown},
+  {"fd", l_fd},
+  {"completed", l_completed},
   {NULL, NULL}
 };
 
