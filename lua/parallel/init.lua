@@ -160,6 +160,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
     local f = ws:next(remaining(deadline))
     if not f then
       cancel_all(futures)
+      if report then report(done, n, true) end
       error("timeout", 2)
     end
     if f:state() ~= "done" then
@@ -248,6 +249,12 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     for g in pairs(firsts) do g:cancel() end
   end
 
+  -- the progress bar's final state, before raising
+  local function give_up()
+    cancel_inflight()
+    if report then report(delivered, total, true) end
+  end
+
   local function next_chunk()
     local f
     if ordered then
@@ -256,20 +263,20 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
       inflight[head] = nil
       head = head + 1
       if not f:wait(remaining(deadline)) then
-        cancel_inflight()
+        give_up()
         error("timeout", 3)
       end
     else
       if nflight == 0 then return false end
       f = ws:next(remaining(deadline))
       if not f then
-        cancel_inflight()
+        give_up()
         error("timeout", 3)
       end
     end
     nflight = nflight - 1
     if f:state() ~= "done" then
-      cancel_inflight()
+      give_up()
       raise_item(f, cs == 1 and firsts[f] or nil)
     end
     local res, count = f:get()

@@ -1,6 +1,8 @@
-/* Measuring helpers: cpu_count, now, sleep, cpu_time, isatty, waiting. */
+/* Measuring helpers: cpu_count, now, sleep, cpu_time, waiting; isatty and
+ * the terminal's width for the progress bar. */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "lauxlib.h"
@@ -101,6 +103,16 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* core._term_columns(fd) --> the width of the terminal on fd, or nil */
+static int l_term_columns(lua_State *L) {
+  struct winsize ws;
+  if (ioctl((int)luaL_checkinteger(L, 1), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    lua_pushinteger(L, ws.ws_col);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int l_worker_index(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
   return 1;
@@ -113,6 +125,7 @@ static const luaL_Reg util_funcs[] = {
   {"sleep", l_sleep},
   {"waiting", l_waiting},
   {"_isatty", l_isatty},
+  {"_term_columns", l_term_columns},
   {"worker_index", l_worker_index},
   {NULL, NULL}
 };
