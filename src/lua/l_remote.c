@@ -120,6 +120,9 @@ static int call(lua_State *L, rcall *c, par_remote_obj *o, int method, double ti
   par_remote_part *parts = c->parts;
   size_t n = c->n;
   int rc;
+  /* Lua code the encodes ran (finalizers, __index) may have closed the
+   * handle, and its proxy object gone with it */
+  if (!l_object_open(L, 1)) return l_object_closed_error(L, 1);
   c->parts = NULL;
   c->n = c->cap = 0;
   rc = par_remote_call(o, method, timeout, arg, parts, n, &c->reply, should_stop, L);
