@@ -152,6 +152,22 @@ describe("the progress bar on a terminal #child", function()
     for _, s in ipairs(f) do assert.is_nil(s:find("/%d"), s) end
   end)
 
+  it_tty("shows where imap stopped when the loop breaks", function()
+    local out, status = on_terminal(MAP:format([[
+      local list = {} for i = 1, 100 do list[i] = i end
+      for i in pool:imap(function(x) return x end, list, {chunksize = 5, progress = true}) do
+        if i == 30 then break end
+      end
+      io.stderr:write("after")
+    ]]), "COLUMNS=40")
+    assert.equal(0, status, out)
+    local text = out:gsub("\r\n", "\n")
+    local bar, rest = text:match("^(.-)\n(.*)$")
+    assert.equal("after", rest)
+    local f = frames(bar)
+    assert.equal("30/100", f[#f]:match("%d+/%d+"))
+  end)
+
   it_tty("shows the final state when an item fails", function()
     local out = on_terminal(MAP:format([[
       pool:map(function(x) if x == 6 then error("no") end return x end, {1, 2, 3, 4, 5, 6}, {chunksize = 1, progress = true})

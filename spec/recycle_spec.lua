@@ -37,8 +37,8 @@ describe("max_tasks_per_worker", function()
     local p <close> = parallel.pool{workers = 1, max_tasks_per_worker = 2,
       init = function(v, tag) v:add(1); TAG = tag end, init_args = {inits, "tagged"}}
     local tags = {}
-    for i = 1, 5 do tags[i] = p:apply(function() return TAG end) end
-    assert.same({"tagged", "tagged", "tagged", "tagged", "tagged"}, tags)
+    for i = 1, 5 do tags[i] = p:apply(function() return TAG .. parallel.worker_index() end) end
+    assert.same({"tagged1", "tagged1", "tagged1", "tagged1", "tagged1"}, tags)
     -- the first state, then one after task 2 and one after task 4
     assert.equal(3, inits:get())
   end)

@@ -286,7 +286,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   end
 
   fill()
-  return function()
+  local function iterate()
     while bufpos >= buflen do
       if not next_chunk() then
         if report then report(delivered, total or delivered, true) end
@@ -299,6 +299,12 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     if report then report(delivered, total) end
     return buffirst + bufpos - 1, buf[bufpos]
   end
+  -- a generic for closes its fourth value when the loop ends, by a break
+  -- or an error too: the progress bar then shows where it stopped
+  local closing = report and setmetatable({}, {__close = function()
+    report(delivered, total, true)
+  end})
+  return iterate, nil, nil, closing
 end
 
 --- pool:imap(fn, list_or_iterator [, opts]) --> iterator over i, result in order
