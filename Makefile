@@ -214,12 +214,14 @@ fuzz: deps fuzz-deps
 # The reference (LDoc, from doc/) into docs/ (git-ignored). LDoc runs
 # under Lua 5.1, where Debian's Markdown formatter for it lives; its log is
 # kept for docs-check, which fails on any warning it printed.
+LDOC ?= /usr/bin/ldoc
+
 docs-deps:
 	@sh tools/docs-deps.sh
 
 docs: docs-deps
 	@rm -rf docs && mkdir -p build/doc
-	lua5.1 $$(command -v ldoc) . > build/doc/ldoc.log 2>&1 || { cat build/doc/ldoc.log; exit 1; }
+	lua5.1 $(LDOC) . > build/doc/ldoc.log 2>&1 || { cat build/doc/ldoc.log; exit 1; }
 	@cat build/doc/ldoc.log
 	$(LUA) tools/docs-index.lua config.ld docs/index.html
 

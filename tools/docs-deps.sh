@@ -5,7 +5,7 @@
 # through LDoc) and lua-markdown (5.1); the reference uses discount.
 # Runs as root (apt-get) on a fresh machine; does nothing when all are there.
 need=""
-command -v ldoc >/dev/null 2>&1 || need="$need lua-ldoc"
+[ -f /usr/bin/ldoc ] || need="$need lua-ldoc"   # Debian's, run by lua5.1 (not a LuaRocks ldoc)
 command -v lua5.1 >/dev/null 2>&1 || need="$need lua5.1"
 lua5.1 -e 'require "discount"' >/dev/null 2>&1 || need="$need lua-discount"
 lua5.1 -e 'require "lfs"; require "pl.path"' >/dev/null 2>&1 || need="$need lua-filesystem lua-penlight"
