@@ -1,6 +1,6 @@
 -- lua5.4 tools/docs-index.lua config.ld docs/index.html
--- Gives each example of the reference's index its one-line description:
--- LDoc lists examples by file name only. The description is the first
+-- Gives each example and topic of the reference's index its one-line
+-- description: LDoc lists them by file name only. The description is the first
 -- sentence of the file's header comment, without a leading "<name>: ".
 local config, index = arg[1], arg[2]
 
@@ -19,6 +19,20 @@ function M.examples(config_text)
   local list = {}
   for path in (block or ""):gmatch('"([^"]+)"') do list[#list + 1] = path end
   return list
+end
+
+-- The topics listed in config.ld.
+function M.topics(config_text)
+  local block = config_text:match("\ntopics%s*=%s*(%b{})")
+  local list = {}
+  for path in (block or ""):gmatch('"([^"]+)"') do list[#list + 1] = path end
+  return list
+end
+
+-- A topic's description: the first paragraph after its title.
+function M.topic_description(path)
+  local text = read(path)
+  return text:match("^#[^\n]*\n+([^\n]+)") or ""
 end
 
 -- The first paragraph of a file's header comment (Lua `--` lines or a C
@@ -57,6 +71,14 @@ if config and index then
     local base = path:match("[^/]+$")
     local desc = M.description(path)
     local pat = '(<a href="examples/' .. base:gsub("%p", "%%%0") .. '%.html">[^<]*</a></td>%s*<td class="summary">)(</td>)'
+    local n
+    html, n = html:gsub(pat, function(a, b) return a .. render(desc) .. b end)
+    if n ~= 1 or desc == "" then missing[#missing + 1] = path end
+  end
+  for _, path in ipairs(M.topics(read(config))) do
+    local base = path:match("[^/]+$")
+    local desc = M.topic_description(path)
+    local pat = '(<a href="topics/' .. base:gsub("%p", "%%%0") .. '%.html">[^<]*</a></td>%s*<td class="summary">)(</td>)'
     local n
     html, n = html:gsub(pat, function(a, b) return a .. render(desc) .. b end)
     if n ~= 1 or desc == "" then missing[#missing + 1] = path end
