@@ -78,15 +78,47 @@ static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limi
   return cfg;
 }
 
+/* The thread backend's settings; raises (freeing init) without memory. */
+static worker_config *thread_config(lua_State *L, par_msg *init, lua_Integer limit,
+                                    lua_Integer max_tasks) {
+  worker_config *cfg = calloc(1, sizeof *cfg);
+  if (!cfg) { par_msg_free(init); luaL_error(L, "not enough memory"); return NULL; }
+  cfg->init = init;
+  cfg->memory_limit = (size_t)limit;
+  cfg->max_tasks = (long)max_tasks;
+  cfg->path = dup_field(L, "path");
+  cfg->cpath = dup_field(L, "cpath");
+  return cfg;
+}
+
+/* Starts n workers running ops over ud (the pool's from then on, or freed
+ * when it cannot start) behind the owner handle at the top of the stack. */
+static int start_pool(lua_State *L, l_proxy *proxy, int n, const par_pool_ops *ops, void *ud) {
+  par_pool *p = par_pool_new(n, ops, ud);
+  if (!p) {
+    ops->free_ud(ud);
+    return luaL_error(L, "cannot start worker thread (%d asked): out of memory or at the thread limit", n);
+  }
+  proxy->obj = &p->hdr;
+  l_object_remember(L, -1);
+  return 1;
+}
+
 /* parallel.pool(n) or parallel.pool{workers=, init=, init_args=, memory_limit=,
  * backend = "threads" | "process", max_tasks_per_worker=} */
 static int l_pool_new(lua_State *L) {
   int n = par_cpu_count_default();
-  worker_config *cfg;
-  par_pool *p;
   par_msg *init = NULL;
   lua_Integer limit = 0, max_tasks = 0;
   int process = 0;
+  l_proxy *proxy;
+  /* The handle first: what is allocated for the pool from here on is not
+   * lost to a memory error in making it. */
+  lua_settop(L, 1);
+  proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
+  proxy->obj = NULL;
+  proxy->owner = 1;
+  l_object_setmeta(L, &par_pool_type);
   if (lua_type(L, 1) == LUA_TTABLE) {
     int top;
     l_check_options(L, 1, 1, pool_options);
@@ -125,43 +157,8 @@ static int l_pool_new(lua_State *L) {
       luaL_typeerror(L, 1, "number or table");
     n = check_workers(L, 1, 1);
   }
-  if (process) {
-    proc_config *pc = process_config(L, init, limit, max_tasks);
-    l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
-    proxy->obj = NULL;
-    proxy->owner = 1;
-    l_object_setmeta(L, &par_pool_type);
-    p = par_pool_new(n, &process_ops, pc);
-    if (!p) {
-      process_ops.free_ud(pc);
-      return luaL_error(L, "cannot start %d worker threads", n);
-    }
-    proxy->obj = &p->hdr;
-    l_object_remember(L, -1);
-    return 1;
-  }
-  cfg = calloc(1, sizeof *cfg);
-  if (!cfg) { par_msg_free(init); return luaL_error(L, "not enough memory"); }
-  cfg->init = init;
-  cfg->memory_limit = (size_t)limit;
-  cfg->max_tasks = (long)max_tasks;
-  cfg->path = dup_field(L, "path");
-  cfg->cpath = dup_field(L, "cpath");
-  /* Allocate the proxy first: once the threads run, nothing may raise. */
-  {
-    l_proxy *proxy = (l_proxy *)lua_newuserdatauv(L, sizeof *proxy, 0);
-    proxy->obj = NULL;
-    proxy->owner = 1;
-    l_object_setmeta(L, &par_pool_type);
-    p = par_pool_new(n, &worker_ops, cfg);   /* cfg belongs to the pool now */
-    if (!p) {
-      worker_ops.free_ud(cfg);
-      return luaL_error(L, "cannot start worker thread (%d asked): out of memory or at the thread limit", n);
-    }
-    proxy->obj = &p->hdr;
-    l_object_remember(L, -1);
-  }
-  return 1;
+  if (process) return start_pool(L, proxy, n, &process_ops, process_config(L, init, limit, max_tasks));
+  return start_pool(L, proxy, n, &worker_ops, thread_config(L, init, limit, max_tasks));
 }
 
 static par_pool *check_open_pool(lua_State *L) {
