@@ -7,6 +7,7 @@
 --     every entry of the C binding's luaL_Reg tables (src/lua, src/mpi)
 --     and every name of API.md and of the README's API section has its
 --     entry in the reference;
+--   * every entry of the reference exists in the module (nothing stale);
 --   * every option key the module checks (the facade's *_OPTIONS tables,
 --     the C l_option tables) is documented;
 --   * every example is in the index with a description;
@@ -164,6 +165,34 @@ for _, path in ipairs(sources) do
           end
           if not ok then fail("%s (%s in %s) is not in the reference", name, tname, path) end
         end
+      end
+    end
+  end
+end
+
+-- And the other way: every entry of the reference is something the module
+-- has (a method of a pool may be an MPI pool's only).
+local mpi_src = read("src/mpi/l_mpi.c") or ""
+local mpi_funcs, mpi_pool = {}, {}
+local function reg_names(src, tname, into)
+  local body = src:match("luaL_Reg%s+" .. tname .. "%[%]%s*=%s*(%b{})") or ""
+  for name in body:gmatch('{%s*"([%w_]+)"') do into[name] = true end
+end
+reg_names(mpi_src, "funcs", mpi_funcs)
+reg_names(mpi_src, "pool_methods", mpi_pool)
+for path, html in pairs(pages) do
+  for entry in html:gmatch('<a name = "([^"]+)"></a>') do
+    local page = path:match("^docs/classes/(.-)%.html$")
+    if path == "docs/modules/parallel.html" then
+      if entry ~= "_VERSION" and type(parallel[entry]) ~= "function" then
+        fail("%s documents parallel.%s, which the module does not have", path, entry)
+      end
+    elseif path == "docs/modules/parallel.mpi.html" then
+      if not mpi_funcs[entry] then fail("%s documents %s, which src/mpi/l_mpi.c does not register", path, entry) end
+    elseif page then
+      local t, m = entry:match("^(.-):(.+)$")
+      if t ~= page or not ((methods_of[page] or {})[m] or (page == "pool" and mpi_pool[m])) then
+        fail("%s documents %s, which parallel.%s does not have", path, entry, page)
       end
     end
   end
