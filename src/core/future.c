@@ -155,6 +155,15 @@ void par_future_finish(par_future *f, int state, par_msg *result) {
   tell_group(g, state);
 }
 
+int par_future_hold(par_future *f, par_recall *r) {
+  int pending;
+  pthread_mutex_lock(&f->mu);
+  pending = atomic_load(&f->state) == PAR_PENDING;
+  f->recall = pending ? r : NULL;
+  pthread_mutex_unlock(&f->mu);
+  return pending;
+}
+
 static int group_cancel(par_future *g) {
   size_t i;
   int any = 0;
@@ -167,7 +176,17 @@ int par_future_cancel(par_future *f) {
   par_msg *task;
   par_future *g;
   if (f->kind == PAR_KIND_GROUP) return group_cancel(f);
-  if (!atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) return 0;
+  if (atomic_load(&f->state) != PAR_PENDING) return 0;
+  /* Under mu: a runner holding f unclaimed decides with its recall, and
+   * one about to hold it sees the cancel (par_future_hold). */
+  pthread_mutex_lock(&f->mu);
+  if ((f->recall && !f->recall->recall(f->recall)) ||
+      !atomic_compare_exchange_strong(&f->state, &expected, PAR_CANCELLED)) {
+    pthread_mutex_unlock(&f->mu);
+    return 0;
+  }
+  f->recall = NULL;
+  pthread_mutex_unlock(&f->mu);
   if (f->sink) f->sink->count(f->owner, PAR_CANCELLED);
   pthread_mutex_lock(&f->mu);
   task = f->task;

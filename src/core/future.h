@@ -34,6 +34,15 @@ typedef enum {
 
 typedef struct par_future par_future;
 typedef struct par_waitset par_waitset;
+
+/*
+ * A future its runner holds without having claimed it (a process backend
+ * sent it ahead to a worker that has not started it): a cancel first asks
+ * recall, with f's mutex held, whether it can still be stopped from
+ * starting. 1: it will never start (the cancel goes on); 0: it started.
+ */
+typedef struct par_recall par_recall;
+struct par_recall { int (*recall)(par_recall *r); };
 typedef struct par_sub par_sub;
 
 /*
@@ -57,6 +66,7 @@ struct par_future {
   pthread_cond_t cv;
   int nwaiters;
   par_msg *task;             /* function and arguments */
+  par_recall *recall;        /* held unclaimed by its runner (mu), or NULL */
   par_msg *result;           /* results, or the error and its traceback */
   par_sub *subs;
   par_object *owner;         /* retained: who runs it (a pool), or NULL */
@@ -105,6 +115,9 @@ int par_future_claim(par_future *f);
 void par_future_finish(par_future *f, int state, par_msg *result);
 /* 1 if the future was pending and is now cancelled. */
 int par_future_cancel(par_future *f);
+/* The runner holds pending f unclaimed (r), or no longer (NULL): 0 if f
+ * is no longer pending (cancelled meanwhile). */
+int par_future_hold(par_future *f, par_recall *r);
 /* Spins briefly, then sleeps until terminal or the deadline:
  * PAR_OK or PAR_TIMEOUT. */
 int par_future_wait(par_future *f, double deadline);

@@ -322,7 +322,7 @@ int par_pool_kill(par_pool *p, par_future *f) {
   for (i = 0; i < p->nworkers; i++) {
     par_worker *w = &p->workers[i];
     pthread_mutex_lock(&w->mu);
-    if (w->current == f && w->ctx) { p->ops->kill(w->ctx); found = 1; }
+    if (w->current == f && w->ctx) { p->ops->kill(w->ctx, f); found = 1; }
     pthread_mutex_unlock(&w->mu);
   }
   return found;
@@ -333,6 +333,7 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   size_t ndrop = 0, i;
   pthread_mutex_lock(&p->mu);
   atomic_store(&p->closed, 1);
+  if (cancel) atomic_store(&p->cancelling, 1);
   if (cancel && p->count) {
     drop = malloc(p->count * sizeof *drop);
     if (drop) {
@@ -365,6 +366,84 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
     }
     pthread_mutex_unlock(&p->join_mu);
   }
+}
+
+par_future *par_pool_take_ahead(int (*ok)(par_future *f)) {
+  par_worker *w = this_worker;
+  par_pool *p;
+  par_future *f = NULL;
+  if (!w || !has_work(w->pool)) return NULL;
+  p = w->pool;
+  pthread_mutex_lock(&p->mu);
+  if (p->count > 0 && p->sleeping == 0 && atomic_load(&p->spinning) == 0 &&
+      (!ok || ok(p->fifo[p->head]))) {
+    f = p->fifo[p->head];
+    p->head = (p->head + 1) % p->cap;
+    p->count--;
+    atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return f;
+}
+
+void par_pool_give_back(par_future **fs, size_t n) {
+  par_worker *w = this_worker;
+  par_pool *p;
+  size_t i;
+  int wake;
+  if (!w || n == 0) return;
+  p = w->pool;
+  pthread_mutex_lock(&p->mu);
+  while (p->count + n > p->cap) {
+    size_t cap = p->cap * 2;
+    par_future **q = malloc(cap * sizeof *q);
+    if (!q) break;
+    for (i = 0; i < p->count; i++) q[i] = p->fifo[(p->head + i) % p->cap];
+    free(p->fifo);
+    p->fifo = q;
+    p->cap = cap;
+    p->head = 0;
+  }
+  for (i = n; i-- > 0;) {
+    if (p->count == p->cap) {            /* no memory to grow: it cannot run */
+      pthread_mutex_unlock(&p->mu);
+      par_future_cancel(fs[i]);
+      par_object_release(&fs[i]->hdr);
+      pthread_mutex_lock(&p->mu);
+      continue;
+    }
+    p->head = (p->head + p->cap - 1) % p->cap;
+    p->fifo[p->head] = fs[i];
+    p->count++;
+  }
+  atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+  wake = p->sleeping > 0;
+  pthread_mutex_unlock(&p->mu);
+  if (wake) pthread_cond_broadcast(&p->cv);
+}
+
+void par_pool_now_running(par_future *f) {
+  par_worker *w = this_worker;
+  if (!w) return;
+  atomic_fetch_add_explicit(&w->pool->started, 1, memory_order_relaxed);
+  pthread_mutex_lock(&w->mu);
+  w->current = f;
+  /* an interrupt meant for the task before is spent */
+  atomic_store(&w->interrupted, 0);
+  pthread_mutex_unlock(&w->mu);
+  catch_abort(w);
+}
+
+void par_pool_count_started(void) {
+  if (this_worker) atomic_fetch_add_explicit(&this_worker->pool->started, 1, memory_order_relaxed);
+}
+
+int par_pool_aborting(void) {
+  return this_worker && atomic_load(&this_worker->pool->aborting);
+}
+
+int par_pool_cancelling(void) {
+  return this_worker && atomic_load(&this_worker->pool->cancelling);
 }
 
 static void pool_count(par_object *owner, int state) {

@@ -59,7 +59,7 @@ typedef struct par_pool_ops {
   /* Any thread, with the worker's `mu` held while f is its current task:
    * end f now, wherever it is (a process backend kills the process).
    * NULL: kill falls back to interrupt. */
-  void (*kill)(void *ctx);
+  void (*kill)(void *ctx, par_future *f);
   /* In the worker thread after each task: nonzero when the context has
    * served its time (max_tasks_per_worker). The worker then stops it and
    * opens a fresh one (start, then init) before its next task. May be
@@ -93,6 +93,7 @@ struct par_pool {
   _Atomic int spinning;           /* idle workers spinning (wait.h) */
   _Atomic int closed;
   _Atomic int aborting;           /* shutdown interrupts whatever runs now or next */
+  _Atomic int cancelling;         /* shutdown cancels what has not started */
   int joined;
   pthread_mutex_t join_mu;        /* serialises shutdowns */
   int nworkers;
@@ -125,6 +126,30 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt);
 int par_pool_is_shut_down(par_pool *p);
 /* Kills f if it runs on p now (ops->kill, else an interrupt): 1 if it did. */
 int par_pool_kill(par_pool *p, par_future *f);
+
+/*
+ * Tasks ahead, for a backend whose run keeps several tasks in flight (a
+ * process backend sends the next ones while one runs). Only from inside
+ * ops->run, on the worker's own thread:
+ *   par_pool_take_ahead  the next queued future, not claimed (it stays
+ *                        pending: the caller decides when it starts), or
+ *                        NULL when none is queued, another worker idles
+ *                        (the task is left for it), or `ok` refuses it.
+ *                        The caller owns the reference it returns.
+ *   par_pool_give_back   puts futures it took ahead, unstarted, back at
+ *                        the head of the queue, in their order (a worker
+ *                        that died had them); takes the references.
+ *   par_pool_now_running f, claimed by the caller, is the worker's task now
+ *                        (what kill and interrupt reach; counted started).
+ *   par_pool_aborting    a shutdown interrupts what runs.
+ *   par_pool_cancelling  a shutdown cancels what has not started.
+ */
+par_future *par_pool_take_ahead(int (*ok)(par_future *f));
+void par_pool_give_back(par_future **fs, size_t n);
+void par_pool_now_running(par_future *f);
+void par_pool_count_started(void);   /* claimed and failed at once, not current */
+int par_pool_aborting(void);
+int par_pool_cancelling(void);
 
 /* Counters for pool:stats(), read without a lock. */
 typedef struct par_pool_stats {

@@ -6,6 +6,7 @@
 #include "lauxlib.h"
 #include "codec/codec.h"
 #include "codec/proto.h"
+#include "process/ledger.h"
 #include "process/spawn.h"
 #include "lua/l_object.h"
 #include "lua/l_options.h"
@@ -44,14 +45,14 @@ static int check_workers(lua_State *L, int idx, int arg) {
 static const l_option pool_options[] = {
   {"workers", "count"}, {"init", "function"}, {"init_args", "table"}, {"memory_limit", "size"},
   {"backend", "threads|process"},   /* "mpi" is the facade's (parallel.mpi) */
-  {"max_tasks_per_worker", "count"},
+  {"max_tasks_per_worker", "count"}, {"tasks_ahead", "size"},
   {NULL, NULL}
 };
 
 /* The process backend's settings; raises (freeing init) when it cannot
  * run here. */
 static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limit,
-                                   lua_Integer max_tasks) {
+                                   lua_Integer max_tasks, int ahead) {
   proc_config *cfg;
   char why[PATH_MAX + 200];
   if (!proc_worker_path(why, sizeof why)) {
@@ -73,6 +74,7 @@ static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limi
   cfg->init = init;
   cfg->memory_limit = (size_t)limit;
   cfg->max_tasks = (long)max_tasks;
+  cfg->ahead = ahead;
   cfg->path = dup_field(L, "path");
   cfg->cpath = dup_field(L, "cpath");
   return cfg;
@@ -105,12 +107,12 @@ static int start_pool(lua_State *L, l_proxy *proxy, int n, const par_pool_ops *o
 }
 
 /* parallel.pool(n) or parallel.pool{workers=, init=, init_args=, memory_limit=,
- * backend = "threads" | "process", max_tasks_per_worker=} */
+ * backend = "threads" | "process", max_tasks_per_worker=, tasks_ahead=} */
 static int l_pool_new(lua_State *L) {
   int n = par_cpu_count_default();
   par_msg *init = NULL;
   lua_Integer limit = 0, max_tasks = 0;
-  int process = 0;
+  int process = 0, ahead = -1;
   l_proxy *proxy;
   /* The handle first: what is allocated for the pool from here on is not
    * lost to a memory error in making it. */
@@ -127,6 +129,13 @@ static int l_pool_new(lua_State *L) {
     if (lua_getfield(L, 1, "backend") != LUA_TNIL) process = strcmp(lua_tostring(L, -1), "process") == 0;
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "max_tasks_per_worker") != LUA_TNIL) max_tasks = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "tasks_ahead") != LUA_TNIL) {
+      lua_Integer a = lua_tointeger(L, -1);
+      if (!process) luaL_argerror(L, 1, "tasks_ahead needs backend = \"process\"");
+      if (a >= PROC_SLOTS) luaL_argerror(L, 1, lua_pushfstring(L, "tasks_ahead is at most %d", PROC_SLOTS - 1));
+      ahead = (int)a;
+    }
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) limit = lua_tointeger(L, -1);
     lua_pop(L, 1);
@@ -157,7 +166,7 @@ static int l_pool_new(lua_State *L) {
       luaL_typeerror(L, 1, "number or table");
     n = check_workers(L, 1, 1);
   }
-  if (process) return start_pool(L, proxy, n, &process_ops, process_config(L, init, limit, max_tasks));
+  if (process) return start_pool(L, proxy, n, &process_ops, process_config(L, init, limit, max_tasks, ahead));
   return start_pool(L, proxy, n, &worker_ops, thread_config(L, init, limit, max_tasks));
 }
 

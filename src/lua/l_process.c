@@ -3,11 +3,25 @@
  * worker process (l_process.h).
  *
  * Threads: everything here runs on the pool worker thread that owns the
- * process, except process_interrupt (a signal handler on that same thread)
- * and process_kill (any thread, with the pool worker's mutex held while
- * the task it means is running). `pid_mu` guards `pid` between a kill and
- * the reaping of the process: the pid is cleared under it before waitpid,
- * so a kill never reaches a pid the kernel gave to someone else.
+ * process (its I/O thread), except process_interrupt (a signal handler on
+ * that same thread), the recall of a task sent ahead (any thread that
+ * cancels it, with the future's mutex held) and process_kill (any thread,
+ * with the pool worker's mutex held while the task it means is its
+ * current one). `pid_mu` guards `pid` between a kill and the reaping of
+ * the process (the pid is cleared under it before waitpid, so a kill never
+ * reaches a pid the kernel gave to someone else) and the flights' futures
+ * that a kill looks up.
+ *
+ * Tasks in flight. run gets one task claimed by the pool and sends it;
+ * while tasks run it takes more from the pool's queue (par_pool_take_ahead)
+ * and sends them ahead, up to PROC_SLOTS and as many as fit in AHEAD_BUDGET
+ * seconds of recent task time, so that the worker finds its next task
+ * waiting. A task sent ahead stays pending (cancellable) until the
+ * worker's ledger (process/ledger.h) says it started; the recall of a
+ * cancel races the worker's start on one word of shared memory. When the
+ * worker dies, the ledger says which task it was running (that one fails)
+ * and which never started (those go back to the head of the pool's queue).
+ * run returns once nothing is in flight.
  */
 #define _GNU_SOURCE
 #include "lua/l_process.h"
@@ -19,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lauxlib.h"
@@ -26,9 +42,11 @@
 #include "codec/proto.h"
 #include "core/clock.h"
 #include "core/future.h"
+#include "core/pool.h"
 #include "core/queue.h"
 #include "core/wait.h"
 #include "process/frames.h"
+#include "process/ledger.h"
 #include "process/spawn.h"
 #include "wire/objects.h"
 #include "wire/remote.h"
@@ -38,7 +56,35 @@
  * take to exit before it is killed. */
 #define STOP_GRACE 2.0
 
-typedef struct proc_ctx {
+/* How long a task may ignore the interrupt of a shutdown that interrupts
+ * (pool:terminate(), a collected pool, the end of the script) before its
+ * worker process is killed: C code that blocks signals or never returns
+ * to Lua must not hang the parent. */
+#define SHUTDOWN_GRACE 1.0
+
+/* Seconds of recent task time a worker may have waiting ahead of it: short
+ * tasks go several at a time, long ones one at a time (a task sent ahead
+ * cannot move to a worker that turns idle). */
+#define AHEAD_BUDGET 0.002
+
+typedef struct proc_ctx proc_ctx;
+
+/* A task sent to the worker process and not yet resolved. */
+typedef struct flight {
+  par_recall r;              /* first: the future's recall while held ahead */
+  proc_ctx *c;
+  par_future *f;             /* NULL: this slot has no task (pid_mu to write) */
+  uint32_t seq;
+  int claimed;               /* running as far as the pool knows */
+  int taken;                 /* taken ahead: this side holds a reference */
+  int streamed;              /* its arguments went in segments: cannot go again */
+  int why_killed;            /* KILL_*: this side killed the worker for it */
+  double start;              /* when it started (par_now's clock) */
+} flight;
+
+enum { KILL_NONE, KILL_ASKED, KILL_TIMEOUT, KILL_SHUTDOWN };
+
+struct proc_ctx {
   proc_config *cfg;
   int index;
   lua_State *L;              /* encodes the failures made on this side */
@@ -49,12 +95,20 @@ typedef struct proc_ctx {
   par_wire_chan *chan;       /* NULL while no process runs */
   pthread_mutex_t pid_mu;
   pid_t pid;                 /* 0: none (pid_mu; read bare by this thread) */
-  _Atomic int killed;        /* process_kill ended the running task */
+  proc_ledger *ledger;
+  int ledger_fd;
+  int wake_fd;               /* an eventfd the interrupt handler writes */
+  flight fl[PROC_SLOTS];     /* by task number % PROC_SLOTS */
+  int nflight;
   long ntasks;               /* tasks run by the current process */
-  int seq;                   /* the number of the task sent last (never 0) */
+  long sent;                 /* tasks sent to it (less those recalled) */
+  double avg;                /* seconds a task took lately; < 0: unknown */
+  double abort_at;           /* when a shutdown's interrupt was seen; 0: none */
+  uint32_t seq;              /* the number of the task sent last (never 0) */
+  volatile sig_atomic_t running_seq;   /* the task an interrupt means */
   par_buf out;               /* a frame being built */
   char fatal[600];           /* set: no worker can run here; tasks fail with it */
-} proc_ctx;
+};
 
 /* ------------------------------------------------------------ failures */
 
@@ -130,7 +184,9 @@ int process_can_send(const par_object *o) {
 static int launch(proc_ctx *c, char *why, size_t size) {
   int fd;
   par_wire_err e;
-  pid_t pid = proc_spawn(c->cfg->exe, &fd);
+  pid_t pid;
+  memset(c->ledger, 0, sizeof *c->ledger);      /* the process before is reaped */
+  pid = proc_spawn(c->cfg->exe, &fd, c->ledger_fd);
   if (pid < 0) {
     snprintf(why, size, "cannot start a worker process (%.200s: %s)", c->cfg->exe, strerror(errno));
     return -1;
@@ -147,7 +203,7 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   pthread_mutex_unlock(&c->pid_mu);
   par_wire_peer_reset(c->peer);
   c->ntasks = 0;
-  atomic_store(&c->killed, 0);
+  c->sent = 0;
   if (send_config(c, &e) != 0) {
     /* The channel broke at once: the next task finds the process gone. */
     snprintf(why, size, "%.300s", e.msg);
@@ -170,26 +226,93 @@ static void finish_process(proc_ctx *c, double grace, char *why, size_t size) {
   par_remote_owner_reset(c->remote);
 }
 
-/* ------------------------------------------------------------- running */
+/* ------------------------------------------------------------- flights */
 
-/* Sends f's task, with the rest of its segments if it went in segments:
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+static flight *flight_of(proc_ctx *c, uint32_t seq) {
+  flight *x = &c->fl[seq % PROC_SLOTS];
+  return x->f && x->seq == seq ? x : NULL;
+}
+
+static void set_flight(proc_ctx *c, flight *x, par_future *f) {
+  pthread_mutex_lock(&c->pid_mu);
+  x->f = f;
+  pthread_mutex_unlock(&c->pid_mu);
+}
+
+/* Done with x: its future finished, was cancelled or went back. */
+static void resolve(proc_ctx *c, flight *x, int release) {
+  par_future *f = x->f;
+  set_flight(c, x, NULL);
+  c->nflight--;
+  if (x->claimed) par_msg_free(par_future_take_task(f));
+  if (release && x->taken) par_object_release(&f->hdr);
+}
+
+/* A cancel of a task sent ahead (any thread, the future's mutex held). */
+static int recall_flight(par_recall *r) {
+  flight *x = (flight *)r;
+  return proc_slot_move(x->c->ledger, x->seq, SLOT_QUEUED, SLOT_CANCELLED);
+}
+
+/* When x started, on par_now's clock (the ledger's, once the worker set it). */
+static double start_of(proc_ctx *c, flight *x) {
+  int64_t ns = atomic_load(&proc_slot_of(c->ledger, x->seq)->start_ns);
+  return ns > 0 && proc_slot_state(c->ledger, x->seq) != SLOT_QUEUED ? (double)ns * 1e-9 : x->start;
+}
+
+/* The worker started x: the pool learns it runs (kill and interrupt now
+ * reach it). A cancel can no longer win: the ledger refuses its recall. */
+static void mark_started(proc_ctx *c, flight *x) {
+  sigset_t urg, old;
+  x->start = start_of(c, x);
+  if (x->claimed) return;
+  par_future_claim(x->f);
+  par_future_hold(x->f, NULL);
+  x->claimed = 1;
+  /* the interrupt handler reads running_seq: it and the pool's current
+   * task change together */
+  sigemptyset(&urg);
+  sigaddset(&urg, SIGURG);
+  pthread_sigmask(SIG_BLOCK, &urg, &old);
+  c->running_seq = (sig_atomic_t)x->seq;
+  par_pool_now_running(x->f);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Kills the worker for x if x still runs there (pid_mu held): 1 if so.
+ * The ledger decides against the worker finishing x at the same moment,
+ * so the kill never reaches the task after it. */
+static int kill_flight(proc_ctx *c, flight *x, int why) {
+  if (c->pid <= 0) return 0;
+  if (!proc_slot_move(c->ledger, x->seq, SLOT_STARTED, SLOT_KILLED) &&
+      !proc_slot_move(c->ledger, x->seq, SLOT_QUEUED, SLOT_KILLED))
+    return 0;
+  x->why_killed = why;
+  kill(c->pid, SIGKILL);
+  return 1;
+}
+
+/* Sends x's task, with the rest of its segments if it went in segments:
  * 0; 1 when the task cannot leave this process (e says why; the worker
  * is fine); -1 when the channel failed (the worker is gone). */
-static int send_task(proc_ctx *c, par_future *f, par_wire_err *e) {
+static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
+  par_future *f = x->f;
   unsigned char kind = (unsigned char)f->kind;
-  uint32_t stream = 0, useq;
-  int seq = c->seq % 0x7fffffff + 1;
+  unsigned char announce = !x->claimed || f->timeout > 0;   /* say when it starts */
+  uint32_t stream = 0;
   par_msg *task = f->task;
   int rc = 0;
-  c->seq = seq;              /* before it is sent: an interrupt names it */
-  useq = (uint32_t)seq;
   start_frame(c, PF_TASK);
   put(&c->out, &kind, 1);
-  put(&c->out, &useq, 4);
+  put(&c->out, &x->seq, 4);
+  put(&c->out, &announce, 1);
   if (par_wire_flatten(c->peer, task, &c->out, &stream, e) != 0) return 1;
-  if (send_out(c, e) != 0) rc = -1;
-  else if (task->rest) {
+  if (send_out(c, e) != 0) return -1;
+  if (task->rest) {
     par_queue *q = (par_queue *)task->rest;
+    x->streamed = 1;           /* its segments are spent: it cannot go again */
     for (;;) {
       par_msg *seg = NULL;
       int st = par_queue_pop(q, &seg, par_now() + 3600);
@@ -205,8 +328,6 @@ static int send_task(proc_ctx *c, par_future *f, par_wire_err *e) {
       if (par_wire_chan_wait(c->chan, 0, e) != 0) { rc = -1; break; }
     }
   }
-  par_msg_free(f->task);    /* sent: the future no longer needs it */
-  f->task = NULL;
   return rc;
 }
 
@@ -239,32 +360,159 @@ static void send_replies(proc_ctx *c) {
   }
 }
 
-/* poll(2) on the channel and on the replies of helper threads. */
-static int poll_chan(proc_ctx *c, int ms, par_wire_err *e) {
-  struct pollfd p[2];
-  int r;
-  p[0].fd = par_wire_chan_fd(c->chan);
-  p[0].events = par_wire_chan_events(c->chan);
-  p[1].fd = par_remote_owner_fd(c->remote);
-  p[1].events = POLLIN;
-  p[0].revents = p[1].revents = 0;
-  r = poll(p, 2, ms);
-  if (r > 0 && p[1].revents) {
-    send_replies(c);
-    p[0].revents |= POLLOUT & p[0].events;
+/* Sends f as the next task; claimed: the pool's task (run's), else one
+ * taken ahead. -1 when the channel failed (f stays in flight: the death
+ * of the worker decides), else 0. */
+static int dispatch(proc_ctx *c, par_future *f, int claimed) {
+  uint32_t seq = c->seq % 0x7fffffffu + 1;
+  flight *x = &c->fl[seq % PROC_SLOTS];
+  proc_slot *sl = proc_slot_of(c->ledger, seq);
+  par_wire_err e;
+  int rc;
+  atomic_store(&sl->start_ns, 0);
+  atomic_store(&sl->word, proc_slot_word(seq, SLOT_QUEUED));
+  x->r.recall = recall_flight;
+  x->c = c;
+  x->seq = seq;
+  x->claimed = claimed;
+  x->taken = !claimed;
+  x->streamed = 0;
+  x->why_killed = KILL_NONE;
+  x->start = par_now();
+  if (!claimed && !par_future_hold(f, &x->r)) {   /* cancelled on the way */
+    par_object_release(&f->hdr);
+    return 0;
   }
-  if (r > 0 && p[0].revents) return par_wire_chan_io(c->chan, p[0].revents, e);
+  c->seq = seq;
+  if (claimed) c->running_seq = (sig_atomic_t)seq;
+  set_flight(c, x, f);
+  c->nflight++;
+  c->sent++;
+  rc = send_task(c, x, &e);
+  if (rc == 1) {
+    /* It cannot leave this process: it fails, as it would anywhere. */
+    atomic_store(&sl->word, 0);
+    c->sent--;
+    if (!claimed) {
+      int mine = par_future_hold(f, NULL) && par_future_claim(f);
+      if (mine) par_pool_count_started();
+      x->claimed = mine;
+      if (!mine) { resolve(c, x, 1); return 0; }
+    }
+    fail(c, f, e.msg);
+    resolve(c, x, 1);
+    return 0;
+  }
+  return rc < 0 ? -1 : 0;
+}
+
+static int ahead_ok(par_future *f) {
+  return f->task && !f->task->rest;
+}
+
+/* Sends tasks ahead while the worker may take more. -1 when the channel
+ * failed. */
+static int fill(proc_ctx *c) {
+  long max = c->cfg->max_tasks;
+  int ahead = c->cfg->ahead;
+  if (ahead < 0)
+    ahead = c->avg < 0 ? 0 : (int)fmin(PROC_SLOTS - 1, AHEAD_BUDGET / fmax(c->avg, 1e-9));
+  while (c->chan && !par_pool_aborting() && !par_pool_cancelling()) {
+    int depth = 1 + ahead;
+    uint32_t seq = c->seq % 0x7fffffffu + 1;
+    par_future *f;
+    if (c->nflight >= depth || (max && c->sent >= max) || c->fl[seq % PROC_SLOTS].f) break;
+    if (!(f = par_pool_take_ahead(ahead_ok))) break;
+    if (dispatch(c, f, 0) != 0) return -1;
+  }
   return 0;
 }
 
-enum { OUTCOME_DONE, OUTCOME_GONE, OUTCOME_FATAL };
+/* Looks at the ledger: tasks that started (the worker said so before the
+ * outcome of the one before), tasks sent ahead that a cancel recalled. */
+static void sweep(proc_ctx *c) {
+  uint32_t s = c->seq;
+  int i, cancelling = par_pool_cancelling();
+  if (c->abort_at == 0 && par_pool_aborting()) c->abort_at = par_now();
+  /* oldest first: the worker starts them in that order */
+  for (i = PROC_SLOTS - 1; i >= 0; i--) {
+    uint32_t seq = (uint32_t)(((int64_t)s - i + 0x7fffffff - 1) % 0x7fffffff + 1);
+    flight *x = flight_of(c, seq);
+    int st;
+    if (!x || x->claimed) continue;
+    if (cancelling) par_future_cancel(x->f);
+    st = proc_slot_state(c->ledger, seq);
+    if (st == SLOT_STARTED || st == SLOT_FINISHED || st == SLOT_KILLED) {
+      mark_started(c, x);
+    } else if (st == SLOT_CANCELLED) {
+      par_future_hold(x->f, NULL);   /* waits for the cancel to finish */
+      c->sent--;
+      resolve(c, x, 1);
+    }
+  }
+}
 
-/* Takes the frames that arrived: OUTCOME_DONE once f is finished, -1 when
- * none is left, OUTCOME_GONE / OUTCOME_FATAL on a broken conversation. */
-static int take_frames(proc_ctx *c, par_future *f, int *closed) {
+/* Kills the worker for a task past its deadline (task_timeout from its
+ * start; a shutdown's interrupt ignored for SHUTDOWN_GRACE); returns the
+ * next deadline, 0 for none. */
+static double expire(proc_ctx *c) {
+  double next = 0, now = par_now();
+  int i;
+  for (i = 0; i < PROC_SLOTS; i++) {
+    flight *x = &c->fl[i];
+    double d = 0;
+    int why = KILL_NONE;
+    if (!x->f || !x->claimed || x->why_killed) continue;
+    if (x->f->timeout > 0 && proc_slot_state(c->ledger, x->seq) == SLOT_STARTED) {
+      d = start_of(c, x) + x->f->timeout;
+      why = KILL_TIMEOUT;
+    }
+    if (c->abort_at > 0 && (d == 0 || c->abort_at + SHUTDOWN_GRACE < d)) {
+      d = c->abort_at + SHUTDOWN_GRACE;
+      why = KILL_SHUTDOWN;
+    }
+    if (d == 0) continue;
+    if (d <= now) {
+      pthread_mutex_lock(&c->pid_mu);
+      kill_flight(c, x, why);
+      pthread_mutex_unlock(&c->pid_mu);
+    } else if (next == 0 || d < next) {
+      next = d;
+    }
+  }
+  return next;
+}
+
+/* A task's outcome arrived. */
+static void outcome(proc_ctx *c, flight *x, int state, const unsigned char *p, size_t len) {
+  par_msg *m = NULL;
+  par_wire_err e;
+  double took;
+  mark_started(c, x);
+  state = state == PAR_DONE ? PAR_DONE : PAR_FAILED;
+  if (len == 0) {           /* no outcome to send: as a thread worker's */
+    par_future_finish(x->f, state, NULL);
+  } else if (par_wire_rebuild(c->peer, p, len, &m, &e) != PAR_WIRE_MESSAGE) {
+    par_msg_free(m);
+    fail(c, x->f, e.msg);
+  } else {
+    par_future_finish(x->f, state, m);
+  }
+  took = par_now() - x->start;
+  c->avg = c->avg < 0 ? took : 0.75 * c->avg + 0.25 * took;
+  c->ntasks++;
+  resolve(c, x, 1);
+}
+
+enum { OUTCOME_GONE = 1, OUTCOME_FATAL };
+
+/* Takes the frames that arrived: 0 when none is left, OUTCOME_GONE /
+ * OUTCOME_FATAL on a broken conversation. *closed: the channel closed. */
+static int take_frames(proc_ctx *c, int *closed) {
   const unsigned char *fr;
   size_t len;
   par_wire_err e;
+  flight *x;
   int r;
   while ((r = par_wire_chan_next(c->chan, &fr, &len, &e)) == 1) {
     if (len == 0) return OUTCOME_GONE;
@@ -275,19 +523,16 @@ static int take_frames(proc_ctx *c, par_future *f, int *closed) {
           return OUTCOME_FATAL;
         }
         break;
-      case PF_DONE: {
-        par_msg *m = NULL;
-        if (len < 2) return OUTCOME_GONE;
-        if (len == 2) {         /* no outcome to send: as a thread worker's */
-          par_future_finish(f, fr[1] == PAR_DONE ? PAR_DONE : PAR_FAILED, NULL);
-        } else if (par_wire_rebuild(c->peer, fr + 2, len - 2, &m, &e) != PAR_WIRE_MESSAGE) {
-          par_msg_free(m);
-          fail(c, f, e.msg);
-        } else {
-          par_future_finish(f, fr[1] == PAR_DONE ? PAR_DONE : PAR_FAILED, m);
-        }
-        return OUTCOME_DONE;
-      }
+      case PF_STARTED:
+        if (len < 5) return OUTCOME_GONE;
+        if ((x = flight_of(c, get32(fr + 1))) != NULL) mark_started(c, x);
+        break;
+      case PF_SKIPPED:         /* the sweep resolves it */
+        break;
+      case PF_DONE:
+        if (len < 6 || !(x = flight_of(c, get32(fr + 2)))) return OUTCOME_GONE;
+        outcome(c, x, fr[1], fr + 6, len - 6);
+        break;
       case PF_REQUEST:
         if (serve_request(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
         break;
@@ -296,16 +541,20 @@ static int take_frames(proc_ctx *c, par_future *f, int *closed) {
         break;
       case PF_ERROR: {
         char text[512];
-        snprintf(text, sizeof text, "%.*s", (int)(len - 1), (const char *)fr + 1);
-        fail(c, f, text);
-        return OUTCOME_DONE;
+        if (len < 5 || !(x = flight_of(c, get32(fr + 1)))) return OUTCOME_GONE;
+        mark_started(c, x);
+        snprintf(text, sizeof text, "%.*s", (int)(len - 5), (const char *)fr + 5);
+        fail(c, x->f, text);
+        c->ntasks++;
+        resolve(c, x, 1);
+        break;
       }
       default:
         return OUTCOME_GONE;
     }
   }
   if (r < 0) *closed = 1;
-  return -1;
+  return 0;
 }
 
 /* Whether the channel's descriptor has something to read (a spin's test). */
@@ -317,99 +566,176 @@ static int readable(void *ud) {
   return poll(&p, 1, 0) > 0;
 }
 
-/* Waits for the channel as a core wait does: a short spin when the policy
- * says it pays (core/wait.h), then poll, counted as asleep. */
-static int wait_chan(proc_ctx *c, int ms, double deadline, par_wire_err *e) {
-  int fd = par_wire_chan_fd(c->chan), r;
-  if (par_wire_chan_backlog(c->chan) == 0 &&
+/* Waits for the channel (or the interrupt handler's wake-up) until the
+ * deadline (0: none) as a core wait does: a short spin when the policy
+ * says it pays (core/wait.h), then poll, counted as asleep. -1 when the
+ * channel failed or closed. */
+static int wait_io(proc_ctx *c, double deadline) {
+  struct pollfd p[3];
+  par_wire_err e;
+  int fd = par_wire_chan_fd(c->chan), ms = -1, r;
+  if (deadline > 0) {
+    double left = deadline - par_now();
+    ms = left <= 0 ? 0 : (int)ceil(left * 1000);
+  }
+  if (ms != 0 && par_wire_chan_backlog(c->chan) == 0 &&
       par_spin(PAR_WAIT_FUTURE, readable, &fd, deadline > 0 ? deadline : par_now() + 1))
-    return par_wire_chan_wait(c->chan, 0, e);
-  par_wait_sleep_begin();
-  r = poll_chan(c, ms, e);
-  par_wait_sleep_end();
-  return r;
+    ms = 0;
+  p[0].fd = fd;
+  p[0].events = par_wire_chan_events(c->chan);
+  p[1].fd = c->wake_fd;
+  p[1].events = POLLIN;
+  p[2].fd = par_remote_owner_fd(c->remote);   /* replies of helper threads */
+  p[2].events = POLLIN;
+  p[0].revents = p[1].revents = p[2].revents = 0;
+  if (ms != 0) par_wait_sleep_begin();
+  r = poll(p, 3, ms);
+  if (ms != 0) par_wait_sleep_end();
+  if (r <= 0) return 0;
+  if (p[1].revents) {
+    uint64_t v;
+    if (read(c->wake_fd, &v, sizeof v) < 0) { /* drained already */ }
+  }
+  if (p[2].revents) {
+    send_replies(c);
+    p[0].revents |= POLLOUT & p[0].events;
+  }
+  return p[0].revents ? par_wire_chan_io(c->chan, p[0].revents, &e) : 0;
 }
 
-/* Waits for f's outcome, killing the worker at the deadline (0: none). */
-static int await_outcome(proc_ctx *c, par_future *f, double deadline, int *timed_out) {
-  int closed = 0;
-  for (;;) {
-    par_wire_err e;
-    int ms = -1, r = take_frames(c, f, &closed);
-    if (r >= 0) return r;
-    if (closed) return OUTCOME_GONE;
-    if (deadline > 0) {
-      double left = deadline - par_now();
-      if (left <= 0) {
-        *timed_out = 1;
-        deadline = 0;
-        pthread_mutex_lock(&c->pid_mu);
-        if (c->pid > 0) kill(c->pid, SIGKILL);
-        pthread_mutex_unlock(&c->pid_mu);
-        continue;
+static const char *death_text(proc_ctx *c, flight *x, int fatal, const char *why, char *text,
+                              size_t size) {
+  if (fatal) return c->fatal;
+  switch (x->why_killed) {
+    case KILL_ASKED: return "killed";
+    case KILL_TIMEOUT:
+      snprintf(text, size, "timeout: the task ran longer than task_timeout (%g s); "
+               "its worker process was killed", x->f->timeout);
+      break;
+    case KILL_SHUTDOWN:
+      snprintf(text, size, "interrupted: the pool shut down and the task did not stop within "
+               "%g s of its interrupt; its worker process was killed", SHUTDOWN_GRACE);
+      break;
+    default:
+      snprintf(text, size, "worker process died (%s)", why);
+  }
+  return text;
+}
+
+/* The worker process died (or must go: fatal). The task it ran fails;
+ * those sent ahead that it never started go back to the pool's queue; the
+ * pool's own task, if it never started, goes to the replacement. */
+static void on_death(proc_ctx *c, int fatal) {
+  char why[400], text[1024];
+  par_future *back[PROC_SLOTS], *again = NULL;
+  flight *order[PROC_SLOTS];
+  size_t nback = 0, n = 0, i, j;
+  finish_process(c, STOP_GRACE, why, sizeof why);
+  for (i = 0; i < PROC_SLOTS; i++)
+    if (c->fl[i].f) order[n++] = &c->fl[i];
+  for (i = 1; i < n; i++)              /* oldest first */
+    for (j = i; j > 0 && (int32_t)(order[j]->seq - order[j - 1]->seq) < 0; j--) {
+      flight *t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+    }
+  for (i = 0; i < n; i++) {
+    flight *x = order[i];
+    int st = proc_slot_state(c->ledger, x->seq);
+    int began = st == SLOT_STARTED || st == SLOT_FINISHED || st == SLOT_KILLED;
+    if (!x->claimed && !began) {
+      if (par_future_hold(x->f, NULL)) {
+        back[nback++] = x->f;
+        x->taken = 0;        /* the reference goes with it */
       }
-      ms = (int)ceil(left * 1000);
+      resolve(c, x, 1);
+      continue;
     }
-    if (wait_chan(c, ms, deadline, &e) != 0) {
-      /* Closed: what arrived before still counts. */
-      r = take_frames(c, f, &closed);
-      return r >= 0 ? r : OUTCOME_GONE;
+    if (!x->claimed) mark_started(c, x);
+    /* The pool's task never started on a worker that had run tasks (it
+     * died idle): it goes to the replacement. One that dies before its
+     * first task fails it, or a worker that cannot start would loop. */
+    if (!began && !x->streamed && !fatal && !x->why_killed && c->ntasks > 0) continue;
+    fail(c, x->f, death_text(c, x, fatal, why, text, sizeof text));
+    resolve(c, x, 1);
+  }
+  par_pool_give_back(back, nback);
+  /* What is left is the pool's own task, which never started: it goes
+   * again, to the replacement. */
+  for (i = 0; i < PROC_SLOTS; i++) {
+    if (c->fl[i].f) {
+      again = c->fl[i].f;
+      set_flight(c, &c->fl[i], NULL);
+      c->nflight--;
     }
+  }
+  if (fatal) return;
+  if (launch(c, why, sizeof why) != 0) {
+    if (again) fail(c, again, why);
+    else { /* the next task says why */ }
+    return;
+  }
+  if (again) dispatch(c, again, 1);
+}
+
+/* Runs f (claimed by the pool) and whatever goes ahead of it, until
+ * nothing is in flight. */
+static void run_flights(proc_ctx *c) {
+  while (c->nflight > 0) {
+    int closed = 0, r = take_frames(c, &closed);
+    if (r != 0 || closed) {
+      on_death(c, r == OUTCOME_FATAL);
+      continue;
+    }
+    sweep(c);
+    if (c->nflight == 0) break;
+    if (fill(c) != 0 || wait_io(c, expire(c)) != 0) {
+      /* closed: the frames that came first count, then the death */
+      r = take_frames(c, &closed);
+      on_death(c, r == OUTCOME_FATAL);
+    }
+  }
+  if (c->chan && c->cfg->max_tasks && c->ntasks >= c->cfg->max_tasks) {
+    char why[400];
+    finish_process(c, STOP_GRACE, NULL, 0);
+    if (launch(c, why, sizeof why) != 0) { /* the next task says why */ }
   }
 }
 
 static void process_run(void *ctx, par_future *f) {
   proc_ctx *c = (proc_ctx *)ctx;
-  char why[400], text[1024];
-  par_wire_err e;
-  int timed_out = 0, outcome;
-  double deadline;
+  char why[400];
   if (!c) { par_future_finish(f, PAR_FAILED, NULL); return; }
   if (c->fatal[0]) { fail(c, f, c->fatal); return; }
   /* A worker that died while idle (the OOM killer, a kill from outside)
-   * is replaced before it is given a task: that task never ran there. */
-  if (c->chan && par_wire_chan_wait(c->chan, 0, &e) != 0) finish_process(c, STOP_GRACE, NULL, 0);
+   * is found when the task is sent: it never started there, so it goes
+   * to the replacement. */
   if (!c->chan && launch(c, why, sizeof why) != 0) { fail(c, f, why); return; }
-  deadline = f->timeout > 0 ? par_now() + f->timeout : 0;
-  if (send_task(c, f, &e) == 1) { fail(c, f, e.msg); return; }
-  outcome = await_outcome(c, f, deadline, &timed_out);
-  if (outcome == OUTCOME_DONE) {
-    c->ntasks++;
-    if (atomic_load(&c->killed) || (c->cfg->max_tasks && c->ntasks >= c->cfg->max_tasks)) {
-      finish_process(c, STOP_GRACE, NULL, 0);
-      if (launch(c, why, sizeof why) != 0) { /* the next task says why */ }
-    }
-    return;
-  }
-  finish_process(c, STOP_GRACE, why, sizeof why);
-  if (outcome == OUTCOME_FATAL) snprintf(text, sizeof text, "%s", c->fatal);
-  else if (atomic_load(&c->killed)) snprintf(text, sizeof text, "killed");
-  else if (timed_out)
-    snprintf(text, sizeof text, "timeout: the task ran longer than task_timeout (%g s); "
-             "its worker process was killed", f->timeout);
-  else snprintf(text, sizeof text, "worker process died (%s)", why);
-  fail(c, f, text);
-  if (outcome != OUTCOME_FATAL) launch(c, why, sizeof why);   /* its replacement */
+  c->abort_at = 0;
+  dispatch(c, f, 1);
+  run_flights(c);
 }
 
 /* A signal handler on the owning thread: the worker stops the task at its
- * next Lua instruction (the same interrupt as a thread worker's). */
+ * next Lua instruction (the same interrupt as a thread worker's), and the
+ * owning thread wakes to time the shutdown's grace. */
 static void process_interrupt(void *ctx) {
   proc_ctx *c = (proc_ctx *)ctx;
   union sigval v;
-  v.sival_int = c->seq;
+  uint64_t one = 1;
+  int saved = errno;
+  v.sival_int = c->running_seq;
   if (c->pid > 0) sigqueue(c->pid, SIGURG, v);
+  if (write(c->wake_fd, &one, sizeof one) < 0) { /* already readable */ }
+  errno = saved;
 }
 
 static void process_clear_interrupt(void *ctx) { (void)ctx; }
 
-static void process_kill(void *ctx) {
+static void process_kill(void *ctx, par_future *f) {
   proc_ctx *c = (proc_ctx *)ctx;
+  int i;
   pthread_mutex_lock(&c->pid_mu);
-  if (c->pid > 0) {
-    atomic_store(&c->killed, 1);
-    kill(c->pid, SIGKILL);
-  }
+  for (i = 0; i < PROC_SLOTS; i++)
+    if (c->fl[i].f == f) kill_flight(c, &c->fl[i], KILL_ASKED);
   pthread_mutex_unlock(&c->pid_mu);
 }
 
@@ -425,6 +751,8 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   if (!c) return NULL;
   c->cfg = (proc_config *)ud;
   c->index = index;
+  c->avg = -1;
+  c->ledger_fd = c->wake_fd = -1;
   pthread_mutex_init(&c->pid_mu, NULL);
   par_buf_init(&c->out);
   c->L = luaL_newstate();
@@ -440,8 +768,14 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
     par_wire_vias_hooks(&c->vias, &hooks);
     c->peer = par_wire_peer_new(&hooks);
   }
+  c->ledger = proc_ledger_new(&c->ledger_fd);
+  c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (!c->L || !c->remote || !c->peer) {
     snprintf(c->fatal, sizeof c->fatal, "not enough memory");
+    return c;
+  }
+  if (!c->ledger || c->wake_fd < 0) {
+    snprintf(c->fatal, sizeof c->fatal, "cannot start a worker process (%s)", strerror(errno));
     return c;
   }
   /* A launch that fails is tried again by the next task. */
@@ -456,6 +790,9 @@ static void process_stop(void *ctx) {
   par_buf_free(&c->rbuf);
   if (c->peer) par_wire_peer_free(c->peer);
   if (c->L) lua_close(c->L);
+  proc_ledger_unmap(c->ledger);
+  if (c->ledger_fd >= 0) close(c->ledger_fd);
+  if (c->wake_fd >= 0) close(c->wake_fd);
   par_buf_free(&c->out);
   pthread_mutex_destroy(&c->pid_mu);
   free(c);

@@ -5,9 +5,11 @@
  *
  * One thread. It reads frames (process/frames.h) from descriptor 3, runs
  * each task with the thread backend's worker code (worker_ops: the same
- * state, init, memory limit and failures), and sends the outcome back. A
- * streamed task's segments are all taken before it runs (the parent's
- * thread forwards them as the submitter encodes). SIGURG interrupts the
+ * state, init, memory limit and failures), and sends the outcome back.
+ * Before a task runs, the ledger (process/ledger.h, descriptor 4) says it
+ * started, unless the parent recalled it first; a task the parent killed
+ * has no outcome. A streamed task's segments are all taken before it runs
+ * (the parent's thread forwards them as the submitter encodes). SIGURG interrupts the
  * task it names at its next Lua instruction; the channel closing ends the
  * process. It never outlives its parent: PR_SET_PDEATHSIG, then a check
  * that the parent is still the one named on the command line.
@@ -23,6 +25,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "parallel.h"
@@ -32,6 +35,7 @@
 #include "core/wait.h"
 #include "lua/l_worker.h"
 #include "process/frames.h"
+#include "process/ledger.h"
 #include "process/spawn.h"
 #include "wire/objects.h"
 #include "wire/remote.h"
@@ -84,7 +88,7 @@ static void end_run(void *ctx) {
  * close-on-exec) would keep pipes open behind their owners' backs. */
 static void close_inherited(void) {
 #ifdef SYS_close_range
-  if (syscall(SYS_close_range, PROC_CHANNEL_FD + 1, ~0U, 0) == 0) return;
+  if (syscall(SYS_close_range, PROC_LEDGER_FD + 1, ~0U, 0) == 0) return;
 #endif
   {
     DIR *d = opendir("/proc/self/fd");
@@ -92,7 +96,7 @@ static void close_inherited(void) {
     if (!d) return;
     while ((de = readdir(d)) != NULL) {
       int fd = atoi(de->d_name);
-      if (fd > PROC_CHANNEL_FD && fd != dirfd(d)) close(fd);
+      if (fd > PROC_LEDGER_FD && fd != dirfd(d)) close(fd);
     }
     closedir(d);
   }
@@ -109,6 +113,8 @@ typedef struct conn {
   par_wire_vias vias;     /* how shared objects cross (wire/objects.h) */
   par_wire_chan *chan;
   par_wire_peer *peer;
+  proc_ledger *ledger;
+  uint32_t prestarted;      /* started before the outcome of the one before went */
   par_buf out;
   par_remote_client *remote;  /* the parent's objects, used by requests */
   stashed *stash, *stash_tail;  /* frames that arrived while a task waited for a reply */
@@ -258,19 +264,65 @@ static int link_pump(void *ud, double deadline, par_wire_err *e) {
   return take_arrived(k, e) < 0 ? -1 : 0;
 }
 
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The ledger says task seq started (its start time first): 0 if the
+ * parent recalled it (a cancel) or killed the worker for it. */
+static int start(conn *k, uint32_t seq) {
+  atomic_store(&proc_slot_of(k->ledger, seq)->start_ns, now_ns());
+  return proc_slot_move(k->ledger, seq, SLOT_QUEUED, SLOT_STARTED);
+}
+
+/* The parent killed this process for the task it means: no outcome, no
+ * next task; SIGKILL is on its way. */
+static void await_kill(void) {
+  for (;;) pause();
+}
+
+/* A short frame: type and a task number. */
+static int send_seq(conn *k, unsigned char type, uint32_t seq) {
+  frame_start(k, type);
+  memcpy(k->out.data + k->out.len, &seq, 4);
+  k->out.len += 4;
+  return send_all(k);
+}
+
+/* If the next task, sent ahead, has arrived already, it starts now and
+ * the ledger says so before the outcome of this one goes out: the parent
+ * learns both at once, with no frame of its own. */
+static void prestart(conn *k) {
+  const unsigned char *fr;
+  size_t n;
+  uint32_t seq;
+  if (k->stash) {             /* frames that came while the task waited for a reply */
+    fr = k->stash->bytes;
+    n = k->stash->len;
+  } else if (!par_wire_chan_peek(k->chan, &fr, &n)) {
+    return;
+  }
+  if (n < 7 || fr[0] != PF_TASK || !fr[6]) return;
+  memcpy(&seq, fr + 2, 4);
+  if (start(k, seq)) k->prestarted = seq;
+}
+
 /* Rebuilds a task (with all of its segments) and runs it; sends the
  * outcome. -1 when the channel failed. */
 static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
   par_msg *m = NULL;
   par_future *f;
   par_wire_err e;
-  int kind, state, seq;
+  int kind, state, seq, announce;
   uint32_t useq;
-  if (len < 5) return -1;
+  if (len < 6) return -1;
   kind = p[0];
   memcpy(&useq, p + 1, 4);
+  announce = p[5];
   seq = (int)(useq & 0x7fffffff);
-  if (par_wire_rebuild(k->peer, p + 5, len - 5, &m, &e) != PAR_WIRE_MESSAGE) return -1;
+  if (par_wire_rebuild(k->peer, p + 6, len - 6, &m, &e) != PAR_WIRE_MESSAGE) return -1;
   while (m->rest && !par_queue_closed((par_queue *)m->rest)) {
     const unsigned char *fr;
     size_t n;
@@ -282,6 +334,16 @@ static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
     }
     par_msg_free(none);
   }
+  if (k->prestarted == useq) {
+    k->prestarted = 0;
+  } else if (!start(k, useq)) {
+    par_msg_free(m);
+    if (proc_slot_state(k->ledger, useq) == SLOT_KILLED) await_kill();
+    return send_seq(k, PF_SKIPPED, useq);
+  } else if (announce && send_seq(k, PF_STARTED, useq) != 0) {
+    par_msg_free(m);
+    return -1;
+  }
   f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); return -1; }
   par_future_claim(f);
@@ -291,12 +353,18 @@ static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
   state = atomic_load(&f->state);
   frame_start(k, PF_DONE);
   k->out.data[k->out.len++] = (unsigned char)state;
+  memcpy(k->out.data + k->out.len, &useq, 4);
+  k->out.len += 4;
   if (f->result && par_wire_flatten(k->peer, f->result, &k->out, NULL, &e) != 0) {
     size_t n = strlen(e.msg);
     frame_start(k, PF_ERROR);
+    memcpy(k->out.data + k->out.len, &useq, 4);
+    k->out.len += 4;
     if (par_buf_reserve(&k->out, n)) { memcpy(k->out.data + k->out.len, e.msg, n); k->out.len += n; }
   }
   par_object_release(&f->hdr);
+  if (!proc_slot_move(k->ledger, useq, SLOT_STARTED, SLOT_FINISHED)) await_kill();
+  prestart(k);
   return send_all(k);
 }
 
@@ -363,12 +431,14 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
     k.peer = par_wire_peer_new(&hooks);
     if (k.remote) par_remote_client_set_peer(k.remote, k.peer);
   }
+  k.ledger = proc_ledger_map(PROC_LEDGER_FD);
   par_buf_init(&k.out);
-  if (!k.chan || !k.peer || !k.remote) return 1;
+  if (!k.chan || !k.peer || !k.remote || !k.ledger) return 1;
   status = serve(&k);
   par_wire_chan_free(k.chan);
   par_wire_peer_free(k.peer);
   par_remote_client_free(k.remote);
+  proc_ledger_unmap(k.ledger);
   par_buf_free(&k.out);
   free(k.taken);
   while (k.stash) {

@@ -8,24 +8,31 @@
  *     PF_HELLO  wire hello payload
  *     PF_CONFIG u64 memory_limit, u32 index, u32 #path, u32 #cpath, path,
  *               cpath, u8 has_init, then the init call's payload if any
- *     PF_TASK   u8 kind, u32 task number (interrupts name it; never 0),
+ *     PF_TASK   u8 kind, u32 task number (interrupts and the ledger name
+ *               it; never 0), u8 ahead (1: sent while another task was in
+ *               flight, not claimed yet: the worker says when it starts),
  *               payload (whole, or a stream's first segment)
  *     PF_MORE   payload: a later segment or the end of that stream
  *     (closing the channel: stop once idle)
  *     PF_REPLY  the reply to a request (wire/remote.h)
  *   worker -> parent
- *     PF_HELLO  wire hello payload
+ *     PF_HELLO   wire hello payload
+ *     PF_STARTED u32 task number: a task sent ahead started (not sent when
+ *                the ledger said so before the previous task's PF_DONE)
+ *     PF_SKIPPED u32 task number: a task sent ahead was cancelled first
  *     PF_REQUEST a running task calls a shared object the parent owns
- *               (wire/remote.h); the parent serves it without blocking its
- *               reading of this channel and answers with PF_REPLY
- *     PF_CANCEL the task waiting for that request was interrupted
- *     PF_DONE   u8 state (PAR_DONE or PAR_FAILED), the results' payload
- *     PF_ERROR  text: the outcome could not be sent (a result that cannot
- *               leave the process); the task fails with it
+ *                (wire/remote.h); the parent serves it without blocking its
+ *                reading of this channel and answers with PF_REPLY
+ *     PF_CANCEL  the task waiting for that request was interrupted
+ *     PF_DONE    u8 state (PAR_DONE or PAR_FAILED), u32 task number, the
+ *                results' payload
+ *     PF_ERROR   u32 task number, text: the outcome could not be sent (a
+ *                result that cannot leave the process); the task fails
  *
- * One task is in flight per worker: a task is sent only after the
- * previous one's PF_DONE or PF_ERROR arrived, so a worker that dies takes
- * no queued task with it.
+ * Several tasks are in flight per worker (process/ledger.h says which one
+ * started); the worker runs them in the order sent, so a worker never
+ * idles waiting for the parent. Only tasks whose arguments went whole are
+ * sent ahead: a streamed task is sent when nothing else is in flight.
  */
 #ifndef PAR_PROC_FRAMES_H
 #define PAR_PROC_FRAMES_H
@@ -35,6 +42,8 @@ enum {
   PF_CONFIG = 'C',
   PF_TASK = 'T',
   PF_MORE = 'M',
+  PF_STARTED = 'S',
+  PF_SKIPPED = 'K',
   PF_DONE = 'D',
   PF_ERROR = 'E',
   PF_REQUEST = 'Q',

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "process/spawn.h"
+#include "process/ledger.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -61,8 +62,8 @@ int proc_worker_path(char *buf, size_t size) {
   return 0;
 }
 
-pid_t proc_spawn(const char *exe, int *fd) {
-  int sv[2], child = -1, err;
+pid_t proc_spawn(const char *exe, int *fd, int ledger_fd) {
+  int sv[2], child = -1, ledger = -1, err;
   pid_t pid = -1;
   char ppid[32];
   char *argv[4];
@@ -74,6 +75,9 @@ pid_t proc_spawn(const char *exe, int *fd) {
   child = fcntl(sv[1], F_DUPFD_CLOEXEC, PROC_CHANNEL_FD + 1);
   close(sv[1]);
   if (child < 0) { err = errno; close(sv[0]); errno = err; return -1; }
+  if (ledger_fd >= 0 && (ledger = fcntl(ledger_fd, F_DUPFD_CLOEXEC, PROC_LEDGER_FD + 1)) < 0) {
+    err = errno; close(sv[0]); close(child); errno = err; return -1;
+  }
   snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
   argv[0] = (char *)exe;
   argv[1] = (char *)PROC_WORKER_ARG;
@@ -81,6 +85,7 @@ pid_t proc_spawn(const char *exe, int *fd) {
   argv[3] = NULL;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child, PROC_CHANNEL_FD);
+  if (ledger >= 0) posix_spawn_file_actions_adddup2(&fa, ledger, PROC_LEDGER_FD);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawnattr_init(&at);
   /* This thread blocks every signal (a pool's worker thread): the child
@@ -94,6 +99,7 @@ pid_t proc_spawn(const char *exe, int *fd) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   close(child);
+  if (ledger >= 0) close(ledger);
   if (err != 0) { close(sv[0]); errno = err; return -1; }
   *fd = sv[0];
   return pid;

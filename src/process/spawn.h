@@ -39,8 +39,9 @@ void proc_set_self_worker(void);
 int proc_worker_path(char *buf, size_t size);
 
 /* Starts a worker; *fd gets the parent's end of the channel (close-on-exec,
- * blocking). Returns the pid, or -1 with errno set. */
-pid_t proc_spawn(const char *exe, int *fd);
+ * blocking); ledger_fd (if >= 0) becomes the worker's PROC_LEDGER_FD.
+ * Returns the pid, or -1 with errno set. */
+pid_t proc_spawn(const char *exe, int *fd, int ledger_fd);
 
 /* Waits for pid to end, killing it (SIGKILL) once `grace` seconds have
  * passed (0: at once), and describes how it ended: "exit status 3",

@@ -245,7 +245,13 @@ static void read_all(par_wire_chan *c) {
       c->in_cap = cap;
     }
     r = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (r > 0) { c->in_len += (size_t)r; continue; }
+    if (r > 0) {
+      c->in_len += (size_t)r;
+      /* less than asked for: a stream socket or pipe has nothing more now
+       * (the next poll says when it has), so no read that would say EAGAIN */
+      if (c->in_len < c->in_cap) return;
+      continue;
+    }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     c->eof = 1;
@@ -283,8 +289,20 @@ int par_wire_chan_wait(par_wire_chan *c, int timeout_ms, par_wire_err *e) {
   return par_wire_chan_io(c, pf.revents, e);
 }
 
+static int next_frame(par_wire_chan *c, const unsigned char **frame, size_t *len,
+                      par_wire_err *e, int take);
+
 int par_wire_chan_next(par_wire_chan *c, const unsigned char **frame, size_t *len,
                        par_wire_err *e) {
+  return next_frame(c, frame, len, e, 1);
+}
+
+int par_wire_chan_peek(par_wire_chan *c, const unsigned char **frame, size_t *len) {
+  return next_frame(c, frame, len, NULL, 0) == 1;
+}
+
+static int next_frame(par_wire_chan *c, const unsigned char **frame, size_t *len,
+                      par_wire_err *e, int take) {
   int rc = 0;
   size_t avail;
   pthread_mutex_lock(&c->mu);
@@ -298,7 +316,7 @@ int par_wire_chan_next(par_wire_chan *c, const unsigned char **frame, size_t *le
     } else if (avail - 4 >= n) {
       *frame = p + 4;
       *len = n;
-      c->in_off += 4 + n;
+      if (take) c->in_off += 4 + n;
       rc = 1;
     }
   }

@@ -225,5 +225,8 @@ int par_wire_chan_wait(par_wire_chan *c, int timeout_ms, par_wire_err *e);
  * left. */
 int par_wire_chan_next(par_wire_chan *c, const unsigned char **frame, size_t *len,
                        par_wire_err *e);
+/* The next complete frame, like par_wire_chan_next but left in place for
+ * it (valid until the next call on c): 1, or 0 when none is complete. */
+int par_wire_chan_peek(par_wire_chan *c, const unsigned char **frame, size_t *len);
 
 #endif

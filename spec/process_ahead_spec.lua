@@ -1,0 +1,251 @@
+-- Process pools keep several tasks in flight per worker (tasks_ahead): the
+-- guarantees of one task at a time still hold. Tasks and this process
+-- synchronise through files (gates that a task waits for, logs that tasks
+-- append to): shared objects do not cross to worker processes.
+local parallel = require "parallel"
+local support = require "spec.support"
+
+local CRASH = os.getenv("PARALLEL_CRASHLIB") or "./build/test/crash.so"
+local function crashlib(path) return package.loadlib(path, "luaopen_crash")() end
+
+local function my_pid() return io.open("/proc/self/stat"):read("n") end
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- In a task: waits (at most 20 s) until the file exists.
+local function await(path)
+  local t = require("parallel").now() + 20
+  while require("parallel").now() < t do
+    local f = io.open(path)
+    if f then f:close() return true end
+    require("parallel").sleep(0.001)
+  end
+  error("gate never opened: " .. path)
+end
+
+-- In a task: appends a line to the log.
+local function note(log, line)
+  local f = assert(io.open(log, "a"))
+  f:write(line, "\n")
+  f:close()
+end
+
+local function lines(path)
+  local t = {}
+  local f = io.open(path)
+  if not f then return t end
+  for l in f:lines() do t[#t + 1] = l end
+  f:close()
+  return t
+end
+
+local function open_gate(path) assert(io.open(path, "w")):close() end
+
+local function running(f)
+  local t = parallel.now() + 10
+  while f:state() == "pending" and parallel.now() < t do parallel.sleep(0.001) end
+  assert.equal("running", f:state())
+end
+
+local function failure(f)
+  assert.is_true(f:wait(15), "the task did not end")
+  assert.equal("failed", f:state())
+  return (f:error())
+end
+
+-- A one-worker pool whose next tasks are all in its queue when the task
+-- `first` starts: the worker thread takes them ahead at once. Returns the
+-- futures of first and of the rest.
+local function queued_behind(pool, dir, first, ...)
+  local hold = dir .. "/hold"
+  local w = pool:submit(function(g, wait) wait(g) return io.open("/proc/self/stat"):read("n") end,
+                        hold, await)
+  running(w)
+  local a = pool:submit(table.unpack(first))
+  local rest = {}
+  for i, t in ipairs({...}) do rest[i] = pool:submit(table.unpack(t)) end
+  open_gate(hold)
+  return a, rest, w:get(15)
+end
+
+describe("process pools with tasks in flight", function()
+  local dir
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+  end)
+  after_each(function() os.execute("rm -rf " .. dir) end)
+
+  it("check tasks_ahead", function()
+    support.assert_raises([[bad argument #1 to 'pool' (tasks_ahead needs backend = "process")]],
+      function() return parallel.pool{tasks_ahead = 2} end)
+    support.assert_raises([[bad argument #1 to 'pool' (tasks_ahead is at most 7)]],
+      function() return parallel.pool{backend = "process", tasks_ahead = 8} end)
+    support.assert_raises([[bad argument #1 to 'pool' (tasks_ahead must be a non-negative integer)]],
+      function() return parallel.pool{backend = "process", tasks_ahead = -1} end)
+  end)
+
+  it("run the tasks sent ahead of a worker that dies elsewhere, each once", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
+    local log, go = dir .. "/log", dir .. "/go"
+    local job = function(l, i, n) n(l, tostring(i)) return i end
+    local a, rest = queued_behind(p, dir,
+      {function(g, wait) wait(g) os.exit(7) end, go, await},
+      {job, log, 1, note}, {job, log, 2, note}, {job, log, 3, note}, {job, log, 4, note},
+      {job, log, 5, note}, {job, log, 6, note})
+    running(a)
+    open_gate(go)
+    assert.equal("worker process died (exit status 7)", failure(a))
+    for i = 1, 6 do assert.equal(i, rest[i]:get(15)) end
+    local seen = lines(log)
+    table.sort(seen)
+    assert.same({"1", "2", "3", "4", "5", "6"}, seen)
+    local st = p:stats()
+    assert.equal(8, st.submitted)
+    assert.equal(7, st.completed)
+    assert.equal(1, st.failed)
+  end)
+
+  it("cancel a task sent ahead that has not started; it never runs", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
+    local log, go = dir .. "/log", dir .. "/go"
+    local job = function(l, i, n) n(l, tostring(i)) return i end
+    local a, rest = queued_behind(p, dir,
+      {function(g, wait) wait(g) return "a" end, go, await},
+      {job, log, 1, note}, {job, log, 2, note}, {job, log, 3, note})
+    running(a)
+    assert.is_true(rest[2]:cancel())
+    assert.equal("cancelled", rest[2]:state())
+    assert.is_false(rest[2]:cancel())
+    open_gate(go)
+    assert.equal("a", a:get(15))
+    assert.equal(1, rest[1]:get(15))
+    assert.equal(3, rest[3]:get(15))
+    assert.same({"1", "3"}, lines(log))
+    assert.equal(1, p:stats().cancelled)
+    assert.is_false(a:cancel())            -- over
+  end)
+
+  it("cancel none of them once they started", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 2}
+    local go = dir .. "/go"
+    local a, rest = queued_behind(p, dir,
+      {function() return "a" end},
+      {function(g, wait) wait(g) return "b" end, go, await})
+    running(rest[1])
+    assert.is_false(rest[1]:cancel())
+    open_gate(go)
+    assert.equal("a", a:get(15))
+    assert.equal("b", rest[1]:get(15))
+  end)
+
+  it("interrupt and kill the task they mean, not the one before or after", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
+    local go = dir .. "/go"
+    local a, rest = queued_behind(p, dir,
+      {function(g, wait) wait(g) return require("parallel").now() end, go, await},
+      {function() while true do end end},
+      {function(path, load) return load(path).stuck() end, CRASH, crashlib},
+      {my_pid})
+    local loop, stuck, after = rest[1], rest[2], rest[3]
+    running(a)
+    assert.is_false(loop:interrupt())      -- sent ahead, not started: nothing to interrupt
+    assert.is_false(stuck:kill())
+    open_gate(go)
+    assert.is_number(a:get(15))
+    running(loop)
+    assert.is_true(loop:interrupt())
+    assert.matches("interrupted", failure(loop))
+    running(stuck)
+    assert.is_true(stuck:kill())
+    assert.equal("killed", failure(stuck))
+    assert.is_number(after:get(15))
+  end)
+
+  it("count task_timeout from a task's start, not from its send", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
+    local t0 = parallel.now()
+    local r = p:map(function(x)
+      local parallel = require "parallel"
+      local t = parallel.now() + 0.4
+      while parallel.now() < t do end
+      return x
+    end, {1, 2, 3, 4}, {task_timeout = 3})
+    assert.same({1, 2, 3, 4, n = 4}, r)
+    assert.is_true(parallel.now() - t0 >= 1.6)
+    local e = support.error_of(p.map, p, function(x)
+      if x == 3 then while true do end end
+      return x
+    end, {1, 2, 3, 4}, {task_timeout = 0.5})
+    assert.matches("item 3: timeout: the task ran longer than task_timeout %(0.5 s%)", e)
+  end)
+
+  it("hold max_tasks_per_worker exactly", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 7,
+                                    max_tasks_per_worker = 3}
+    local first = {my_pid}
+    local jobs = {}
+    for i = 1, 8 do jobs[i] = {my_pid} end
+    local a, rest, w = queued_behind(p, dir, first, table.unpack(jobs))
+    local count = {[w] = 1}
+    local order = {w}
+    local function add(pid)
+      if not count[pid] then order[#order + 1] = pid end
+      count[pid] = (count[pid] or 0) + 1
+    end
+    add(a:get(15))
+    for i = 1, 8 do add(rest[i]:get(15)) end
+    local per = {}
+    for i, pid in ipairs(order) do per[i] = count[pid] end
+    assert.same({3, 3, 3, 1}, per)      -- the pool's first task, then the 9 queued
+  end)
+
+  it("keep long tasks one per worker by default: an idle worker gets the next", function()
+    local p <close> = parallel.pool{backend = "process", workers = 2}
+    local pids = p:map(function()
+      local parallel = require "parallel"
+      local t = parallel.now() + 0.3
+      while parallel.now() < t do end
+      return io.open("/proc/self/stat"):read("n")
+    end, {1, 2, 3, 4}, {chunksize = 1})
+    local per = {}
+    for i = 1, 4 do per[pids[i]] = (per[pids[i]] or 0) + 1 end
+    for _, k in pairs(per) do assert.equal(2, k) end
+  end)
+end)
+
+describe("process pools shutting down", function()
+  it("kill a task stuck in C that ignores the interrupt, after a grace #child", function()
+    for _, how in ipairs({"terminate", "collect", "exit"}) do
+      local out, err, status = support.run_child{ timeout = 20, code = ([[
+        local parallel = require "parallel"
+        local p = parallel.pool{backend = "process", workers = 1}
+        local f = p:submit(function(path)
+          return package.loadlib(path, "luaopen_crash")().stuck()
+        end, %q)
+        while f:state() == "pending" do parallel.sleep(0.001) end
+        parallel.sleep(0.05)
+        local t0 = parallel.now()
+        if %q == "terminate" then p:terminate()
+        elseif %q == "collect" then p = nil collectgarbage() collectgarbage()
+        else print("exiting") return end
+        print(string.format("%%.1f", parallel.now() - t0), f:state(), (f:error()))
+      ]]):format(CRASH, how, how) }
+      assert.equal(0, status, how .. ": " .. tostring(err))
+      if how == "exit" then
+        assert.equal("exiting\n", out)
+      else
+        local secs, state, e = out:match("^(%S+)%s+(%S+)%s+(.-)\n$")
+        assert.equal("failed", state, how .. ": " .. out .. err)
+        assert.is_true(tonumber(secs) >= 0.9 and tonumber(secs) < 5, how .. ": " .. out)
+        assert.equal("interrupted: the pool shut down and the task did not stop within 1 s of its "
+          .. "interrupt; its worker process was killed", e)
+      end
+    end
+  end)
+end)
