@@ -205,8 +205,10 @@ describe("process pools with tasks in flight", function()
     assert.same({3, 3, 3, 1}, per)      -- the pool's first task, then the 9 queued
   end)
 
-  it("keep long tasks one per worker by default: an idle worker gets the next", function()
+  it("give tasks waiting behind a long one to an idle worker", function()
     local p <close> = parallel.pool{backend = "process", workers = 2}
+    -- short tasks first: the workers take the next ones ahead
+    for _ = 1, 3 do p:map(function(x) return x end, {1, 2, 3, 4, 5, 6, 7, 8}, {chunksize = 1}) end
     local pids = p:map(function()
       local parallel = require "parallel"
       local t = parallel.now() + 0.3

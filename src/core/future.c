@@ -164,6 +164,15 @@ int par_future_hold(par_future *f, par_recall *r) {
   return pending;
 }
 
+int par_future_take_back(par_future *f) {
+  int ok;
+  pthread_mutex_lock(&f->mu);
+  ok = !f->recall || f->recall->recall(f->recall);
+  if (ok) f->recall = NULL;
+  pthread_mutex_unlock(&f->mu);
+  return ok;
+}
+
 static int group_cancel(par_future *g) {
   size_t i;
   int any = 0;

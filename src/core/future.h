@@ -118,6 +118,9 @@ int par_future_cancel(par_future *f);
 /* The runner holds pending f unclaimed (r), or no longer (NULL): 0 if f
  * is no longer pending (cancelled meanwhile). */
 int par_future_hold(par_future *f, par_recall *r);
+/* The runner takes back pending f it held (its recall says it will not
+ * start where it was sent): 1, and f is no longer held; 0 if it started. */
+int par_future_take_back(par_future *f);
 /* Spins briefly, then sleeps until terminal or the deadline:
  * PAR_OK or PAR_TIMEOUT. */
 int par_future_wait(par_future *f, double deadline);

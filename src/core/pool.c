@@ -438,6 +438,17 @@ void par_pool_count_started(void) {
   if (this_worker) atomic_fetch_add_explicit(&this_worker->pool->started, 1, memory_order_relaxed);
 }
 
+int par_pool_others_idle(void) {
+  par_pool *p;
+  int idle;
+  if (!this_worker) return 0;
+  p = this_worker->pool;
+  pthread_mutex_lock(&p->mu);
+  idle = p->sleeping > 0 || atomic_load(&p->spinning) > 0;
+  pthread_mutex_unlock(&p->mu);
+  return idle;
+}
+
 int par_pool_aborting(void) {
   return this_worker && atomic_load(&this_worker->pool->aborting);
 }

@@ -141,6 +141,8 @@ int par_pool_kill(par_pool *p, par_future *f);
  *                        that died had them); takes the references.
  *   par_pool_now_running f, claimed by the caller, is the worker's task now
  *                        (what kill and interrupt reach; counted started).
+ *   par_pool_others_idle another worker waits for a task (the caller may
+ *                        give back what it took ahead).
  *   par_pool_aborting    a shutdown interrupts what runs.
  *   par_pool_cancelling  a shutdown cancels what has not started.
  */
@@ -149,6 +151,7 @@ void par_pool_give_back(par_future **fs, size_t n);
 void par_pool_now_running(par_future *f);
 void par_pool_count_started(void);   /* claimed and failed at once, not current */
 int par_pool_aborting(void);
+int par_pool_others_idle(void);      /* another worker waits for a task */
 int par_pool_cancelling(void);
 
 /* Counters for pool:stats(), read without a lock. */

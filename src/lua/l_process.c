@@ -67,6 +67,10 @@
  * cannot move to a worker that turns idle). */
 #define AHEAD_BUDGET 0.002
 
+/* How long a task may run with others waiting behind it on its worker
+ * while another worker idles: then they go back to the pool's queue. */
+#define STEAL_AFTER (2 * AHEAD_BUDGET)
+
 typedef struct proc_ctx proc_ctx;
 
 /* A task sent to the worker process and not yet resolved. */
@@ -406,6 +410,45 @@ static int dispatch(proc_ctx *c, par_future *f, int claimed) {
   return rc < 0 ? -1 : 0;
 }
 
+/* The task the worker runs now, as far as the ledger says, or NULL. */
+static flight *running_flight(proc_ctx *c) {
+  int i;
+  for (i = 0; i < PROC_SLOTS; i++) {
+    flight *x = &c->fl[i];
+    if (x->f && x->claimed && proc_slot_state(c->ledger, x->seq) == SLOT_STARTED) return x;
+  }
+  return NULL;
+}
+
+/* Tasks sent ahead wait behind one that runs long while another worker
+ * idles: they go back to the head of the pool's queue (the ledger keeps
+ * this worker from starting them). Returns when to look again (0: no
+ * need). */
+static double rebalance(proc_ctx *c) {
+  par_future *back[PROC_SLOTS];
+  flight *run = running_flight(c);
+  size_t n = 0;
+  double now = par_now(), since;
+  uint32_t s = c->seq;
+  int i, waiting = 0;
+  for (i = 0; i < PROC_SLOTS; i++) waiting |= c->fl[i].f && !c->fl[i].claimed;
+  if (!run || !waiting) return 0;
+  since = now - start_of(c, run);
+  if (since < STEAL_AFTER) return now + STEAL_AFTER - since;
+  if (!par_pool_others_idle()) return now + fmin(0.02, fmax(STEAL_AFTER, since));
+  for (i = PROC_SLOTS - 1; i >= 0; i--) {       /* oldest first */
+    uint32_t seq = (uint32_t)(((int64_t)s - i + 0x7fffffff - 1) % 0x7fffffff + 1);
+    flight *x = flight_of(c, seq);
+    if (!x || x->claimed || !par_future_take_back(x->f)) continue;
+    back[n++] = x->f;
+    x->taken = 0;                               /* the reference goes with it */
+    c->sent--;
+    resolve(c, x, 1);
+  }
+  par_pool_give_back(back, n);
+  return 0;
+}
+
 static int ahead_ok(par_future *f) {
   return f->task && !f->task->rest;
 }
@@ -415,8 +458,11 @@ static int ahead_ok(par_future *f) {
 static int fill(proc_ctx *c) {
   long max = c->cfg->max_tasks;
   int ahead = c->cfg->ahead;
+  flight *run = running_flight(c);
   if (ahead < 0)
     ahead = c->avg < 0 ? 0 : (int)fmin(PROC_SLOTS - 1, AHEAD_BUDGET / fmax(c->avg, 1e-9));
+  /* nothing queues behind a task that already runs long */
+  if (run && par_now() - start_of(c, run) >= STEAL_AFTER) return 0;
   while (c->chan && !par_pool_aborting() && !par_pool_cancelling()) {
     int depth = 1 + ahead;
     uint32_t seq = c->seq % 0x7fffffffu + 1;
@@ -676,6 +722,10 @@ static void on_death(proc_ctx *c, int fatal) {
   if (again) dispatch(c, again, 1);
 }
 
+static double earliest(double a, double b) {
+  return a == 0 ? b : b == 0 ? a : fmin(a, b);
+}
+
 /* Runs f (claimed by the pool) and whatever goes ahead of it, until
  * nothing is in flight. */
 static void run_flights(proc_ctx *c) {
@@ -687,7 +737,7 @@ static void run_flights(proc_ctx *c) {
     }
     sweep(c);
     if (c->nflight == 0) break;
-    if (fill(c) != 0 || wait_io(c, expire(c)) != 0) {
+    if (fill(c) != 0 || wait_io(c, earliest(expire(c), rebalance(c))) != 0) {
       /* closed: the frames that came first count, then the death */
       r = take_frames(c, &closed);
       on_death(c, r == OUTCOME_FATAL);
