@@ -251,3 +251,19 @@ describe("process pools shutting down", function()
     end
   end)
 end)
+
+describe("process pools and streamed arguments", function()
+  it("fail a streamed task cleanly when its sender fails in the middle, and go on", function()
+    local p <close> = parallel.pool{backend = "process", workers = 1}
+    local big = {}
+    for i = 1, 300000 do big[i] = i end
+    big[250000] = coroutine.create(print)      -- past the first segments
+    support.assert_raises("cannot send thread at args[1][250000]: a coroutine cannot travel; "
+      .. "create it inside the task", p.submit, p, function(t) return #t end, big)
+    assert.equal("after", p:apply(function() return "after" end))
+    local st = p:stats()
+    assert.equal(1, st.failed)                 -- the orphaned task, in the worker
+    big[250000] = 0
+    assert.equal(300000, p:submit(function(t) return #t end, big):get(30))
+  end)
+end)

@@ -2,12 +2,14 @@
 """Python counterpart of the Lua round-trip benchmark.
 
 One submit -> result() round trip of f(x) = x + 1 at a time (nothing else in flight),
-repeated; prints the median latency in microseconds for ThreadPoolExecutor and
-ProcessPoolExecutor (2 workers, warmed up before the clock).
+repeated; prints the median latency in microseconds for ThreadPoolExecutor,
+ProcessPoolExecutor and multiprocessing.Pool (apply_async().get()) (2 workers, warmed
+up before the clock).
 
 Output: name<TAB>value<TAB>unit lines.
 """
 import argparse
+import multiprocessing
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -29,6 +31,18 @@ def roundtrip_us(executor, n):
     return statistics.median(samples) * 1e6
 
 
+def roundtrip_pool_us(pool, n):
+    for i in range(100):  # warm up
+        pool.apply_async(f, (i,)).get()
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        r = pool.apply_async(f, (i,)).get()
+        samples.append(time.perf_counter() - start)
+        assert r == i + 1
+    return statistics.median(samples) * 1e6
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2000)
@@ -41,6 +55,8 @@ def main():
         return
     with ProcessPoolExecutor(max_workers=a.workers) as ex:
         print(f"roundtrip_processpool\t{roundtrip_us(ex, a.repeat):.2f}\tus", flush=True)
+    with multiprocessing.Pool(processes=a.workers) as pool:
+        print(f"roundtrip_multiprocessing\t{roundtrip_pool_us(pool, a.repeat):.2f}\tus", flush=True)
 
 
 if __name__ == "__main__":
