@@ -304,6 +304,30 @@ describe("shared objects in process pools", function()
       assert.equal(5, d.k)
     end)
 
+    -- Each update below once left its key held at the owner until the worker
+    -- process ended: the next update of the key, here, waited for ever.
+    it("an update always releases its key: current value too big for the worker, fn closing the handle, a result that cannot travel", function()
+      local out, err, status = run_lua([[
+        local parallel = require "parallel"
+        local pool = parallel.pool{backend = "process", workers = 1, memory_limit = 4 * 1024 * 1024}
+        local d = parallel.dict()
+        d.big = string.rep("y", 8 * 1024 * 1024)
+        d.k = 1
+        local function fails(fn) return not pcall(function() return pool:apply(fn, d) end) end
+        print(fails(function(d) return d:update("big", function(v) return #v end) end))
+        print(fails(function(d) return d:update("k", function(v) getmetatable(d).__close(d); return v + 1 end) end))
+        print(fails(function(d) return d:update("k", function(v) return coroutine.create(print) end) end))
+        -- the keys are free: a thread of this process updates both
+        local threads = parallel.pool{backend = "threads", workers = 1}
+        print(threads:apply(function(d)
+          return d:update("big", function() return 7 end), d:update("k", function(v) return v + 1 end)
+        end, d))
+        pool:shutdown(); threads:shutdown()
+      ]])
+      assert.equal(0, status, err)
+      assert.equal("true\nfalse\ntrue\n7\t3\n", out)
+    end)
+
     it("terminate() stops a task waiting on a remote pop", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"

@@ -36,6 +36,7 @@ typedef struct rcall {
   size_t n, cap;
   par_remote_reply reply;
   int have_reply;
+  par_object *held;     /* kept alive while the call needs it (an update) */
 } rcall;
 
 static const char rcall_key = 0;
@@ -47,6 +48,8 @@ static int rcall_close(lua_State *L) {
   c->n = c->cap = 0;
   if (c->have_reply) par_remote_parts_free(c->reply.parts, c->reply.nparts);
   c->have_reply = 0;
+  if (c->held) par_object_release(c->held);
+  c->held = NULL;
   return 0;
 }
 
@@ -388,50 +391,61 @@ static int rd_pairs(lua_State *L) {
   return 1;
 }
 
-/* The new value's encode, protected: the key must be released even when
- * fn's result cannot travel. */
-static int encode_new(lua_State *L) {
-  rcall *e = (rcall *)lua_touserdata(L, 1);
-  if (lua_isnil(L, 2)) add_part(L, e, 'N');
-  else add_dict_value(L, e, 2);
-  return 0;
+/* Between the two requests of an update, protected: the current value's
+ * decode (which may run out of memory), fn, and the new value's encode. */
+static int update_body(lua_State *L) {
+  rcall *c = (rcall *)lua_touserdata(L, 1);
+  rcall *e = (rcall *)lua_touserdata(L, 2);
+  lua_settop(L, 3);
+  push_part(L, c, 0);
+  lua_call(L, 1, 1);                  /* fn's result replaces fn, at 3 */
+  if (lua_isnil(L, 3)) add_part(L, e, 'N');
+  else add_dict_value(L, e, 3);
+  lua_settop(L, 3);
+  return 1;
 }
 
 /* d:update(k, fn) --> the new value. The owner holds the key from the
  * first request (which brings the current value) to the second (which
- * stores fn's result, or only releases the key when fn raised). */
+ * stores fn's result, or only releases the key). Whatever happens in
+ * between (a decode out of memory, fn raising, a result that cannot
+ * travel, fn closing this very handle) the second request is sent: a key
+ * left held would block every other updater of it until this worker
+ * process ends. */
 static int rd_update(lua_State *L) {
   par_remote_obj *o = check(L, PR_KIND_DICT);
   rcall *c, *e;
   int64_t token;
-  int ok, res;
+  int ok, res, rc;
   luaL_checkany(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   c = rcall_new(L);
+  e = rcall_new(L);
+  e->held = par_object_retain(&o->hdr);
   add_key(L, c, 2);
   if (call(L, c, o, PR_BEGIN_UPDATE, -1, 0) == PAR_ERROR)
     return luaL_error(L, "dict key is being updated by this thread");
   token = c->reply.value;
-  e = rcall_new(L);
+  lua_pushcfunction(L, update_body);
+  lua_pushlightuserdata(L, c);
+  lua_pushlightuserdata(L, e);
   lua_pushvalue(L, 3);
-  push_part(L, c, 0);
-  ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+  ok = lua_pcall(L, 3, 1, 0) == LUA_OK;
   res = lua_gettop(L);
-  if (ok) {
-    lua_pushcfunction(L, encode_new);
-    lua_pushlightuserdata(L, e);
-    lua_pushvalue(L, res);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-      ok = 0;
-      lua_replace(L, res);
-      par_remote_parts_free(e->parts, e->n);
-      e->parts = NULL;
-      e->n = e->cap = 0;
-    }
+  if (!ok) {
+    par_remote_parts_free(e->parts, e->n);
+    e->parts = NULL;
+    e->n = e->cap = 0;
   }
-  call(L, e, o, PR_END_UPDATE, 0, token);   /* one part: commit; none: release */
-  lua_pushvalue(L, res);
+  /* not call(): the handle may be closed by now (e->held keeps o) */
+  rc = par_remote_call(o, PR_END_UPDATE, 0, token, e->parts, e->n, &e->reply, NULL, NULL);
+  e->parts = NULL;
+  e->n = e->cap = 0;
+  e->have_reply = rc == 0;
   if (!ok) return lua_error(L);
+  if (rc != 0 || e->reply.status == PR_FAILED) return luaL_error(L, "%s", e->reply.error);
+  if (e->reply.status == PAR_NOMEM) return luaL_error(L, "not enough memory");
+  lua_pushvalue(L, res);
   return 1;
 }
 
