@@ -103,6 +103,23 @@ os.exit(3)' LUA_CPATH="$test_cpath" PARALLEL_MPI_TEST_STALL_FINALIZE=0 PARALLEL_
 grep -q "exiting with 3" "$dir/finalize_stalls.out" ||
   { echo "FAIL $impl finalize_stalls: the script did not get to its end"; failed=1; }
 
+# A message larger than one MPI message can hold (2 GiB; the test build
+# lowers it to 100000 bytes) fails its task, whichever way it goes, with the
+# reason; the pool carries on.
+job too_large 30 zero "both failed clearly" '
+local parallel = require "parallel"
+local pool = parallel.pool { backend = "mpi", workers = 1 }
+local t = {}
+for i = 1, 200000 do t[i] = i end
+local ok, e = pcall(function() return pool:submit(function(v) return #v end, t):get() end)
+assert(not ok and tostring(e):find("message too large for MPI", 1, true), tostring(e))
+ok, e = pcall(function()
+  return pool:submit(function() local r = {} for i = 1, 200000 do r[i] = i end return r end):get()
+end)
+assert(not ok and tostring(e):find("message too large for MPI", 1, true), tostring(e))
+assert(pool:submit(function(x) return x + 1 end, 1):get() == 2)
+print("both failed clearly")' LUA_CPATH="$test_cpath" PARALLEL_MPI_TEST_MAX_MESSAGE=100000
+
 # Ranks whose fingerprints differ refuse to run together, naming both.
 printf 'print("mixed ranks started")\n' > "$dir/mixed.lua"
 other="$PWD/build/mpi-fptest-$impl/?.so;$PWD/build/?.so;;"

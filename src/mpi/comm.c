@@ -38,10 +38,18 @@ int comm_begin(comm_impl *im, const par_capi *api) {
   return 0;
 }
 
+/* One MPI message holds at most INT_MAX bytes (its count is an int); a
+ * test build can lower it (PARALLEL_MPI_TEST_MAX_MESSAGE). */
+static size_t max_message = 0x7fffffff;
+
 int comm_send(comm_impl *im, int dest, const mpi_head *h, par_wire_err *e) {
   send_req *s;
-  if (im->out.len > (size_t)0x7fffffff) {
-    snprintf(e->msg, sizeof e->msg, "message too large for MPI (%zu bytes, at most 2 GiB)", im->out.len);
+  if (im->out.len > max_message) {
+    if (max_message == 0x7fffffff)
+      snprintf(e->msg, sizeof e->msg, "message too large for MPI (%zu bytes, at most 2 GiB)", im->out.len);
+    else
+      snprintf(e->msg, sizeof e->msg, "message too large for MPI (%zu bytes, at most %zu)", im->out.len,
+               max_message);
     return -1;
   }
   if (!comm_grow((void **)&im->sends, &im->capsends, im->nsends + 1, sizeof *im->sends)) {
@@ -219,6 +227,10 @@ static int start_mpi(mpi_state *st, comm_impl *im) {
   }
   if (inited) MPI_Query_thread(&provided);
   restore_crash_signals();
+#ifdef MPI_TEST_HOOKS
+  if (getenv("PARALLEL_MPI_TEST_MAX_MESSAGE"))
+    max_message = (size_t)strtoull(getenv("PARALLEL_MPI_TEST_MAX_MESSAGE"), NULL, 10);
+#endif
   MPI_Comm_dup(MPI_COMM_WORLD, &im->comm);
   MPI_Comm_rank(im->comm, &st->rank);
   MPI_Comm_size(im->comm, &st->size);

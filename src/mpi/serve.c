@@ -53,7 +53,18 @@ static void send_result(mpi_state *st, comm_impl *im, uint64_t id, int state, co
     }
   }
   api->msg_free(err);
-  comm_send(im, 0, &h, &e);
+  if (comm_send(im, 0, &h, &e) == 0) return;
+  /* Too large for one MPI message: the task fails with the reason, else
+   * its future on rank 0 would wait for ever. */
+  h.state = PAR_FAILED;
+  err = mpi_error_msg(api, e.msg);
+  if (err && comm_begin(im, api) == 0 && api->wire_flatten(im->peers[0], err, &im->out, &stream, &e) == 0 &&
+      comm_send(im, 0, &h, &e) == 0) {
+    api->msg_free(err);
+    return;
+  }
+  api->msg_free(err);
+  MPI_Abort(MPI_COMM_WORLD, 1);   /* cannot even say why: fail-stop rather than hang */
 }
 
 static const unsigned char *get_string(const unsigned char *p, const unsigned char *end, char **out) {
