@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;$PWD/spec/?.lua;;"
 export LUA_CPATH="$PWD/build/mpi-$impl/?.so;$PWD/build/?.so;;"
 echo "== make test-mpi: $impl ($(mpi_launcher $impl))"
-timeout 240 $(mpi_launcher "$impl") -n 3 lua5.4 -l parallel.mpi "$(command -v busted)" \
+timeout -k 10 240 $(mpi_launcher "$impl") -n 3 lua5.4 -l parallel.mpi "$(command -v busted)" \
   --pattern=_mpi spec/mpi || { echo "test-mpi: the $impl specs failed"; exit 1; }
-timeout 120 $(mpi_launcher "$impl") -n 3 lua5.4 -l parallel.mpi examples/mpi/row_means.lua 2000 2000 250 ||
+timeout -k 10 120 $(mpi_launcher "$impl") -n 3 lua5.4 -l parallel.mpi examples/mpi/row_means.lua 2000 2000 250 ||
   { echo "test-mpi: examples/mpi/row_means.lua failed under $impl"; exit 1; }
 sh spec/mpi/failstop.sh "$impl" || { echo "test-mpi: the $impl fail-stop tests failed"; exit 1; }
