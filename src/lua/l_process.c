@@ -110,6 +110,7 @@ struct proc_ctx {
   double abort_at;           /* when a shutdown's interrupt was seen; 0: none */
   uint32_t seq;              /* the number of the task sent last (never 0) */
   volatile sig_atomic_t running_seq;   /* the task an interrupt means */
+  _Atomic int *interrupted;  /* the pool worker's flag: an interrupt is asked */
   par_buf out;               /* a frame being built */
   char fatal[600];           /* set: no worker can run here; tasks fail with it */
 };
@@ -268,21 +269,21 @@ static double start_of(proc_ctx *c, flight *x) {
 
 /* The worker started x: the pool learns it runs (kill and interrupt now
  * reach it). A cancel can no longer win: the ledger refuses its recall. */
+static void process_interrupt(void *ctx);
+
 static void mark_started(proc_ctx *c, flight *x) {
-  sigset_t urg, old;
   x->start = start_of(c, x);
   if (x->claimed) return;
   par_future_claim(x->f);
   par_future_hold(x->f, NULL);
   x->claimed = 1;
-  /* the interrupt handler reads running_seq: it and the pool's current
-   * task change together */
-  sigemptyset(&urg);
-  sigaddset(&urg, SIGURG);
-  pthread_sigmask(SIG_BLOCK, &urg, &old);
-  c->running_seq = (sig_atomic_t)x->seq;
+  /* The pool's current task first (an interrupt for the one before is
+   * spent from here on), then the number the interrupt handler sends: an
+   * interrupt of the new task that came in between reached the worker
+   * with the old number, which it ignores, so it goes again. */
   par_pool_now_running(x->f);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  c->running_seq = (sig_atomic_t)x->seq;
+  if (atomic_load(c->interrupted)) process_interrupt(c);
 }
 
 /* Kills the worker for x if x still runs there (pid_mu held): 1 if so.
@@ -797,8 +798,8 @@ static int open_codec(lua_State *L) {
 static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   proc_ctx *c = calloc(1, sizeof *c);
   char why[400];
-  (void)interrupted;
   if (!c) return NULL;
+  c->interrupted = interrupted;
   c->cfg = (proc_config *)ud;
   c->index = index;
   c->avg = -1;
