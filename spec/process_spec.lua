@@ -87,11 +87,13 @@ describe("process pools", function()
     assert.equal("function", p:apply(function() return type(require("parallel").gather) end))
   end)
 
-  it("refuse at the submit the shared objects that cannot cross yet", function()
-    assert_raises("cannot send parallel.lock to another process",
-      function() return pool:submit(function() end, parallel.lock()) end)
-    assert_raises("bad argument #1 to 'pool' (init_args: cannot send parallel.event to another process)",
-      function() return parallel.pool{backend = "process", init = function() end, init_args = {parallel.event()}} end)
+  it("refuse at the submit the shared objects that cannot cross", function()
+    local msg = "cannot send parallel.barrier with an action to another process (its action is a "
+      .. "function of this process; make the barrier without one)"
+    assert_raises(msg, function() return pool:submit(function() end, parallel.barrier(2, print)) end)
+    assert_raises("bad argument #1 to 'pool' (init_args: " .. msg .. ")",
+      function() return parallel.pool{backend = "process", init = function() end,
+                                       init_args = {parallel.barrier(2, print)}} end)
   end)
 
   it("check their options", function()

@@ -4,7 +4,10 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "shm.h"
 
 #define RELAXED memory_order_relaxed
 
@@ -36,8 +39,8 @@ int par_elem_fits_float(int elem, double v) {
 
 static void array_destroy(par_object *o) {
   par_array *a = (par_array *)o;
+  par_shm_block_drop(&a->blk, o);
   if (a->base) par_object_release(&a->base->hdr);
-  else free(a->data);
   free(a);
 }
 
@@ -46,12 +49,15 @@ const par_type par_value_type = {"parallel.value", array_destroy};
 
 par_array *par_array_new(const par_type *type, int elem, size_t n) {
   par_array *a;
-  if (n > SIZE_MAX / 8) return NULL;
-  a = malloc(sizeof *a);
+  if (n > PAR_ARRAY_MAX_BYTES / 8) return NULL;
+  a = calloc(1, sizeof *a);
   if (!a) return NULL;
-  a->data = calloc(n ? n : 1, elem_size[elem]);
-  if (!a->data) { free(a); return NULL; }
   par_object_init(&a->hdr, type);
+  a->data = par_shm_block_new(&a->blk, (n ? n : 1) * elem_size[elem],
+                              type == &par_value_type ? PAR_SHM_K_VALUE : PAR_SHM_K_ARRAY, &a->hdr);
+  if (!a->data) { free(a); return NULL; }
+  a->blk.hdr->a = (uint64_t)elem;
+  a->blk.hdr->b = n;
   a->base = NULL;
   a->n = n;
   a->elem = elem;
@@ -59,15 +65,78 @@ par_array *par_array_new(const par_type *type, int elem, size_t n) {
 }
 
 par_array *par_array_view(par_array *a, size_t first, size_t n) {
-  par_array *v = malloc(sizeof *v);
+  par_array *v = calloc(1, sizeof *v);
   par_array *owner = a->base ? a->base : a;
   if (!v) return NULL;
   par_object_init(&v->hdr, &par_array_type);
+  /* A view names its base and its range in a block of its own, so that
+   * it can travel to another process as itself. */
+  if (!par_shm_block_new(&v->blk, 0, PAR_SHM_K_VIEW, &v->hdr)) { free(v); return NULL; }
   v->base = (par_array *)par_object_retain(&owner->hdr);
   v->data = a->data + first * elem_size[a->elem];
   v->n = n;
   v->elem = a->elem;
+  v->blk.hdr->a = (uint64_t)a->elem;
+  v->blk.hdr->b = n;
+  v->blk.hdr->c = (uint64_t)((size_t)(v->data - owner->data) / elem_size[a->elem]);
+  v->blk.hdr->ref = owner->blk.loc;
   return v;
+}
+
+const par_shm_loc *par_array_loc(const par_array *a) { return &a->blk.loc; }
+
+int par_array_foreign(const par_array *a) { return (a->base ? a->base : a)->blk.foreign; }
+
+par_array *par_array_import(const par_type *type, const par_shm_loc *loc, char *err, size_t errsize) {
+  par_object *o = par_shm_lookup(loc);
+  par_array *a;
+  const par_shm_hdr *h;
+  uint32_t kind;
+  if (o) {
+    if (o->type == type) return (par_array *)o;
+    par_object_release(o);
+    snprintf(err, errsize, "a malformed shared object handle");
+    return NULL;
+  }
+  a = calloc(1, sizeof *a);
+  if (!a) { snprintf(err, errsize, "not enough memory"); return NULL; }
+  par_object_init(&a->hdr, type);
+  kind = type == &par_value_type ? PAR_SHM_K_VALUE : PAR_SHM_K_ARRAY;
+  /* A loc of ours names a view when its block says so. */
+  if (type == &par_array_type) {
+    size_t avail = 0;
+    char ignore[8];
+    h = par_shm_map(loc, &avail, ignore, sizeof ignore);
+    if (h) {
+      if (h->magic == PAR_SHM_MAGIC && h->kind == PAR_SHM_K_VIEW) kind = PAR_SHM_K_VIEW;
+      par_shm_unmap(loc);
+    }
+  }
+  a->data = par_shm_block_import(&a->blk, loc, kind, 0, &a->hdr, err, errsize);
+  if (!a->data) { free(a); return NULL; }
+  h = a->blk.hdr;
+  a->elem = (int)h->a;
+  a->n = (size_t)h->b;
+  if (h->a > PAR_DOUBLE || h->b > PAR_ARRAY_MAX_BYTES / 8) goto bad;
+  if (kind == PAR_SHM_K_VIEW) {
+    par_array *base = par_array_import(&par_array_type, &h->ref, err, errsize);
+    if (!base) { par_shm_block_drop(&a->blk, &a->hdr); free(a); return NULL; }
+    if (base->base || base->elem != a->elem || h->c > base->n || a->n > base->n - h->c) {
+      par_object_release(&base->hdr);
+      goto bad;
+    }
+    a->base = base;
+    a->data = base->data + h->c * elem_size[a->elem];
+  } else if ((a->n ? a->n : 1) * elem_size[a->elem] > a->blk.size - PAR_SHM_HDR) {
+    goto bad;
+  }
+  return a;
+bad:
+  snprintf(err, errsize, "a malformed shared object handle");
+  a->base = NULL;
+  par_shm_block_drop(&a->blk, &a->hdr);
+  free(a);
+  return NULL;
 }
 
 /* Raw element bits, zero-extended, and back. */

@@ -7,6 +7,8 @@
  * concurrent a[i] reads and writes are well defined and add never loses an
  * update. Operations over a range (fill, sum, min, max) are atomic per
  * element, not as a whole.
+ * Memory: the shared-memory arena (shm.h), so that worker processes map
+ * the same elements; a view's block only describes it (base, range).
  * Ownership: the object that allocated the buffer frees it. A view shares
  * its memory and holds a reference to that owner (`base`), so the buffer
  * lives as long as any view of it.
@@ -17,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "object.h"
+#include "shm.h"
 
 enum {
   PAR_INT8, PAR_UINT8, PAR_INT16, PAR_UINT16, PAR_INT32, PAR_UINT32,
@@ -40,6 +43,7 @@ typedef struct par_array {
   unsigned char *data;
   size_t n;
   int elem;
+  par_shm_block blk;        /* the memory (a view: its range's description) */
 } par_array;
 
 /* The largest array accepted (1 TiB): beyond it no machine this runs on
@@ -62,6 +66,16 @@ par_array *par_array_new(const par_type *type, int elem, size_t n);
 /* n elements of a starting at 0-based index first (bounds checked by the
  * caller). */
 par_array *par_array_view(par_array *a, size_t first, size_t n);
+
+/* Its block's name, for another process. */
+const par_shm_loc *par_array_loc(const par_array *a);
+/* Whether its memory was mapped from another process. */
+int par_array_foreign(const par_array *a);
+/* The array (type: array or value) another process's loc names: this
+ * process's own object when loc is one of ours and still alive, else a new
+ * object over the mapped memory (a view: over its mapped base). One
+ * reference; NULL with err filled. */
+par_array *par_array_import(const par_type *type, const par_shm_loc *loc, char *err, size_t errsize);
 
 par_scalar par_array_get(const par_array *a, size_t i);
 void par_array_set(par_array *a, size_t i, par_scalar v);

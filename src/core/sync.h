@@ -1,24 +1,32 @@
 /*
  * Locks, re-entrant locks, semaphores, conditions, events and barriers.
  *
- * Threads: any thread may use any object; every blocking call takes an
- * absolute deadline (clock.h) and returns PAR_OK or PAR_TIMEOUT, so the
- * binding can wait in slices and stay interruptible.
- * Locking: each object has its own mutex `mu` and condition variable `cv`.
- * - lock: `held` is an atomic taken by compare-and-swap, so an uncontended
- *   acquire/release never touches mu; mu/cv only park sleepers, counted in
- *   the atomic `sleepers` (a release signals only when someone sleeps).
+ * Threads and processes: any thread may use any object, and so may the
+ * threads of other processes that mapped it: each object's state lives in
+ * a block of the shared-memory arena (shm.h); the object here is a small
+ * local header pointing at it (`s`). Every blocking call takes an absolute
+ * deadline (clock.h) and returns PAR_OK or PAR_TIMEOUT, so the binding can
+ * wait in slices and stay interruptible. Sleeping is on futexes in the
+ * block (shared, not private), so no process can die holding what a
+ * sleeper needs to wake up.
+ * - lock: `held` is 0 (free), the holder's pid, or PAR_LOCK_DIED (free,
+ *   and its holder's process died holding it: the next acquire says so,
+ *   PAR_OWNER_DIED). Taken by compare-and-swap, so an uncontended
+ *   acquire/release is one atomic; `sleepers` counts futex sleepers (a
+ *   release wakes only when someone sleeps).
  * - rlock: a lock core plus `owner` (a thread id) and `count`, which only
- *   the owning thread writes.
- * - semaphore (value, bound, sleepers), event (flag), barrier (count,
- *   broken, acting, waiter list), condition (waiter list): fields guarded
- *   by the object's mu.
- * - barrier: waiters are nodes owned by the waiting call (on its stack);
- *   the round's end (opening, abort, reset) unlinks them under mu and sets
- *   their outcome. With an action, the last arrival runs it (in its own
- *   Lua state) while the barrier is `acting`, then ends the round.
- * - condition: waiters are nodes owned by the waiting call (on its stack);
- *   notify unlinks them under mu and marks them notified.
+ *   the owning thread writes; owned = held by this process and owner is
+ *   this thread.
+ * - semaphore: `value` by compare-and-swap; sleepers wait on `seq`, which
+ *   every release bumps.
+ * - event: sleepers wait on `flag`.
+ * - barrier, condition: `mu`, a robust process-shared mutex (a process that
+ *   dies inside it leaves it consistent, recovered by the next locker),
+ *   guards the fields; sleepers wait on a sequence word (barrier: `gen`,
+ *   one per round's end; condition: `notified`, the first ticket not yet
+ *   notified: a waiter takes ticket `enlisted++`, notify(n) moves
+ *   `notified` past n tickets still waiting, skipping the ones that gave
+ *   up, which `withdrawn` marks in a window of 256 tickets).
  * Ownership: a condition holds a reference to its lock; a barrier owns its
  * encoded action. No object frees anything but itself.
  */
@@ -29,72 +37,106 @@
 #include <stdint.h>
 #include "object.h"
 #include "msg.h"
+#include "shm.h"
 
 /* A per-thread identifier, never 0. */
 uintptr_t par_thread_id(void);
 
+#define PAR_LOCK_DIED 0xffffffffu
+
+/* A lock's status besides PAR_OK / PAR_TIMEOUT: acquired, and the process
+ * that held it before died holding it. */
+#define PAR_OWNER_DIED 6
+
 typedef struct par_lockcore {
-  atomic_int held;
-  atomic_int sleepers;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
+  _Atomic uint32_t held;
+  _Atomic uint32_t sleepers;
 } par_lockcore;
+
+typedef struct par_rlockstate {
+  par_lockcore core;
+  _Atomic uint64_t owner;   /* 0: free */
+  long count;               /* written by the owner only */
+} par_rlockstate;
 
 typedef struct par_lock {
   par_object hdr;
-  par_lockcore core;
+  par_lockcore *core;
+  par_shm_block blk;
 } par_lock;
 
 typedef struct par_rlock {
   par_object hdr;
-  par_lockcore core;
-  atomic_uintptr_t owner;   /* 0: free */
-  long count;               /* written by the owner only */
+  par_rlockstate *s;
+  par_shm_block blk;
 } par_rlock;
+
+typedef struct par_semstate {
+  _Atomic long value;
+  long bound;               /* LONG_MAX unless bounded */
+  _Atomic uint32_t seq;
+  _Atomic uint32_t sleepers;
+} par_semstate;
 
 typedef struct par_semaphore {
   par_object hdr;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  long value;
-  long bound;               /* LONG_MAX unless bounded */
-  int sleepers;
+  par_semstate *s;
+  par_shm_block blk;
 } par_semaphore;
+
+typedef struct par_eventstate {
+  _Atomic uint32_t flag;
+  _Atomic uint32_t sleepers;
+} par_eventstate;
 
 typedef struct par_event {
   par_object hdr;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  atomic_int flag;
+  par_eventstate *s;
+  par_shm_block blk;
 } par_event;
 
-/* outcome: -1 while waiting, then PAR_OK (opened) or PAR_ERROR (broken). */
+#define PAR_BARRIER_RING 8
+
+typedef struct par_barrierstate {
+  pthread_mutex_t mu;
+  _Atomic uint32_t gen;     /* rounds ended */
+  long parties, count;
+  int broken, acting;
+  int outcome[PAR_BARRIER_RING];   /* of the round that made gen = g: [g % RING] */
+} par_barrierstate;
+
+/* gen: the round it waits on; outcome once known. */
 typedef struct par_barrier_waiter {
-  struct par_barrier_waiter *next;
+  uint32_t gen;
   int outcome;
 } par_barrier_waiter;
 
 typedef struct par_barrier {
   par_object hdr;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  long parties, count;
-  int broken, acting;
-  par_barrier_waiter *waiters;
+  long parties;
   par_msg *action;          /* the encoded action, or NULL */
+  par_barrierstate *s;
+  par_shm_block blk;
 } par_barrier;
 
 typedef struct par_cond_waiter {
-  struct par_cond_waiter *prev, *next;
-  int listed, notified;
+  uint32_t ticket;
 } par_cond_waiter;
+
+#define PAR_COND_WINDOW 256
+
+typedef struct par_condstate {
+  pthread_mutex_t mu;
+  _Atomic uint32_t notified;
+  uint32_t enlisted;
+  uint64_t withdrawn[PAR_COND_WINDOW / 64];
+} par_condstate;
 
 typedef struct par_condition {
   par_object hdr;
   par_object *lock;         /* a par_lock or a par_rlock */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  par_cond_waiter *head, *tail;
+  par_condstate *s;
+  par_shm_block blk;
 } par_condition;
 
 extern const par_type par_lock_type;       /* "parallel.lock" */
@@ -107,6 +149,7 @@ extern const par_type par_barrier_type;    /* "parallel.barrier" */
 /* Constructors return one reference, or NULL on out of memory. */
 par_lock *par_lock_new(void);
 int par_lock_try(par_lock *l);                       /* 1 if acquired */
+/* PAR_OK, PAR_OWNER_DIED (acquired, see above) or PAR_TIMEOUT. */
 int par_lock_acquire(par_lock *l, double deadline);
 int par_lock_release(par_lock *l);                   /* PAR_ERROR if not held */
 int par_lock_locked(par_lock *l);
@@ -120,6 +163,18 @@ int par_rlock_locked(par_rlock *r);
  * owned), then take the lock back at that depth. */
 long par_rlock_release_all(par_rlock *r);
 int par_rlock_restore(par_rlock *r, long depth, double deadline);
+
+/* Whether a lock or rlock is held by process pid; if so, marks it free
+ * with PAR_LOCK_DIED and wakes a sleeper (the pool does this for the locks
+ * a dead worker process could reach). Returns 1 if it did. */
+int par_lock_recover(par_object *lock, uint32_t pid);
+
+/* The objects another process's block names (shm.h): this process's own
+ * object when loc is one of ours, else a new one over the mapped state.
+ * One reference; NULL with err filled. A condition brings its lock along. */
+par_object *par_sync_import(const par_type *type, const par_shm_loc *loc, char *err, size_t errsize);
+/* The block an object of these types lives in, or NULL if o is not one. */
+const par_shm_block *par_sync_block(par_object *o);
 
 /* bound: the greatest value release may reach (LONG_MAX: unbounded). */
 par_semaphore *par_semaphore_new(long value, long bound);

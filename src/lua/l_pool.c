@@ -15,6 +15,7 @@
 #include "lua/l_wait.h"
 #include "lua/l_worker.h"
 #include "core/pool.h"
+#include "wire/shmvia.h"
 
 static char *dup_field(lua_State *L, const char *field) {
   const char *s;
@@ -49,6 +50,24 @@ static const l_option pool_options[] = {
   {NULL, NULL}
 };
 
+/* Raises unless every shared object in m can go to a worker process
+ * (m is freed first): "cannot send parallel.x to another process". */
+static void check_crossing(lua_State *L, par_msg *m, const char *what) {
+  size_t i;
+  for (i = 0; i < m->nrefs; i++) {
+    par_object *o = m->refs[i];
+    par_wire_err e;
+    int r;
+    if (process_can_send(o)) continue;
+    r = par_shm_via_carries(o, &e);
+    if (r > 0) continue;
+    if (r == 0) snprintf(e.msg, sizeof e.msg, "cannot send %s to another process", o->type->name);
+    par_msg_free(m);
+    if (what) luaL_error(L, "bad argument #1 to 'pool' (%s: %s)", what, e.msg);
+    luaL_error(L, "%s", e.msg);
+  }
+}
+
 /* The process backend's settings; raises (freeing init) when it cannot
  * run here. */
 static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limit,
@@ -59,15 +78,7 @@ static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limi
     par_msg_free(init);
     luaL_error(L, "cannot make a process pool: %s", why);
   }
-  if (init) {
-    size_t i;
-    for (i = 0; i < init->nrefs; i++)
-      if (!process_can_send(init->refs[i])) {
-        const char *name = init->refs[i]->type->name;
-        par_msg_free(init);
-        luaL_error(L, "bad argument #1 to 'pool' (init_args: cannot send %s to another process)", name);
-      }
-  }
+  if (init) check_crossing(L, init, "init_args");
   cfg = calloc(1, sizeof *cfg);
   if (!cfg) { par_msg_free(init); luaL_error(L, "not enough memory"); return NULL; }
   snprintf(cfg->exe, sizeof cfg->exe, "%.*s", (int)sizeof cfg->exe - 1, why);
@@ -192,15 +203,7 @@ static l_proxy *push_proxy(lua_State *L) {
 static void submit_future(lua_State *L, l_proxy *proxy, par_pool *p, int kind, par_msg *m,
                           double timeout) {
   par_future *f;
-  if (p->ops == &process_ops) {
-    size_t i;
-    for (i = 0; i < m->nrefs; i++)
-      if (!process_can_send(m->refs[i])) {
-        const char *name = m->refs[i]->type->name;
-        par_msg_free(m);
-        luaL_error(L, "cannot send %s to another process", name);
-      }
-  }
+  if (p->ops == &process_ops) check_crossing(L, m, NULL);
   f = par_future_new(kind, m);
   if (!f) { par_msg_free(m); luaL_error(L, "not enough memory"); return; }
   proxy->obj = &f->hdr;

@@ -50,6 +50,7 @@
 #include "process/spawn.h"
 #include "wire/objects.h"
 #include "wire/remote.h"
+#include "wire/shmvia.h"
 #include "wire/wire.h"
 
 /* How long a worker that was told to stop, or whose channel closed, may
@@ -95,6 +96,7 @@ struct proc_ctx {
   par_wire_vias vias;        /* how shared objects cross (wire/objects.h) */
   par_remote_owner *remote;  /* objects sent to the worker, served here */
   par_buf rbuf;              /* a reply being built */
+  par_shm_via *shm;          /* what was sent to the process through shared memory */
   par_wire_peer *peer;
   par_wire_chan *chan;       /* NULL while no process runs */
   pthread_mutex_t pid_mu;
@@ -229,6 +231,8 @@ static void finish_process(proc_ctx *c, double grace, char *why, size_t size) {
   proc_reap(pid, grace, why, size);
   /* what it held is released, what it was waiting for given back */
   par_remote_owner_reset(c->remote);
+  /* Its locks free, what it was sent released: the process is gone. */
+  if (c->shm) par_shm_via_gone(c->shm, (uint32_t)pid);
 }
 
 /* ------------------------------------------------------------- flights */
@@ -816,12 +820,14 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   if (c->remote) par_remote_owner_attach(&c->vias, c->remote);
   {
     par_wire_objects hooks;
+    c->shm = par_shm_via_new(0);
+    if (c->shm) par_shm_via_attach(c->shm, &c->vias);
     par_wire_vias_hooks(&c->vias, &hooks);
     c->peer = par_wire_peer_new(&hooks);
   }
   c->ledger = proc_ledger_new(&c->ledger_fd);
   c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (!c->L || !c->remote || !c->peer) {
+  if (!c->L || !c->remote || !c->peer || !c->shm) {
     snprintf(c->fatal, sizeof c->fatal, "not enough memory");
     return c;
   }
@@ -840,6 +846,7 @@ static void process_stop(void *ctx) {
   par_remote_owner_free(c->remote);
   par_buf_free(&c->rbuf);
   if (c->peer) par_wire_peer_free(c->peer);
+  par_shm_via_free(c->shm);
   if (c->L) lua_close(c->L);
   proc_ledger_unmap(c->ledger);
   if (c->ledger_fd >= 0) close(c->ledger_fd);

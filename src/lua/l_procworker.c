@@ -39,6 +39,7 @@
 #include "process/spawn.h"
 #include "wire/objects.h"
 #include "wire/remote.h"
+#include "wire/shmvia.h"
 #include "wire/wire.h"
 
 /* What a worker's process may hold beyond its Lua states' memory_limit
@@ -111,6 +112,7 @@ struct stashed {
 
 typedef struct conn {
   par_wire_vias vias;     /* how shared objects cross (wire/objects.h) */
+  par_shm_via *shm;       /* arrays, locks... of the pool's process */
   par_wire_chan *chan;
   par_wire_peer *peer;
   proc_ledger *ledger;
@@ -421,6 +423,8 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   k.chan = par_wire_chan_new(PROC_CHANNEL_FD, 0);
   {
     par_wire_objects hooks;
+    k.shm = par_shm_via_new(1);
+    if (k.shm) par_shm_via_attach(k.shm, &k.vias);
     par_remote_link link;
     link.send = link_send;
     link.pump = link_pump;
@@ -433,12 +437,13 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   }
   k.ledger = proc_ledger_map(PROC_LEDGER_FD);
   par_buf_init(&k.out);
-  if (!k.chan || !k.peer || !k.remote || !k.ledger) return 1;
+  if (!k.chan || !k.peer || !k.remote || !k.ledger || !k.shm) return 1;
   status = serve(&k);
   par_wire_chan_free(k.chan);
   par_wire_peer_free(k.peer);
   par_remote_client_free(k.remote);
   proc_ledger_unmap(k.ledger);
+  par_shm_via_free(k.shm);
   par_buf_free(&k.out);
   free(k.taken);
   while (k.stash) {

@@ -33,13 +33,15 @@ static par_object *lock_of(par_object *o) {
   return o->type == &par_condition_type ? ((par_condition *)o)->lock : o;
 }
 
+/* PAR_OK, PAR_TIMEOUT, or PAR_OWNER_DIED (acquired a lock whose holder's
+ * process died holding it). */
 static int acquire(lua_State *L, par_object *o, double timeout) {
   par_object *l = lock_of(o);
   int r;
-  if (l->type == &par_lock_type && par_lock_try((par_lock *)l)) return 1;
+  if (l->type == &par_lock_type && par_lock_try((par_lock *)l)) return PAR_OK;
   r = l_wait(L, timeout, acquire_try, l);
   if (r == PAR_INTERRUPTED) l_wait_raise(L);
-  return r == PAR_OK;
+  return r;
 }
 
 /* Releases o; returns an error message instead of raising, or NULL. A
@@ -65,10 +67,15 @@ static par_object *checklockish(lua_State *L) {
   return l_object_check(L, 1, t);
 }
 
+/* --> true | false on timeout | true, "owner died" (the process that held
+ * it died holding it: what it guarded may be half-updated) */
 static int l_lockish_acquire(lua_State *L) {
   par_object *o = checklockish(L);
-  lua_pushboolean(L, acquire(L, o, l_opttimeout(L, 2)));
-  return 1;
+  int r = acquire(L, o, l_opttimeout(L, 2));
+  lua_pushboolean(L, r != PAR_TIMEOUT);
+  if (r != PAR_OWNER_DIED) return 1;
+  lua_pushliteral(L, "owner died");
+  return 2;
 }
 
 static int l_lockish_release(lua_State *L) {
@@ -268,9 +275,9 @@ static int l_condition_wait(lua_State *L) {
     else par_rlock_restore(ro.r, depth, PAR_FOREVER);
     return l_wait_raise(L);
   }
-  if (l_wait(L, -1, lock->type == &par_lock_type ? acquire_try : restore_try,
-             lock->type == &par_lock_type ? (void *)lock : (void *)&ro) != PAR_OK)
-    return l_wait_raise(L);
+  r = l_wait(L, -1, lock->type == &par_lock_type ? acquire_try : restore_try,
+             lock->type == &par_lock_type ? (void *)lock : (void *)&ro);
+  if (r != PAR_OK && r != PAR_OWNER_DIED) return l_wait_raise(L);
   lua_pushboolean(L, notified);
   return 1;
 }

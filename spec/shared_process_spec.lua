@@ -1,0 +1,312 @@
+-- Shared objects between processes: arrays, values, locks, rlocks,
+-- semaphores, conditions, events and barriers handed to the tasks of a
+-- process pool are the parent's objects, in shared memory.
+-- Every wait here has a timeout, so a regression fails instead of hanging.
+local parallel = require "parallel"
+local support = require "spec.support"
+
+local CRASH = os.getenv("PARALLEL_CRASHLIB") or "./build/test/crash.so"
+local function crashlib(path) return package.loadlib(path, "luaopen_crash")() end
+
+local function failure(f)
+  assert.is_true(f:wait(10), "the task did not end")
+  assert.equal("failed", f:state())
+  return tostring((f:error()))
+end
+
+describe("shared objects in process pools", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool{backend = "process", workers = 2} end)
+  lazy_teardown(function() pool:shutdown() end)
+
+  -- Both workers start before either counts: each waits on a barrier with the parent.
+  local function both(fn, ...)
+    local b = parallel.barrier(3)
+    local fs = {}
+    for w = 1, 2 do
+      fs[w] = pool:submit(function(b, fn, w, ...)
+        assert(b:wait(10), "barrier")
+        return fn(w, ...)
+      end, b, fn, w, ...)
+    end
+    assert.equal(3, b:wait(10) and 3)
+    for w = 1, 2 do assert.is_true(fs[w]:wait(30), "worker " .. w .. " did not end") end
+    return fs[1]:get(), fs[2]:get()
+  end
+
+  describe("values and arrays", function()
+    it("are the same memory: add is exact across two processes", function()
+      local v = parallel.value("int64", 0)
+      local a = parallel.array("double", 4)
+      both(function(w, v, a, n)
+        for _ = 1, n do v:add(1); a:add(w, 0.5) end
+        return true
+      end, v, a, 200000)
+      assert.equal(400000, v:get())
+      assert.same({100000.0, 100000.0, 0.0, 0.0}, a:totable())
+    end)
+
+    it("cas is exact across processes", function()
+      local v = parallel.value("int32", 0)
+      both(function(_, v, n)
+        for _ = 1, n do
+          repeat local old = v:get() until v:cas(old, old + 1)
+        end
+      end, v, 20000)
+      assert.equal(40000, v:get())
+    end)
+
+    it("views travel as views, and come back as the same object", function()
+      local a = parallel.array("int64", 10)
+      local v = a:view(4, 6)
+      local n, back = pool:submit(function(v)
+        for i = 1, #v do v[i] = 100 + i end
+        return #v, v
+      end, v):get()
+      assert.equal(3, n)
+      assert.equal(v, back)
+      assert.same({0, 0, 0, 101, 102, 103, 0, 0, 0, 0}, a:totable())
+      assert.equal(a, pool:submit(function(a) return a end, a):get())
+      -- a view made in the worker of the parent's array works there
+      assert.equal(306, pool:submit(function(a) return a:view(4, 6):sum() end, a):get())
+    end)
+
+    it("stay alive while a worker uses them, after the parent dropped them", function()
+      local go = parallel.event()
+      local started = parallel.event()
+      local f = pool:submit(function(a, go, started)
+        started:set()
+        assert(go:wait(10))
+        a:fill(7)
+        return a:sum()
+      end, parallel.array("int64", 1000, 1), go, started)
+      assert.is_true(started:wait(10))
+      collectgarbage(); collectgarbage()
+      go:set()
+      assert.equal(7000, f:get())
+    end)
+
+    it("work in a worker held to a tiny memory_limit (the mapping is not its heap)", function()
+      local p <close> = parallel.pool{backend = "process", workers = 1, memory_limit = 4 << 20}
+      local a = parallel.array("double", 2000000, 1)   -- 16 MB
+      assert.equal(2000000, p:submit(function(a) return a:sum() end, a):get())
+    end)
+  end)
+
+  describe("locks", function()
+    it("keep a counter exact across processes", function()
+      local l, c = parallel.lock(), parallel.value("int64", 0)
+      both(function(_, l, c, n)
+        for _ = 1, n do
+          l:acquire()
+          c:set(c:get() + 1)    -- not atomic: only the lock makes it exact
+          l:release()
+        end
+      end, l, c, 20000)
+      assert.equal(40000, c:get())
+    end)
+
+    it("time out in a worker while the parent holds them", function()
+      local l = parallel.lock()
+      l:acquire()
+      assert.same({false}, {pool:submit(function(l) return l:acquire(0.05) end, l):get()})
+      l:release()
+      assert.is_true(pool:submit(function(l) local ok = l:acquire(5); l:release(); return ok end, l):get())
+    end)
+
+    it("rlocks belong to the worker's thread that holds them", function()
+      local r = parallel.rlock()
+      local held, go = parallel.event(), parallel.event()
+      local f = pool:submit(function(r, held, go)
+        r:acquire(); r:acquire()
+        held:set()
+        assert(go:wait(10))
+        r:release(); r:release()
+        return true
+      end, r, held, go)
+      assert.is_true(held:wait(10))
+      assert.is_false(r:acquire(0.05))
+      assert.has_error(function() r:release() end, "rlock is not held by this thread")
+      go:set()
+      assert.is_true(f:get())
+      assert.is_true(r:acquire(5))
+      r:release()
+    end)
+
+    local deaths = {
+      {"kill -9", function() os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end},
+      {"os.exit", function() os.exit(3) end},
+      {"a segfault", function(path, load) load(path).segv() end},
+    }
+    for _, d in ipairs(deaths) do
+      it("held by a worker that dies (" .. d[1] .. ") go to the next acquirer, once told", function()
+        local l, held = parallel.lock(), parallel.event()
+        local f = pool:submit(function(l, held, die, path, load)
+          l:acquire()
+          held:set()
+          die(path, load)
+        end, l, held, d[2], CRASH, crashlib)
+        assert.is_true(held:wait(10))
+        assert.matches("worker process died", failure(f))
+        -- in the parent: the lock was free, its holder dead
+        assert.same({true, "owner died"}, {l:acquire(10)})
+        l:release()
+        assert.same({true}, {l:acquire(1)})
+        l:release()
+      end)
+    end
+
+    it("wake a worker waiting for a lock whose holder died", function()
+      local l, held = parallel.lock(), parallel.event()
+      local killer = pool:submit(function(l, held)
+        l:acquire()
+        held:set()
+        os.exit(1)
+      end, l, held)
+      local waiter = pool:submit(function(l, held)
+        assert(held:wait(10))
+        return l:acquire(10)
+      end, l, held)
+      failure(killer)
+      assert.same({true, "owner died"}, {waiter:get()})
+    end)
+  end)
+
+  describe("conditions, events, semaphores and barriers", function()
+    it("a condition's notify wakes a waiting worker; notify(1) wakes one", function()
+      local c, waiting = parallel.condition(), parallel.value("int64", 0)
+      local fs = {}
+      for i = 1, 2 do
+        fs[i] = pool:submit(function(c, waiting)
+          return c:with(function()
+            waiting:add(1)
+            return c:wait(10)
+          end)
+        end, c, waiting)
+      end
+      -- both are waiting once they are counted and the lock is free again
+      local t0 = parallel.now()
+      while waiting:get() < 2 and parallel.now() - t0 < 10 do parallel.sleep(0.001) end
+      c:acquire(); c:release()
+      c:with(function() c:notify(1) end)
+      assert.is_true(parallel.wait(fs, {timeout = 10, return_when = "first"})[1] ~= nil)
+      local done = 0
+      for _, f in ipairs(fs) do if f:done() then done = done + 1 end end
+      assert.equal(1, done)
+      c:with(function() c:notify_all() end)
+      assert.is_true(fs[1]:get())
+      assert.is_true(fs[2]:get())
+    end)
+
+    it("a condition's wait times out in a worker", function()
+      local c = parallel.condition(parallel.lock())
+      assert.is_false(pool:submit(function(c) return c:with(function() return c:wait(0.05) end) end, c):get())
+    end)
+
+    it("an event set in the parent wakes a worker; one set in a worker wakes the parent", function()
+      local e, back = parallel.event(), parallel.event()
+      local f = pool:submit(function(e, back)
+        local ok = e:wait(10)
+        back:set()
+        return ok
+      end, e, back)
+      e:set()
+      assert.is_true(back:wait(10))
+      assert.is_true(f:get())
+      assert.is_false(pool:submit(function(ev) return ev:wait(0.05) end, parallel.event()):get())
+    end)
+
+    it("a semaphore counts across processes", function()
+      local s = parallel.bounded_semaphore(1)
+      assert.is_true(s:acquire(0))
+      local f = pool:submit(function(s) return s:acquire(10) end, s)
+      s:release()
+      assert.is_true(f:get())
+      assert.equal(0, s:value())
+      assert.is_false(pool:submit(function(s) return s:acquire(0.05) end, s):get())
+      assert.is_true(pool:submit(function(s) s:release() return true end, s):get())
+      assert.has_error(function() s:release() end, "semaphore released too many times (bounded at 1)")
+    end)
+
+    it("a barrier opens for two workers and the parent", function()
+      local b = parallel.barrier(3)
+      local fs = {}
+      for i = 1, 2 do fs[i] = pool:submit(function(b) return b:wait(10) end, b) end
+      local mine = b:wait(10)
+      local got = { mine, fs[1]:get(), fs[2]:get() }
+      table.sort(got)
+      assert.same({1, 2, 3}, got)
+      assert.same({nil, "timeout"}, {pool:submit(function(b) return b:wait(0.05) end, b):get()})
+      assert.equal(0, b:waiting())
+    end)
+
+    it("a barrier with an action is refused with a reason", function()
+      local b = parallel.barrier(2, function() end)
+      assert.has_error(function() pool:submit(function() end, b) end,
+        "cannot send parallel.barrier with an action to another process (its action is a "
+        .. "function of this process; make the barrier without one)")
+    end)
+  end)
+
+  describe("a worker blocked on one", function()
+    it("is interrupted: the task fails, the worker stays", function()
+      local l, started = parallel.lock(), parallel.event()
+      l:acquire()
+      local f = pool:submit(function(l, started) started:set() return l:acquire() end, l, started)
+      assert.is_true(started:wait(10))
+      f:interrupt()
+      assert.matches("interrupted", failure(f))
+      l:release()
+      assert.equal(1, pool:submit(function() return 1 end):get())
+    end)
+
+    it("is killed while waiting on a condition: the others go on", function()
+      local c, started = parallel.condition(), parallel.event()
+      local f = pool:submit(function(c, started)
+        return c:with(function() started:set() return c:wait() end)
+      end, c, started)
+      assert.is_true(started:wait(10))
+      f:kill()
+      assert.equal("killed", failure(f))
+      assert.is_true(c:acquire(10))
+      c:release()
+    end)
+  end)
+
+  it("reach init through init_args, in every worker", function()
+    local started = parallel.value("int64", 0)
+    local p <close> = parallel.pool{backend = "process", workers = 2,
+      init = function(v) v:add(1) end, init_args = {started}}
+    assert.same({1, 1, n = 2}, p:map(function() return 1 end, {1, 2}))
+    local t0 = parallel.now()
+    while started:get() < 2 and parallel.now() - t0 < 10 do parallel.sleep(0.005) end
+    assert.equal(2, started:get())
+  end)
+
+  it("refuse to send back what a worker made", function()
+    for _, make in ipairs{"lock", "event", "array"} do
+      local f = pool:submit(function(make)
+        if make == "array" then return parallel.array("int8", 1) end
+        return parallel[make]()
+      end, make)
+      assert.equal("parallel." .. make .. " created in a worker process cannot leave it (create it "
+        .. "before submitting the task and pass it as an argument)", failure(f))
+    end
+  end)
+
+  it("leave no worker hanging when the parent dies holding a lock they wait for #child", function()
+    local out, err, status = support.run_child{ timeout = 20, code = [[
+      local parallel = require "parallel"
+      local pool = parallel.pool{backend = "process", workers = 1}
+      local l = parallel.lock()
+      l:acquire()
+      local started = parallel.event()
+      local f = pool:submit(function(l, s) s:set() l:acquire() end, l, started)
+      assert(started:wait(10))
+      io.write("waiting ", tostring(#pool:stats().busy), "\n")
+      os.exit(0, false)
+    ]] }
+    assert.equal(0, status, err)
+    assert.matches("waiting 1", out)
+  end)
+end)

@@ -1,0 +1,164 @@
+/* The shared-memory via: see shmvia.h. */
+#include "wire/shmvia.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sharedarray.h"
+#include "core/shm.h"
+#include "core/sync.h"
+
+struct par_shm_via {
+  int up;
+  pthread_mutex_t mu;
+  par_object **slots;        /* open addressing, by pointer; NULL: empty */
+  size_t cap, n;
+};
+
+static const par_type *const types[] = {
+  &par_array_type, &par_value_type, &par_lock_type, &par_rlock_type, &par_semaphore_type,
+  &par_condition_type, &par_event_type, &par_barrier_type, NULL
+};
+
+static const par_type *type_named(const char *name) {
+  int i;
+  for (i = 0; types[i]; i++)
+    if (strcmp(types[i]->name, name) == 0) return types[i];
+  return NULL;
+}
+
+static const par_shm_block *block_of(par_object *o) {
+  if (o->type == &par_array_type || o->type == &par_value_type) return &((par_array *)o)->blk;
+  return par_sync_block(o);
+}
+
+static size_t slot_of(par_object *o, size_t cap) {
+  uintptr_t x = (uintptr_t)o;
+  return (size_t)((x >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
+}
+
+/* Keeps o alive for the other side (mu held); 0, or -1 on out of memory. */
+static int keep(par_shm_via *v, par_object *o) {
+  size_t i;
+  if (v->n * 2 >= v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 64, j;
+    par_object **s = calloc(cap, sizeof *s);
+    if (!s) return -1;
+    for (j = 0; j < v->cap; j++)
+      if (v->slots[j]) {
+        for (i = slot_of(v->slots[j], cap); s[i]; i = (i + 1) & (cap - 1)) {}
+        s[i] = v->slots[j];
+      }
+    free(v->slots);
+    v->slots = s;
+    v->cap = cap;
+  }
+  for (i = slot_of(o, v->cap); v->slots[i]; i = (i + 1) & (v->cap - 1))
+    if (v->slots[i] == o) return 0;
+  v->slots[i] = par_object_retain(o);
+  v->n++;
+  return 0;
+}
+
+static int refuse(par_wire_err *e, const char *fmt, const char *name) {
+  snprintf(e->msg, sizeof e->msg, fmt, name);
+  return -1;
+}
+
+int par_shm_via_carries(par_object *o, par_wire_err *e) {
+  if (!type_named(o->type->name) || !block_of(o)) return 0;
+  if (o->type == &par_barrier_type && ((par_barrier *)o)->action)
+    return refuse(e, "cannot send %s with an action to another process (its action is a "
+                  "function of this process; make the barrier without one)", o->type->name);
+  return 1;
+}
+
+static int via_export(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e) {
+  par_shm_via *v = (par_shm_via *)ud;
+  const par_shm_block *b;
+  int r = par_shm_via_carries(o, e);
+  if (r <= 0) return r < 0 ? -1 : 1;
+  b = block_of(o);
+  if (v->up && !b->foreign)
+    return refuse(e, "%s created in a worker process cannot leave it (create it before "
+                  "submitting the task and pass it as an argument)", o->type->name);
+  if (!v->up) {
+    pthread_mutex_lock(&v->mu);
+    r = keep(v, o);
+    pthread_mutex_unlock(&v->mu);
+    if (r != 0) return refuse(e, "%s", "not enough memory");
+  }
+  h->type = o->type->name;
+  h->owner = b->loc.owner;
+  h->id = b->loc.id;
+  return 0;
+}
+
+static int via_import(void *ud, const par_wire_handle *h, par_object **out, par_wire_err *e) {
+  const par_type *t = type_named(h->type);
+  par_shm_loc loc;
+  (void)ud;
+  if (!t) return 1;
+  loc.owner = h->owner;
+  loc.id = h->id;
+  if (t == &par_array_type || t == &par_value_type)
+    *out = (par_object *)par_array_import(t, &loc, e->msg, sizeof e->msg);
+  else
+    *out = par_sync_import(t, &loc, e->msg, sizeof e->msg);
+  return *out ? 0 : -1;
+}
+
+par_shm_via *par_shm_via_new(int up) {
+  par_shm_via *v = calloc(1, sizeof *v);
+  if (!v) return NULL;
+  v->up = up;
+  pthread_mutex_init(&v->mu, NULL);
+  return v;
+}
+
+int par_shm_via_attach(par_shm_via *v, par_wire_vias *vias) {
+  par_wire_via one;
+  one.export_obj = via_export;
+  one.import_obj = via_import;
+  one.ud = v;
+  return par_wire_vias_add(vias, &one);
+}
+
+void par_shm_via_gone(par_shm_via *v, uint32_t pid) {
+  par_object **slots;
+  size_t cap, i;
+  pthread_mutex_lock(&v->mu);
+  slots = v->slots;
+  cap = v->cap;
+  v->slots = NULL;
+  v->cap = v->n = 0;
+  pthread_mutex_unlock(&v->mu);
+  for (i = 0; i < cap; i++) {
+    par_object *o = slots[i];
+    if (!o) continue;
+    if (pid) {
+      if (o->type == &par_condition_type) par_lock_recover(((par_condition *)o)->lock, pid);
+      else par_lock_recover(o, pid);
+    }
+  }
+  for (i = 0; i < cap; i++)
+    if (slots[i]) par_object_release(slots[i]);
+  free(slots);
+}
+
+size_t par_shm_via_kept(par_shm_via *v) {
+  size_t n;
+  pthread_mutex_lock(&v->mu);
+  n = v->n;
+  pthread_mutex_unlock(&v->mu);
+  return n;
+}
+
+void par_shm_via_free(par_shm_via *v) {
+  if (!v) return;
+  par_shm_via_gone(v, 0);
+  pthread_mutex_destroy(&v->mu);
+  free(v);
+}

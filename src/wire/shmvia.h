@@ -1,0 +1,49 @@
+/*
+ * The shared-memory via (wire/objects.h): arrays, values, locks, rlocks,
+ * semaphores, conditions, events and barriers cross a connection as the
+ * name of their block in the arena (core/shm.h); the receiver maps it, and
+ * both processes then work on the same memory. No request ever goes to the
+ * creator.
+ *
+ * Handle: type = the object's type name, owner/id = its par_shm_loc.
+ *
+ * Two kinds of connections:
+ * - down (a pool to its worker process): every object sent is kept alive
+ *   in the connection's set until the worker is gone (par_shm_via_gone),
+ *   so a worker never uses a block its creator freed. When the worker is
+ *   gone, the locks in the set that it held are marked free, their holder
+ *   dead (par_lock_recover): the next acquire gets them.
+ * - up (a worker process to its pool): only objects that came from the
+ *   other side (or from further up) may go back; one made in the worker
+ *   is refused, since nothing would keep it alive once the worker ends:
+ *   "parallel.array created in a worker process cannot leave it".
+ * A barrier with an action cannot cross (the action is a Lua function of
+ * its creator's state).
+ *
+ * Threads: a via's set has its own mutex; the rest is core/shm.h's.
+ */
+#ifndef PAR_WIRE_SHMVIA_H
+#define PAR_WIRE_SHMVIA_H
+
+#include <stdint.h>
+#include "wire/objects.h"
+
+typedef struct par_shm_via par_shm_via;
+
+/* up: 1 for a worker's connection to its pool. NULL on out of memory. */
+par_shm_via *par_shm_via_new(int up);
+/* Adds it to vias (first: see the notes in wire/objects.h). 0 or -1. */
+int par_shm_via_attach(par_shm_via *v, par_wire_vias *vias);
+/* The worker process pid is gone: frees the locks it held, then lets go
+ * of everything sent to it. Safe to repeat; pid 0: only lets go. */
+void par_shm_via_gone(par_shm_via *v, uint32_t pid);
+void par_shm_via_free(par_shm_via *v);
+/* Whether a pool's connection to its worker carries o: 1 yes; 0 not one
+ * of this via's types; -1 one of them that cannot cross (e says why). For
+ * the check a submit makes before it queues a task. */
+int par_shm_via_carries(par_object *o, par_wire_err *e);
+
+/* Objects kept alive for the other side (tests). */
+size_t par_shm_via_kept(par_shm_via *v);
+
+#endif
