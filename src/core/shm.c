@@ -65,13 +65,12 @@ static entry **table;
 static size_t nbuckets, nentries;
 _Atomic pid_t par_shm_pid_cache;
 
-pid_t par_shm_self_slow(void) {
-  pid_t p = atomic_load_explicit(&par_shm_pid_cache, memory_order_relaxed);
-  if (!p) {
-    p = getpid();
-    atomic_store_explicit(&par_shm_pid_cache, p, memory_order_relaxed);
-  }
-  return p;
+/* A fork's child (without exec) is another process: its own pid. */
+static void reset_pid(void) { atomic_store(&par_shm_pid_cache, getpid()); }
+
+__attribute__((constructor)) static void init_pid(void) {
+  reset_pid();
+  pthread_atfork(NULL, NULL, reset_pid);
 }
 
 /* ------------------------------------------------------------- chunks */

@@ -59,12 +59,11 @@ void *par_shm_alloc(size_t size, par_shm_loc *loc);
 /* size: as given to par_shm_alloc. */
 void par_shm_free(void *blk, size_t size, const par_shm_loc *loc);
 
-/* This process's pid (cached: a lock's acquire marks it with it). */
+/* This process's pid (cached when the library loads and after a fork: a
+ * lock's acquire marks it with it). */
 extern _Atomic pid_t par_shm_pid_cache;
-pid_t par_shm_self_slow(void);
 static inline pid_t par_shm_self(void) {
-  pid_t p = atomic_load_explicit(&par_shm_pid_cache, memory_order_relaxed);
-  return p ? p : par_shm_self_slow();
+  return atomic_load_explicit(&par_shm_pid_cache, memory_order_relaxed);
 }
 static inline pid_t par_shm_loc_pid(const par_shm_loc *l) { return (pid_t)(l->owner & 0xffffffffu); }
 
