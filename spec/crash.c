@@ -5,6 +5,7 @@
  *   crash.segv()          dereferences a null pointer (SIGSEGV)
  *   crash.stuck()         blocks every signal it can and spins in C forever
  *   crash.pid()           the calling process's id
+ *   crash.sigkill()       sends itself SIGKILL (no fork: works under sanitizers)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
@@ -29,6 +30,12 @@ static int l_stuck(lua_State *L) {
   return 0;
 }
 
+static int l_sigkill(lua_State *L) {
+  (void)L;
+  kill(getpid(), SIGKILL);
+  return 0;
+}
+
 static int l_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
   return 1;
@@ -38,7 +45,7 @@ int luaopen_crash(lua_State *L);
 
 __attribute__((visibility("default"))) int luaopen_crash(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"segv", l_segv}, {"stuck", l_stuck}, {"pid", l_pid}, {NULL, NULL}
+    {"segv", l_segv}, {"stuck", l_stuck}, {"pid", l_pid}, {"sigkill", l_sigkill}, {NULL, NULL}
   };
   luaL_newlib(L, fns);
   return 1;

@@ -134,7 +134,7 @@ describe("shared objects in process pools", function()
     end)
 
     local deaths = {
-      {"kill -9", function() os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end},
+      {"SIGKILL", function(path, load) load(path).sigkill() end},
       {"os.exit", function() os.exit(3) end},
       {"a segfault", function(path, load) load(path).segv() end},
     }
