@@ -437,7 +437,10 @@ static double rebalance(proc_ctx *c) {
   uint32_t s = c->seq;
   int i, waiting = 0;
   for (i = 0; i < PROC_SLOTS; i++) waiting |= c->fl[i].f && !c->fl[i].claimed;
-  if (!run || !waiting) return 0;
+  if (!waiting) return 0;
+  /* the pool's task may not have started yet (the worker does not say
+   * when it starts one that nothing waits behind): look again soon */
+  if (!run) return now + STEAL_AFTER;
   since = now - start_of(c, run);
   if (since < STEAL_AFTER) return now + STEAL_AFTER - since;
   if (!par_pool_others_idle()) return now + fmin(0.02, fmax(STEAL_AFTER, since));
