@@ -151,12 +151,12 @@ describe("pool{backend = 'mpi'}", function()
     for r = 1, others do assert.is_true(ranks[r], "rank " .. r .. " ran nothing") end
   end)
 
-  it("refuses a shared object at the submit", function()
-    local q = parallel.queue()
-    support.assert_raises("cannot send parallel.queue to another rank",
-      pool.submit, pool, function(x) return x end, q)
-    support.assert_raises("cannot send parallel.queue to another rank",
-      pool.submit, pool, function() return q end)
+  it("refuses at the submit the shared objects that cannot cross ranks yet", function()
+    local l = parallel.lock()
+    support.assert_raises("cannot send parallel.lock to another rank",
+      pool.submit, pool, function(x) return x end, l)
+    support.assert_raises("cannot send parallel.lock to another rank",
+      pool.submit, pool, function() return l end)
   end)
 
   it("sends a table of 1,000,000 numbers and back", function()

@@ -115,8 +115,7 @@ static void remove_entry(par_dict *d, par_dict_entry *e) {
 /* Waits (mu held) until no other thread updates the key; the entry may
  * appear or vanish meanwhile, so it is looked up again each time. */
 static int wait_idle(par_dict *d, const void *key, size_t klen, uint64_t h,
-                     par_dict_entry **out, double deadline) {
-  uintptr_t me = par_thread_id();
+                     par_dict_entry **out, double deadline, uintptr_t me) {
   for (;;) {
     par_dict_entry *e = find(d, key, klen, h);
     *out = e;
@@ -158,12 +157,17 @@ static void store(par_dict *d, par_dict_entry *e, par_msg *v, par_msg **old) {
 
 int par_dict_set(par_dict *d, const void *key, size_t klen, par_msg *v,
                  par_msg **old, double deadline) {
+  return par_dict_set_as(d, key, klen, v, old, deadline, par_thread_id());
+}
+
+int par_dict_set_as(par_dict *d, const void *key, size_t klen, par_msg *v,
+                    par_msg **old, double deadline, uintptr_t who) {
   uint64_t h = hash_bytes(key, klen);
   par_dict_entry *e;
   int r;
   *old = NULL;
   pthread_mutex_lock(&d->mu);
-  r = wait_idle(d, key, klen, h, &e, deadline);
+  r = wait_idle(d, key, klen, h, &e, deadline, who);
   if (r == PAR_OK && !e && v && !(e = insert(d, key, klen, h))) r = PAR_NOMEM;
   if (r == PAR_OK && e) store(d, e, v, old);
   pthread_mutex_unlock(&d->mu);
@@ -172,17 +176,22 @@ int par_dict_set(par_dict *d, const void *key, size_t klen, par_msg *v,
 
 int par_dict_begin_update(par_dict *d, const void *key, size_t klen,
                           par_dict_entry **out, par_msg **current, double deadline) {
+  return par_dict_begin_update_as(d, key, klen, out, current, deadline, par_thread_id());
+}
+
+int par_dict_begin_update_as(par_dict *d, const void *key, size_t klen, par_dict_entry **out,
+                             par_msg **current, double deadline, uintptr_t who) {
   uint64_t h = hash_bytes(key, klen);
   par_dict_entry *e;
   int r;
   *current = NULL;
   *out = NULL;
   pthread_mutex_lock(&d->mu);
-  r = wait_idle(d, key, klen, h, &e, deadline);
+  r = wait_idle(d, key, klen, h, &e, deadline, who);
   if (r == PAR_OK && !e && !(e = insert(d, key, klen, h))) r = PAR_NOMEM;
   if (r == PAR_OK && e->value && !(*current = par_msg_copy(e->value))) r = PAR_NOMEM;
   if (r == PAR_OK) {
-    e->updater = par_thread_id();
+    e->updater = who;
     *out = e;
   } else if (e && !e->value && !e->updater) {
     remove_entry(d, e);

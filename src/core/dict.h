@@ -16,6 +16,7 @@
 #define PAR_DICT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "object.h"
 #include "msg.h"
 
@@ -47,6 +48,13 @@ int par_dict_begin_update(par_dict *d, const void *key, size_t klen,
  * replaced message in *old; always releases the key. */
 void par_dict_end_update(par_dict *d, par_dict_entry *e, int commit, par_msg *v,
                          par_msg **old);
+/* The same two on behalf of `who` instead of the calling thread (a
+ * request from another process: wire/remote.c names its requester). who
+ * must differ from every thread's id: make it odd. */
+int par_dict_set_as(par_dict *d, const void *key, size_t klen, par_msg *v,
+                    par_msg **old, double deadline, uintptr_t who);
+int par_dict_begin_update_as(par_dict *d, const void *key, size_t klen, par_dict_entry **out,
+                             par_msg **current, double deadline, uintptr_t who);
 size_t par_dict_count(par_dict *d);
 /* Snapshot in insertion order; values copied if with_values. NULL with
  * *n == 0 when empty; -1 on out of memory, else 0. */

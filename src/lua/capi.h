@@ -16,9 +16,11 @@
 #include "core/future.h"
 #include "core/msg.h"
 #include "core/pool.h"
+#include "wire/objects.h"
+#include "wire/remote.h"
 #include "wire/wire.h"
 
-#define PAR_CAPI_ABI 2
+#define PAR_CAPI_ABI 3
 
 typedef struct par_capi {
   int abi;
@@ -79,6 +81,22 @@ typedef struct par_capi {
   /* Runs the done callbacks due in this state (what every call that waits
    * or polls for futures does first: pool:completed(), get, ...). */
   void (*wait_callbacks)(lua_State *L);
+  /* Shared objects used from other processes (wire/objects.h, remote.h). */
+  int (*vias_add)(par_wire_vias *v, const par_wire_via *one);
+  void (*vias_hooks)(par_wire_vias *v, par_wire_objects *out);
+  int (*remote_claims)(const par_object *o);
+  par_remote_owner *(*remote_owner_new)(uint64_t self);
+  void (*remote_owner_free)(par_remote_owner *o);
+  int (*remote_owner_attach)(par_wire_vias *v, par_remote_owner *o);
+  int (*remote_serve)(par_remote_owner *o, par_wire_peer *peer, const unsigned char *req,
+                      size_t len, par_buf *out, par_wire_err *e);
+  void (*remote_cancel)(par_remote_owner *o, const unsigned char *bytes, size_t len);
+  int (*remote_next_reply)(par_remote_owner *o, par_wire_peer *peer, par_buf *out);
+  par_remote_client *(*remote_client_new)(const par_remote_link *link, uint64_t owner);
+  void (*remote_client_set_peer)(par_remote_client *c, par_wire_peer *peer);
+  void (*remote_client_free)(par_remote_client *c);
+  int (*remote_client_attach)(par_wire_vias *v, par_remote_client *c);
+  void (*remote_client_deliver)(par_remote_client *c, const unsigned char *bytes, size_t len);
 } par_capi;
 
 /* Sets core._capi in the table on top of the stack. */

@@ -49,7 +49,12 @@ static const par_capi capi = {
   par_waitset_new, par_waitset_add, par_waitset_next, par_waitset_release, push_object,
   worker_pool_new, par_pool_submit, par_pool_shutdown,
   par_wire_fingerprint, par_wire_peer_new, par_wire_peer_free, par_wire_flatten, par_wire_rebuild,
-  l_wait_callbacks
+  l_wait_callbacks,
+  par_wire_vias_add, par_wire_vias_hooks, par_remote_claims,
+  par_remote_owner_new, par_remote_owner_free, par_remote_owner_attach, par_remote_serve,
+  par_remote_cancel, par_remote_next_reply,
+  par_remote_client_new, par_remote_client_set_peer, par_remote_client_free,
+  par_remote_client_attach, par_remote_client_deliver
 };
 
 void l_capi_open(lua_State *L) {

@@ -116,6 +116,17 @@ static void add_key(lua_State *L, rcall *c, int idx) {
 
 static int should_stop(void *ud) { return l_wait_should_stop((lua_State *)ud); }
 
+/* Who updates a dict key, as the owner sees it: this Lua state (its main
+ * thread), so that a nested update of the key raises instead of waiting
+ * for itself, and two tasks of one process do not pass for one. */
+static int64_t requester(lua_State *L) {
+  lua_State *main;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return (int64_t)(uintptr_t)main;
+}
+
 /* Sends the call; returns the reply's status. Raises on a failure, a
  * broken link and an interrupt. */
 static int call(lua_State *L, rcall *c, par_remote_obj *o, int method, double timeout,
@@ -347,7 +358,7 @@ static int rd_set(lua_State *L) {
   add_key(L, c, 2);
   if (lua_isnil(L, 3)) add_part(L, c, 'N');
   else add_dict_value(L, c, 3);
-  if (call(L, c, o, PR_SET, -1, 0) == PAR_ERROR)
+  if (call(L, c, o, PR_SET, -1, requester(L)) == PAR_ERROR)
     return luaL_error(L, "dict key is being updated by this thread");
   return 0;
 }
@@ -423,7 +434,7 @@ static int rd_update(lua_State *L) {
   e = rcall_new(L);
   e->held = par_object_retain(&o->hdr);
   add_key(L, c, 2);
-  if (call(L, c, o, PR_BEGIN_UPDATE, -1, 0) == PAR_ERROR)
+  if (call(L, c, o, PR_BEGIN_UPDATE, -1, requester(L)) == PAR_ERROR)
     return luaL_error(L, "dict key is being updated by this thread");
   token = c->reply.value;
   lua_pushcfunction(L, update_body);

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "mpi/comm_impl.h"
+#include "mpi/remote_mpi.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -108,6 +109,8 @@ static int poll_incoming(mpi_state *st, comm_impl *im) {
     MPI_Mrecv(im->rbuf, count, MPI_BYTE, &msg, &status);
     if ((size_t)count < sizeof h) continue;
     memcpy(&h, im->rbuf, sizeof h);
+    if (rmpi_message(st, im, status.MPI_SOURCE, &h, im->rbuf + sizeof h, (size_t)count - sizeof h))
+      continue;
     if (st->rank == 0)
       root_message(st, im, status.MPI_SOURCE, &h, im->rbuf + sizeof h, (size_t)count - sizeof h);
     else
@@ -269,7 +272,7 @@ static int start_mpi(mpi_state *st, comm_impl *im) {
   return 0;
 }
 
-static par_wire_peer *new_peer(const par_capi *api);
+static par_wire_peer *new_peer(mpi_state *st, comm_impl *im, int rank);
 
 static void *comm_main(void *arg) {
   mpi_state *st = (mpi_state *)arg;
@@ -282,8 +285,9 @@ static void *comm_main(void *arg) {
     set_phase(st, PH_FAILED);
     return NULL;
   }
+  im->remote = rmpi_new(st);
   for (i = 0; i < st->size; i++)
-    if (i != st->rank && (st->rank == 0 || i == 0)) im->peers[i] = new_peer(api);
+    if (i != st->rank && (st->rank == 0 || i == 0)) im->peers[i] = new_peer(st, im, i);
   im->free_slot = -1;
   set_phase(st, PH_RUNNING);
   last = api->now();
@@ -295,6 +299,7 @@ static void *comm_main(void *arg) {
     } else {
       act |= serve_collect(st, im);
     }
+    act |= rmpi_pump(st, im);
     act |= test_sends(im);
     if (st->rank == 0 && im->stopping) {
       if (im->nstopped == st->size - 1 && im->nsends == 0) break;
@@ -319,6 +324,8 @@ static void *comm_main(void *arg) {
   }
   for (i = 0; i < st->size; i++)
     if (im->peers[i]) api->wire_peer_free(im->peers[i]);
+  rmpi_free(st, im->remote);
+  im->remote = NULL;
   api->buf_free(&im->out);
   free(im->rbuf);
   /* Every message of the job has arrived: from here the main thread waits
@@ -347,21 +354,20 @@ static void *comm_main(void *arg) {
   return NULL;
 }
 
-/* Shared objects cannot cross ranks (yet): the wire layer refuses them at
- * the send with this hook's words. */
+/* Without remote_mpi (out of memory at the start), shared objects cannot
+ * cross ranks: the wire layer refuses them at the send with these words. */
 static int refuse_object(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e) {
   (void)ud; (void)h;
   snprintf(e->msg, sizeof e->msg, "cannot send %s to another rank", o->type->name);
   return -1;
 }
 
-static par_wire_peer *new_peer(const par_capi *api) {
+static par_wire_peer *new_peer(mpi_state *st, comm_impl *im, int rank) {
   par_wire_objects objs;
-  par_wire_peer *p;
   memset(&objs, 0, sizeof objs);
   objs.export_obj = refuse_object;
-  p = api->wire_peer_new(&objs);
-  return p;
+  if (im->remote) rmpi_hooks(im->remote, rank, &objs);
+  return st->api->wire_peer_new(&objs);
 }
 
 int mpi_start(mpi_state *st, const par_capi *api) {

@@ -47,7 +47,10 @@ enum {
   K_RESULT,         /* r -> 0: id, state = DONE/FAILED; the result (may be empty) */
   K_INTERRUPT,      /* 0 -> r: id */
   K_STOP,           /* 0 -> r */
-  K_STOPPED         /* r -> 0 */
+  K_STOPPED,        /* r -> 0 */
+  K_REQUEST,        /* r -> 0: a task's call on a shared object rank 0 owns (remote_mpi.c) */
+  K_REPLY,          /* 0 -> r: its reply */
+  K_CANCEL          /* r -> 0: the task waiting for it was interrupted */
 };
 
 typedef struct mpi_head {

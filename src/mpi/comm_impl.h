@@ -53,6 +53,7 @@ typedef struct comm_impl {
   local_task *ltasks;
   size_t nltasks, capltasks;
   int stop_seen;
+  struct rmpi *remote;           /* shared objects across ranks (remote_mpi.c) */
 } comm_impl;
 
 /* comm.c */

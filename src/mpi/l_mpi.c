@@ -127,7 +127,7 @@ static pool_ud *check_pool(lua_State *L, int open) {
 static void check_local_only(lua_State *L, par_msg *m) {
   size_t i;
   for (i = 0; i < m->nrefs; i++)
-    if (m->refs[i]->type != api->proto_type) {
+    if (m->refs[i]->type != api->proto_type && !api->remote_claims(m->refs[i])) {
       const char *name = m->refs[i]->type->name;
       api->msg_free(m);
       luaL_error(L, "cannot send %s to another rank", name);

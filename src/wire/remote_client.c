@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,7 +282,16 @@ int par_remote_call(par_remote_obj *o, int method, double timeout, int64_t arg,
         break;
       }
     } else {
-      par_cond_wait_until(&c->cv, &c->mu, par_now() + 0.05);
+      /* Another thread delivers (MPI's communication thread, which spins
+       * while there is traffic): a short yielding spin first, as it does;
+       * a sleep and a wake-up cost milliseconds on a loaded machine. */
+      double spin_until = par_now() + 2e-4;
+      while (!s.done && par_now() < spin_until) {
+        pthread_mutex_unlock(&c->mu);
+        sched_yield();
+        pthread_mutex_lock(&c->mu);
+      }
+      if (!s.done) par_cond_wait_until(&c->cv, &c->mu, par_now() + 0.05);
     }
     if (!s.done && !cancelled && stop && stop(stop_ud)) {
       par_buf cb;

@@ -295,6 +295,12 @@ static int serve_queue(rreq *r, double deadline) {
   }
 }
 
+/* The requester a dict sees updating a key: one per calling Lua state of
+ * the other end (the request's arg), never a thread of this process (odd). */
+static uintptr_t requester(const rreq *r) {
+  return ((uintptr_t)r->own ^ ((uintptr_t)r->arg * (uintptr_t)0x9E3779B97F4A7C15u)) | 1u;
+}
+
 static int serve_dict(rreq *r, double deadline) {
   par_dict *d = (par_dict *)r->obj;
   const par_remote_part *k = arg_part(r, 0, 'B');
@@ -316,7 +322,7 @@ static int serve_dict(rreq *r, double deadline) {
       int st;
       if (!k || r->nin < 2) return fail(r, "a malformed request");
       v = r->in[1].tag == 'M' ? r->in[1].m : NULL;
-      st = par_dict_set(d, k->bytes, k->len, v, &old, deadline);
+      st = par_dict_set_as(d, k->bytes, k->len, v, &old, deadline, requester(r));
       if (st == PAR_OK) r->in[1].m = NULL;
       par_msg_free(old);
       return st;
@@ -346,7 +352,7 @@ static int serve_dict(rreq *r, double deadline) {
       uint64_t token;
       int st;
       if (!k) return fail(r, "a malformed request");
-      st = par_dict_begin_update(d, k->bytes, k->len, &e, &cur, deadline);
+      st = par_dict_begin_update_as(d, k->bytes, k->len, &e, &cur, deadline, requester(r));
       if (st != PAR_OK) return st;
       if (hold_update(r->own, d, e, &token) != PAR_OK) {
         par_msg *old = NULL;
