@@ -117,7 +117,7 @@ install: all
 	install -m 644 lua/parallel/*.lua $(DESTDIR)$(LUA_SHAREDIR)/parallel/
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz docs
 
 # --- Embedding (issue 6): a C host linking libparallel.a statically ----------
 EMBED_LIBS ?= -llua5.4
