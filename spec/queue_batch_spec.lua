@@ -94,6 +94,44 @@ describe("parallel.queue batches", function()
       assert.equal(0, #q)
     end)
 
+    it("reads a list with a metatable through __index and __len", function()
+      local q = parallel.queue()
+      local proxy = setmetatable({}, {
+        __index = function(_, i) return i * 10 end,
+        __len = function() return 3 end,
+      })
+      assert.is_true(q:push_all(proxy))
+      assert.same({ 10, 20, 30 }, q:pop_many(10))
+    end)
+
+    it("keeps order and kinds over long lists of mixed values", function()
+      local q = parallel.queue()
+      local list = {}
+      for i = 1, 1000 do
+        list[i] = i % 5 == 0 and tostring(i) or i % 7 == 0 and i + 0.5 or i % 11 == 0 and (i % 2 == 0) or i
+      end
+      assert.is_true(q:push_all(list))
+      local got = q:pop_many(2000)
+      assert.equal(1000, #got)
+      for i = 1, 1000 do
+        assert.equal(list[i], got[i])
+        assert.equal(math.type(list[i]), math.type(got[i]))
+      end
+    end)
+
+    it("pushes nothing when an item far down a long list is nil or cannot be sent", function()
+      local q = parallel.queue()
+      local list = {}
+      for i = 1, 300 do list[i] = { i } end
+      list[200] = coroutine.create(print)
+      assert.has_error(function() q:push_all(list) end)
+      -- a constructor sizes the array exactly: # is 302 with the hole at 301
+      list = load("return { " .. ("0, "):rep(300) .. "nil, 302 }")()
+      assert.equal(302, #list)
+      assert_raises("bad argument #1 to 'push_all' (item 301 is nil)", function() q:push_all(list) end)
+      assert.equal(0, #q)
+    end)
+
     it("checks its arguments", function()
       local q = parallel.queue()
       assert_raises("bad argument #1 to 'push_all' (table expected, got number)", function() q:push_all(1) end)

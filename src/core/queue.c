@@ -3,6 +3,7 @@
 #include "wait.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct par_queue {
   par_object hdr;
@@ -50,13 +51,29 @@ par_queue *par_queue_new(size_t capacity) {
   return q;
 }
 
+/* The ring as at most two contiguous runs: a batch moves in or out with
+ * memcpy, not a division per item. */
+static void ring_write(par_queue *q, size_t at, par_msg *const *src, size_t k) {
+  size_t pos = (q->head + at) % q->size, first = q->size - pos;
+  if (first > k) first = k;
+  memcpy(q->ring + pos, src, first * sizeof *src);
+  memcpy(q->ring, src + first, (k - first) * sizeof *src);
+}
+
+static void ring_read(par_queue *q, par_msg **dst, size_t k) {
+  size_t first = q->size - q->head;
+  if (first > k) first = k;
+  memcpy(dst, q->ring + q->head, first * sizeof *dst);
+  memcpy(dst + first, q->ring, (k - first) * sizeof *dst);
+}
+
 static int grow(par_queue *q) {
-  size_t size = q->size * 2, i;
+  size_t size = q->size * 2;
   par_msg **ring;
   if (q->capacity && size > q->capacity) size = q->capacity;
   ring = malloc(size * sizeof *ring);
   if (!ring) return 0;
-  for (i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) % q->size];
+  ring_read(q, ring, q->count);
   free(q->ring);
   q->ring = ring;
   q->size = size;
@@ -188,8 +205,7 @@ int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
 /* Puts k messages behind the ring's tail (room and slots checked) and
  * wakes the poppers they are for: one signal, or all for a batch. */
 static void put_run(par_queue *q, par_msg **ms, size_t k) {
-  size_t i;
-  for (i = 0; i < k; i++) q->ring[(q->head + q->count + i) % q->size] = ms[i];
+  ring_write(q, q->count, ms, k);
   q->count += k;
   q->unfinished += k;
   atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);
@@ -237,7 +253,7 @@ size_t par_queue_push_many(par_queue *q, par_msg **ms, size_t n, double deadline
 
 par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *n, int *status) {
   par_msg **out = NULL;
-  size_t k = 0, i;
+  size_t k = 0;
   int r;
   pthread_mutex_lock(&q->mu);
   r = wait_for_item(q, deadline);
@@ -247,7 +263,7 @@ par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *
     if (!out) { k = 0; r = PAR_NOMEM; }
   }
   if (k) {
-    for (i = 0; i < k; i++) out[i] = q->ring[(q->head + i) % q->size];
+    ring_read(q, out, k);
     q->head = (q->head + k) % q->size;
     q->count -= k;
     atomic_store_explicit(&q->avail, q->count, memory_order_relaxed);

@@ -5,6 +5,7 @@
  */
 #include "lua/l_shared.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,9 +28,9 @@
 #define IMM_INT 1u
 #define IMM_BOOL 3u
 
-static par_msg *to_immediate(lua_State *L, int idx) {
+static par_msg *to_immediate(lua_State *L, int idx, int type) {
   lua_Integer i;
-  switch (lua_type(L, idx)) {
+  switch (type) {
     case LUA_TNUMBER:
       if (!lua_isinteger(L, idx)) return NULL;   /* 1.0 stays a float */
       i = lua_tointeger(L, idx);
@@ -51,10 +52,15 @@ void l_queue_push_item(lua_State *L, par_msg *m) {
   else l_message_decode(L, m);
 }
 
-/* An immediate, or the encoded message, of the value at idx. */
-par_msg *l_queue_encode_item(lua_State *L, int idx) {
-  par_msg *m = to_immediate(L, idx);
+/* An immediate, or the encoded message, of the value at idx, whose type
+ * the caller knows. */
+static par_msg *encode_typed(lua_State *L, int idx, int type) {
+  par_msg *m = to_immediate(L, idx, type);
   return m ? m : codec_encode(L, idx, 1, "item", 0);
+}
+
+par_msg *l_queue_encode_item(lua_State *L, int idx) {
+  return encode_typed(L, idx, lua_type(L, idx));
 }
 
 typedef struct push_op {
@@ -112,10 +118,11 @@ static int pop_value(lua_State *L, par_queue *q, double timeout) {
 
 /* The messages of a batch in flight, owned by a to-be-closed userdata: an
  * error (an unsendable item, a decode that fails, an interrupt) frees the
- * ones not yet handed over. */
+ * ones not yet handed over, ms[done..n). */
 typedef struct batch {
   par_msg **ms;
-  size_t n;          /* entries in ms; NULL ones were handed over */
+  size_t n;          /* entries in ms */
+  size_t done;       /* ms[0..done) were handed over */
 } batch;
 
 static const char batch_key = 0;
@@ -124,18 +131,18 @@ static int batch_close(lua_State *L) {
   batch *b = (batch *)lua_touserdata(L, 1);
   size_t i;
   if (b->ms) {
-    for (i = 0; i < b->n; i++) par_msg_free(b->ms[i]);
+    for (i = b->done; i < b->n; i++) par_msg_free(b->ms[i]);
     free(b->ms);
   }
   b->ms = NULL;
-  b->n = 0;
+  b->n = b->done = 0;
   return 0;
 }
 
 static batch *batch_new(lua_State *L) {
   batch *b = (batch *)lua_newuserdatauv(L, sizeof *b, 0);
   b->ms = NULL;
-  b->n = 0;
+  b->n = b->done = 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &batch_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
@@ -154,44 +161,55 @@ static batch *batch_new(lua_State *L) {
 typedef struct push_many_op {
   par_queue *q;
   batch *b;
-  size_t done;
 } push_many_op;
 
 static int push_many_try(void *ud, double deadline) {
   push_many_op *op = (push_many_op *)ud;
+  batch *b = op->b;
   int r;
-  size_t k = par_queue_push_many(op->q, op->b->ms + op->done, op->b->n - op->done, deadline, &r);
-  memset(op->b->ms + op->done, 0, k * sizeof *op->b->ms);
-  op->done += k;
+  b->done += par_queue_push_many(op->q, b->ms + b->done, b->n - b->done, deadline, &r);
   return r;
 }
+
+/* Items are read from the list this many at a time onto the stack, then
+ * encoded, then dropped with one lua_settop. */
+#define READ_AHEAD 64
 
 /* Encodes list[1..#list], then queues it in runs under one lock each.
  * Returns the status with the count pushed (the first ones). */
 static int push_list(lua_State *L, par_queue *q, int list, double timeout, size_t *pushed) {
   push_many_op op;
-  lua_Integer len, i;
-  int r;
+  lua_Integer len, i, j, k;
+  int r, raw, base, types[READ_AHEAD];
   luaL_checktype(L, list, LUA_TTABLE);
   len = luaL_len(L, list);
   op.q = q;
   op.b = batch_new(L);
-  op.done = 0;
   *pushed = 0;
   if (len <= 0) { lua_closeslot(L, -1); lua_pop(L, 1); return PAR_OK; }
-  op.b->ms = (par_msg **)calloc((size_t)len, sizeof *op.b->ms);
+  if ((size_t)len > SIZE_MAX / sizeof *op.b->ms) return luaL_error(L, "not enough memory");
+  op.b->ms = (par_msg **)malloc((size_t)len * sizeof *op.b->ms);
   if (!op.b->ms) return luaL_error(L, "not enough memory");
-  for (i = 1; i <= len; i++) {
-    if (lua_geti(L, list, i) == LUA_TNIL)
-      return luaL_argerror(L, list, lua_pushfstring(L, "item %I is nil", i));
-    op.b->ms[i - 1] = l_queue_encode_item(L, -1);
-    op.b->n = (size_t)i;
-    lua_pop(L, 1);
+  /* a plain list is read raw: no __index to honour, and the cheaper call */
+  raw = !lua_getmetatable(L, list);
+  if (!raw) lua_pop(L, 1);
+  luaL_checkstack(L, READ_AHEAD, NULL);
+  base = lua_gettop(L);
+  for (i = 1; i <= len; i += k) {
+    k = len - i + 1 < READ_AHEAD ? len - i + 1 : READ_AHEAD;
+    for (j = 0; j < k; j++)
+      if ((types[j] = raw ? lua_rawgeti(L, list, i + j) : lua_geti(L, list, i + j)) == LUA_TNIL)
+        return luaL_argerror(L, list, lua_pushfstring(L, "item %I is nil", i + j));
+    for (j = 0; j < k; j++) {
+      op.b->ms[i - 1 + j] = encode_typed(L, base + 1 + (int)j, types[j]);
+      op.b->n = (size_t)(i + j);
+    }
+    lua_settop(L, base);
   }
   if (!l_object_open(L, 1)) { lua_closeslot(L, -1); l_object_closed_error(L, 1); }
   r = push_many_try(&op, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, push_many_try, &op);
-  *pushed = op.done;
+  *pushed = op.b->done;
   lua_closeslot(L, -1);   /* frees what did not go in */
   lua_pop(L, 1);
   if (r == PAR_INTERRUPTED) l_wait_raise(L);
@@ -216,11 +234,12 @@ static int pop_many_try(void *ud, double deadline) {
  * "closed" (closed and drained). */
 static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout) {
   pop_many_op op;
+  batch *b;
   size_t i;
   int r, top = lua_gettop(L);
   op.q = q;
   op.max = (size_t)max;
-  op.b = batch_new(L);
+  op.b = b = batch_new(L);
   r = pop_many_try(&op, 0);
   if (r == PAR_TIMEOUT && timeout != 0) r = l_wait(L, timeout, pop_many_try, &op);
   if (r == PAR_INTERRUPTED) return l_wait_raise(L);
@@ -231,16 +250,18 @@ static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout)
     return 2;
   }
   luaL_checkstack(L, 4, NULL);
-  lua_createtable(L, (int)op.b->n, 0);
-  for (i = 0; i < op.b->n; i++) {
-    par_msg *m = op.b->ms[i];
-    if (PAR_MSG_IS_IMMEDIATE(m)) {
-      l_queue_push_item(L, m);
+  lua_createtable(L, b->n < INT_MAX ? (int)b->n : INT_MAX, 0);
+  for (i = 0; i < b->n; i++) {
+    uintptr_t x = (uintptr_t)b->ms[i];
+    if ((x & 3u) == IMM_INT) {
+      lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
+    } else if ((x & 3u) == IMM_BOOL) {
+      lua_pushboolean(L, (int)(x >> 2));
     } else {
-      codec_decode(L, m);
-      par_msg_free(m);
+      codec_decode(L, b->ms[i]);   /* may raise: the batch still owns it */
+      par_msg_free(b->ms[i]);
     }
-    op.b->ms[i] = NULL;
+    b->done = i + 1;
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_closeslot(L, top + 1);   /* the batch, emptied now */

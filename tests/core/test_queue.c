@@ -19,6 +19,70 @@ static void *producer(void *arg) {
   return NULL;
 }
 
+/* Pushes values first..first+n-1 as one batch; all must go in. */
+static void push_run(par_queue *q, long first, size_t n) {
+  par_msg *ms[64];
+  size_t i;
+  int st;
+  for (i = 0; i < n; i++) ms[i] = msg_of(first + (long)i);
+  CHECK_EQ(par_queue_push_many(q, ms, n, 0, &st), n);
+  CHECK_EQ(st, PAR_OK);
+}
+
+/* Pops a batch of exactly n items, expecting *next, *next+1, ... */
+static void pop_run(par_queue *q, size_t max, size_t n, long *next) {
+  size_t got, i;
+  int st;
+  par_msg **ms = par_queue_pop_many(q, max, 0, &got, &st);
+  CHECK(ms != NULL);
+  CHECK_EQ(st, PAR_OK);
+  CHECK_EQ(got, n);
+  for (i = 0; i < got; i++) {
+    CHECK_EQ(msg_value(ms[i]), *next);
+    (*next)++;
+    par_msg_free(ms[i]);
+  }
+  free(ms);
+}
+
+/* Batches that cross the ring's end (bounded: it never grows) and a ring
+ * that grows while its items wrap around: order kept, nothing lost. */
+static void batches_across_the_wrap(void) {
+  par_queue *q = par_queue_new(10);
+  par_msg *ms[16];
+  long next = 0, v = 0;
+  size_t i, n;
+  int st, round;
+  for (round = 0; round < 40; round++) {
+    /* the ring's head walks round by 3, 7, 4... so runs start anywhere */
+    size_t in = (size_t)(round % 7) + 3;
+    push_run(q, v, in);
+    v += (long)in;
+    pop_run(q, in - 1, in - 1, &next);
+    pop_run(q, 10, 1, &next);
+  }
+  /* a run longer than the room left: the first ones go in, the rest stay ours */
+  push_run(q, v, 6);
+  v += 6;
+  for (i = 0; i < 8; i++) ms[i] = msg_of(v + (long)i);
+  n = par_queue_push_many(q, ms, 8, 0, &st);
+  CHECK_EQ(n, 4);
+  CHECK_EQ(st, PAR_TIMEOUT);
+  for (i = n; i < 8; i++) par_msg_free(ms[i]);
+  pop_run(q, 100, 10, &next);
+  par_object_release((par_object *)q);
+
+  q = par_queue_new(0);
+  next = 0;
+  push_run(q, 0, 12);
+  pop_run(q, 9, 9, &next);      /* head at 9 of 16 slots */
+  push_run(q, 12, 10);          /* wraps: 13 items in 16 slots */
+  push_run(q, 22, 40);          /* grows twice from a wrapped ring */
+  pop_run(q, 1000, 53, &next);
+  CHECK_EQ(next, 62);
+  par_object_release((par_object *)q);
+}
+
 int main(void) {
   par_queue *q = par_queue_new(2);
   par_msg *m = NULL;
@@ -65,5 +129,6 @@ int main(void) {
   CHECK_EQ(i, 0);
   CHECK_EQ(expect, ITEMS);
   par_object_release((par_object *)q);
+  batches_across_the_wrap();
   DONE("queue");
 }
