@@ -36,7 +36,7 @@ int par_cond_init(pthread_cond_t *cv) {
   return pthread_cond_init(cv, &monotonic_attr);
 }
 
-static struct timespec to_timespec(double t) {
+struct timespec par_timespec(double t) {
   struct timespec ts;
   if (t > 1e15) t = 1e15;     /* ~30 million years: no time_t overflow */
   ts.tv_sec = (time_t)t;
@@ -54,7 +54,7 @@ int par_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline
     pthread_cond_wait(cv, mu);
     r = PAR_OK;
   } else {
-    ts = to_timespec(deadline);
+    ts = par_timespec(deadline);
     r = pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT ? PAR_TIMEOUT : PAR_OK;
   }
   par_wait_sleep_end();
@@ -62,7 +62,7 @@ int par_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline
 }
 
 void par_sleep_until(double deadline) {
-  struct timespec ts = to_timespec(deadline);
+  struct timespec ts = par_timespec(deadline);
   par_wait_sleep_begin();
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
   par_wait_sleep_end();

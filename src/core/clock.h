@@ -15,6 +15,7 @@
 double par_now(void);
 double par_cpu_time(void);                  /* process CPU seconds */
 double par_deadline(double timeout);        /* timeout < 0 or NaN/inf: forever */
+struct timespec par_timespec(double t);     /* a deadline as a timespec (capped) */
 int par_cond_init(pthread_cond_t *cv);
 /* Waits until signalled or the deadline: PAR_OK or PAR_TIMEOUT. */
 int par_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double deadline);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "park.h"
 #include "wait.h"
 
 /* A future's membership in a waitset: holds one reference to the future,
@@ -41,7 +42,6 @@ static void future_destroy(par_object *o) {
   par_msg_free(f->result);
   if (f->owner) par_object_release(f->owner);
   pthread_mutex_destroy(&f->mu);
-  pthread_cond_destroy(&f->cv);
   free(f);
 }
 
@@ -55,7 +55,7 @@ par_future *par_future_new(int kind, par_msg *task) {
   f->kind = kind;
   f->task = task;
   pthread_mutex_init(&f->mu, NULL);
-  par_cond_init(&f->cv);
+  atomic_init(&f->nwaiters, 0);
   return f;
 }
 
@@ -110,9 +110,12 @@ int par_future_claim(par_future *f) {
 static void ws_push(par_waitset *ws, par_sub *s);
 
 /* Called with f->mu held, after the terminal state is stored: notifies
- * the waitsets; returns whether waiters sleep on f->cv. The caller
- * broadcasts after unlocking (it holds a reference to f), so that the
- * woken waiter does not run into the mutex still held. */
+ * the waitsets; returns whether waiters are parked on f->state. The
+ * caller wakes them after unlocking (it holds a reference to f), so that
+ * a woken waiter does not run into the mutex still held. Both sides use
+ * sequentially consistent operations (the waiter: count itself, then read
+ * the state; here: store the state, then read the count): either the
+ * waiter sees the outcome, or this sees the waiter. */
 static int wake_all(par_future *f) {
   par_sub *s = f->subs;
   f->subs = NULL;
@@ -122,7 +125,7 @@ static int wake_all(par_future *f) {
     ws_push(s->ws, s);          /* s may be freed from here on */
     s = next;
   }
-  return f->nwaiters > 0;
+  return atomic_load(&f->nwaiters) > 0;
 }
 
 /* Called with f->mu held, once f is terminal: the group to tell. */
@@ -151,7 +154,7 @@ void par_future_finish(par_future *f, int state, par_msg *result) {
   sleepers = wake_all(f);
   g = take_group(f);
   pthread_mutex_unlock(&f->mu);
-  if (sleepers) pthread_cond_broadcast(&f->cv);
+  if (sleepers) par_park_wake(&f->state, 1);
   tell_group(g, state);
 }
 
@@ -204,7 +207,7 @@ int par_future_cancel(par_future *f) {
   sleepers = wake_all(f);
   g = take_group(f);
   pthread_mutex_unlock(&f->mu);
-  if (sleepers) pthread_cond_broadcast(&f->cv);
+  if (sleepers) par_park_wake(&f->state, 1);
   par_msg_free(task);
   tell_group(g, PAR_CANCELLED);
   return 1;
@@ -280,17 +283,17 @@ static int is_done(void *ud) {
 }
 
 /* A short task finishing within microseconds is caught by the spin, when
- * the policy (wait.h) lets us spin, instead of a futex round trip. */
+ * the policy (wait.h) lets us spin, instead of a futex round trip. Then
+ * the waiter parks on the state word itself (park.h): no mutex, and the
+ * claim (pending -> running) only costs it one more look. */
 int par_future_wait(par_future *f, double deadline) {
-  int rc = PAR_OK;
+  int rc = PAR_OK, state;
   if (is_done(f) || par_spin(PAR_WAIT_FUTURE, is_done, f, deadline)) return PAR_OK;
-  pthread_mutex_lock(&f->mu);
-  f->nwaiters++;
-  while (!par_future_is_terminal(atomic_load(&f->state)) && rc == PAR_OK)
-    rc = par_cond_wait_until(&f->cv, &f->mu, deadline);
-  f->nwaiters--;
+  atomic_fetch_add(&f->nwaiters, 1);
+  while (!par_future_is_terminal(state = atomic_load(&f->state)) && rc == PAR_OK)
+    rc = par_park_wait(&f->state, state, deadline);
+  atomic_fetch_sub(&f->nwaiters, 1);
   if (par_future_is_terminal(atomic_load(&f->state))) rc = PAR_OK;
-  pthread_mutex_unlock(&f->mu);
   return rc;
 }
 

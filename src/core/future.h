@@ -3,9 +3,10 @@
  *
  * Threads: the submitting thread creates a future; one worker runs it;
  * any thread may wait on, cancel or drop it. `state` is atomic so that
- * done()/state() and the spinning phase of a wait need no lock. `mu`
- * guards result, nwaiters and the subscription list; the transition to a
- * terminal state happens under `mu` and wakes waiters and subscribers.
+ * done()/state() and the spinning phase of a wait need no lock, and so
+ * that a waiter can park on it (park.h; `nwaiters` counts them). `mu`
+ * guards result and the subscription list; the transition to a terminal
+ * state happens under `mu` and wakes waiters and subscribers.
  * The task message is owned by the future until a worker claims it
  * (PENDING -> RUNNING, a CAS) or a cancel wins (PENDING -> CANCELLED).
  *
@@ -63,8 +64,7 @@ struct par_future {
   _Atomic int state;
   int kind;                  /* what the binding runs (call, map chunk, ...) */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int nwaiters;
+  _Atomic int nwaiters;      /* threads parked on state (park.h) */
   par_msg *task;             /* function and arguments */
   par_recall *recall;        /* held unclaimed by its runner (mu), or NULL */
   par_msg *result;           /* results, or the error and its traceback */

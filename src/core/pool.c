@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "park.h"
 #include "wait.h"
 
 /*
@@ -64,7 +65,6 @@ static void pool_destroy(par_object *o) {
   if (p->ops->free_ud && p->ud) p->ops->free_ud(p->ud);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->join_mu);
-  pthread_cond_destroy(&p->cv);
   free(p);
 }
 
@@ -91,9 +91,14 @@ static par_future *take(par_pool *p) {
   pthread_mutex_lock(&p->mu);
   if (spun) atomic_fetch_sub(&p->spinning, 1);
   while (p->count == 0 && !atomic_load(&p->closed)) {
+    /* read under mu: a submit after this bumps it before waking */
+    int seq = atomic_load(&p->wake_seq);
     p->sleeping++;
-    par_cond_wait_until(&p->cv, &p->mu, PAR_FOREVER);
+    pthread_mutex_unlock(&p->mu);
+    par_park_wait(&p->wake_seq, seq, PAR_FOREVER);
+    pthread_mutex_lock(&p->mu);
     p->sleeping--;
+    if (p->woken > 0) p->woken--;
   }
   if (p->count > 0) {
     f = p->fifo[p->head];
@@ -225,14 +230,13 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   p->notify_fd = -1;
   pthread_mutex_init(&p->mu, NULL);
   pthread_mutex_init(&p->join_mu, NULL);
-  par_cond_init(&p->cv);
+  atomic_init(&p->wake_seq, 0);
   p->workers = calloc((size_t)n, sizeof *p->workers);
   p->cap = 64;
   p->fifo = malloc(p->cap * sizeof *p->fifo);
   if (!p->workers || !p->fifo) {
     free(p->workers); free(p->fifo);
     pthread_mutex_destroy(&p->mu); pthread_mutex_destroy(&p->join_mu);
-    pthread_cond_destroy(&p->cv);
     free(p);
     return NULL;
   }
@@ -289,11 +293,22 @@ int par_pool_submit(par_pool *p, par_future *f) {
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
   /* A spinner decrements `spinning` under mu before it looks at count: one
-   * counted here will take a task without being woken. */
-  wake = p->sleeping && p->count > (size_t)atomic_load(&p->spinning);
+   * counted here will take a task without being woken; so will a sleeper
+   * already woken (`woken`: it stays counted in `sleeping` until it has the
+   * mutex again, and a submit loop must not make a system call a task for
+   * it). Each wake-up sent makes at least one counted sleeper return: the
+   * one it wakes, or every one that sees wake_seq changed before it parks.
+   * A sleeper that returns settles one; were it not the woken one, the
+   * count only runs low: a spare wake-up later, never a missed one. */
+  wake = p->sleeping > p->woken &&
+         p->count > (size_t)atomic_load(&p->spinning) + (size_t)p->woken;
+  if (wake) {
+    p->woken++;
+    atomic_fetch_add(&p->wake_seq, 1);
+  }
   pthread_mutex_unlock(&p->mu);
   /* after unlocking: the woken worker does not run into the held mutex */
-  if (wake) pthread_cond_signal(&p->cv);
+  if (wake) par_park_wake(&p->wake_seq, 0);
   return PAR_OK;
 }
 
@@ -344,8 +359,9 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
       atomic_store(&p->queued, 0);
     }
   }
-  pthread_cond_broadcast(&p->cv);
+  atomic_fetch_add(&p->wake_seq, 1);
   pthread_mutex_unlock(&p->mu);
+  par_park_wake(&p->wake_seq, 1);
   for (i = 0; i < ndrop; i++) {
     par_future_cancel(drop[i]);
     par_object_release(&drop[i]->hdr);
@@ -418,8 +434,12 @@ void par_pool_give_back(par_future **fs, size_t n) {
   }
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
   wake = p->sleeping > 0;
+  if (wake) {
+    p->woken = p->sleeping;
+    atomic_fetch_add(&p->wake_seq, 1);
+  }
   pthread_mutex_unlock(&p->mu);
-  if (wake) pthread_cond_broadcast(&p->cv);
+  if (wake) par_park_wake(&p->wake_seq, 1);
 }
 
 void par_pool_now_running(par_future *f) {

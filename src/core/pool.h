@@ -13,8 +13,9 @@
  *
  * The pool knows nothing of Lua: par_pool_ops, supplied by the binding,
  * opens a worker's state, runs one future in it and closes it. A worker
- * that finds nothing to do spins briefly, then sleeps; a submit signals
- * one sleeping worker, never all of them.
+ * that finds nothing to do spins briefly when that pays (wait.h), then
+ * parks on `wake_seq`; a submit bumps it and wakes one parked worker,
+ * never all of them.
  *
  * A worker may replace its context after a task (ops->spent): it stops
  * the old one and starts a fresh one in the same thread, between tasks;
@@ -85,11 +86,12 @@ struct par_pool {
   const par_pool_ops *ops;
   void *ud;
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  _Atomic int wake_seq;           /* idle workers park on it (park.h); bumped under mu */
   par_future **fifo;
   size_t head, count, cap;
   _Atomic size_t queued;          /* = count, readable while spinning */
   int sleeping;
+  int woken;                      /* wake-ups sent, sleepers not yet back (mu) */
   _Atomic int spinning;           /* idle workers spinning (wait.h) */
   _Atomic int closed;
   _Atomic int aborting;           /* shutdown interrupts whatever runs now or next */

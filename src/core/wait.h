@@ -17,8 +17,8 @@
  *  - not when this process has more runnable threads than CPUs it may use
  *    (sched_getaffinity, and a cgroup v2 cpu.max quota): our threads count
  *    as runnable unless they sleep in a core wait (par_cond_wait_until
- *    brackets every sleep), so a pool with more busy workers than CPUs
- *    sleeps at once;
+ *    and par_park_wait bracket every sleep), so a pool with more busy
+ *    workers than CPUs sleeps at once;
  *  - not when the machine is busy: the runnable count of /proc/loadavg,
  *    sampled at most every 10 ms by whichever waiter finds the sample old,
  *    smoothed, above the number of online CPUs. Other processes' work
@@ -60,7 +60,7 @@ int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline);
 /* A thread of ours (a worker) starts or ends: counted as runnable. */
 void par_wait_thread_begin(void);
 void par_wait_thread_end(void);
-/* Around a blocking sleep (par_cond_wait_until does it). */
+/* Around a blocking sleep (par_cond_wait_until and par_park_wait do it). */
 void par_wait_sleep_begin(void);
 void par_wait_sleep_end(void);
 
