@@ -32,7 +32,7 @@ BUSTED = $(LUA) $$(command -v busted)
 # SPEC=spec/queue_spec.lua runs one file (make test, asan, stress).
 SPEC ?= spec
 
-.PHONY: all deps test run bench examples asan tsan valgrind install clean stress
+.PHONY: all deps test run bench bench-load examples asan tsan valgrind install clean stress
 
 all: $(SO) $(LIBA) $(WORKER)
 
@@ -66,6 +66,11 @@ run: deps all
 bench: deps all
 	@command -v gnuplot >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq gnuplot-nox >/dev/null; }
 	$(LUA) bench/run.lua
+
+# Only the load mode (bench/load.lua): issue 12's figures, quiet and under
+# load, ending in the Markdown table it also writes to build/bench-targets.md.
+bench-load: deps all
+	$(LUA) bench/load.lua
 
 examples: deps all
 	@for f in examples/[0-9]*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done

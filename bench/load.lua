@@ -1,43 +1,24 @@
 -- make bench's load mode: the figures that depend on how threads wait
--- (bench/waits.lua: round trip, submit all then get, a queue, a lock
--- counter), with the waiting policy as built and with spinning off
--- (blocking only), interleaved inside each waits.lua run; Python's
--- ThreadPoolExecutor(2) round trip; a CPU-bound map against two independent
--- lua5.4 processes. First on the machine as it is ("quiet"), then with one
--- busy-loop process per CPU beside it, started and stopped here. Each
--- condition runs ROUNDS rounds of all three; each figure is the median of
--- its rounds: the ratios compare figures of the same minutes.
+-- (bench/waits.lua: round trip, submit all then get, a queue item by item
+-- and in batches, a lock counter), with the waiting policy as built and
+-- with spinning off (blocking only), interleaved inside each waits.lua
+-- run; Python's ThreadPoolExecutor(2) round trip; a CPU-bound map against
+-- two independent lua5.4 processes. First on the machine as it is
+-- ("quiet"), then with one busy-loop process per CPU beside it, started
+-- and stopped here. Each condition runs ROUNDS rounds of all three; each
+-- figure is the median of its rounds: the ratios compare figures of the
+-- same minutes. Last, issue 12's targets as a Markdown table, printed and
+-- written to BENCH_TARGETS (default build/bench-targets.md).
 -- BENCH_LOAD_ROUNDS (default 3) sets the rounds per condition.
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-local parallel = require "parallel"
+-- Standalone: lua5.4 bench/load.lua (make bench-load).
+local bench = dofile("bench/common.lua")
+local parallel, now, median = bench.parallel, bench.now, bench.median
 local workloads = dofile("bench/workloads.lua")
-local now = parallel.now
 
 local ROUNDS = tonumber(os.getenv("BENCH_LOAD_ROUNDS")) or 3
 local CPUS = parallel.cpu_count()
-local py_ok = os.execute("command -v python3 >/dev/null 2>&1")
-
-local function lines_of(cmd)
-  local out = {}
-  local p = io.popen(cmd)
-  for line in p:lines() do
-    local k, v = line:match("^([%w_]+)\t([%d%.eE+-]+)\t")
-    if k then out[k] = tonumber(v) end
-  end
-  p:close()
-  return out
-end
-
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  if not f then return nil, nil end
-  local one, running = f:read("a"):match("^(%S+) %S+ %S+ (%d+)/")
-  f:close()
-  return tonumber(one), tonumber(running)
-end
+local TARGETS = os.getenv("BENCH_TARGETS") or "build/bench-targets.md"
+local MEASURES = { "roundtrip", "submit_all", "queue", "queue_batch", "lock_counter" }
 
 -- The CPU-bound map: 20 of the tutorial's items on a pool of 2, against the
 -- same items split between two lua5.4 processes; the ratio of speeds.
@@ -58,33 +39,22 @@ local function cpu_ratio()
   return (now() - t0) / tpar
 end
 
-local function median(xs)
-  local t = {}
-  for i, x in ipairs(xs) do t[i] = x end
-  if #t == 0 then return nil end
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
-
 local function phase(label)
   local s = { spin = {}, py = {}, cpu = {}, running = {}, spins = {} }
-  local l0 = loadavg()
+  local l0 = bench.loadavg()
   for r = 1, ROUNDS do
     io.stderr:write(("  %s: round %d of %d\n"):format(label, r, ROUNDS))
-    s.spin[r] = lines_of("lua5.4 bench/waits.lua")
-    if py_ok then
-      s.py[#s.py + 1] = lines_of("python3 bench/python/roundtrip.py --threads-only --repeat 1000 2>/dev/null")
-        .roundtrip_threadpool
-    end
+    s.spin[r] = bench.lines_of("lua5.4 bench/waits.lua")
+    s.py[#s.py + 1] = bench.python("roundtrip.py", "--threads-only --repeat 1000").roundtrip_threadpool
     s.cpu[r] = cpu_ratio()
-    local _, running = loadavg()
+    local _, running = bench.loadavg()
     s.running[r] = running
   end
-  local l1 = loadavg()
+  local l1 = bench.loadavg()
   for r = 1, ROUNDS do s.spins[r] = s.spin[r].spins end
   local out = { label = label, load0 = l0, load1 = l1, running = median(s.running), spins = median(s.spins),
                 py = median(s.py), cpu = median(s.cpu), spin = {}, block = {} }
-  for _, k in ipairs({ "roundtrip", "submit_all", "queue", "lock_counter" }) do
+  for _, k in ipairs(MEASURES) do
     local a, b = {}, {}
     for r = 1, ROUNDS do a[r] = s.spin[r][k .. "_spin"]; b[r] = s.spin[r][k .. "_block"] end
     out.spin[k], out.block[k] = median(a), median(b)
@@ -92,23 +62,9 @@ local function phase(label)
   return out
 end
 
--- One busy-loop process per CPU; returns a function that stops them.
-local function start_load(n)
-  local pids = {}
-  for i = 1, n do
-    local p = io.popen("lua5.4 -e 'while true do end' >/dev/null 2>&1 & echo $!")
-    pids[i] = p:read("l")
-    p:close()
-  end
-  return function()
-    for _, pid in ipairs(pids) do
-      if pid and pid:match("^%d+$") then os.execute("kill " .. pid) end
-    end
-  end
-end
-
+local started = os.date("!%Y-%m-%d %H:%M UTC")
 local quiet = phase("quiet")
-local stop = start_load(CPUS)
+local stop = bench.start_load(CPUS)
 local ok, loaded = pcall(phase, "under load")
 stop()
 if not ok then error(loaded, 0) end
@@ -117,7 +73,7 @@ cpu_pool:shutdown()
 local function f(v) return v and ("%10.2f"):format(v) or ("%10s"):format("-") end
 local function ratio(a, b) return a and b and ("%8.2f"):format(a / b) or ("%8s"):format("-") end
 print(("waiting, %s: medians of %d rounds; block = spinning off (parallel.waiting{spin = false}),"
-  .. " interleaved with spin in the same process"):format(os.date("!%Y-%m-%d %H:%M UTC"), ROUNDS))
+  .. " interleaved with spin in the same process"):format(started, ROUNDS))
 for _, p in ipairs({ quiet, loaded }) do
   print(("  %-10s 1-min load %.2f -> %.2f, runnable (median of rounds) %s, %d CPUs, spins begun per run %s"):format(
     p.label, p.load0 or -1, p.load1 or -1, tostring(p.running), CPUS, tostring(p.spins)))
@@ -129,6 +85,7 @@ local rows = {
   { "roundtrip", "round trip (us)", false },
   { "submit_all", "submit all (us/task)", false },
   { "queue", "queue (M items/s)", true },
+  { "queue_batch", "queue batch (M it/s)", true },
   { "lock_counter", "lock counter (ns/op)", false },
 }
 for _, r in ipairs(rows) do
@@ -141,3 +98,50 @@ print(("%-22s %s %10s %s"):format("Python TPE(2) rt (us)", f(quiet.py), "", f(lo
 print(("%-22s %s %10s %s"):format("round trip / Python", ratio(quiet.spin.roundtrip, quiet.py), "",
   ratio(loaded.spin.roundtrip, loaded.py)))
 print(("%-22s %s %10s %s"):format("CPU map / 2 processes", f(quiet.cpu), "", f(loaded.cpu)))
+
+-- Issue 12's targets, every figure from this run: a table to paste into
+-- the README as it is.
+local function div(a, b) return a and b and a / b or nil end
+local function num(v, fmt) return v and (fmt or "%.2f"):format(v) or "–" end
+local function met(v, target, at_most)
+  if not v then return "" end
+  if at_most then return v <= target and " ✓" or " ✗" end
+  return v >= target and " ✓" or " ✗"
+end
+local function both(a, b, target, at_most, fmt)
+  return ("%s%s / %s%s"):format(num(a, fmt), met(a, target, at_most), num(b, fmt), met(b, target, at_most))
+end
+local rt_load_block = div(loaded.spin.roundtrip, loaded.block.roundtrip)
+local rt_py_q, rt_py_l = div(quiet.spin.roundtrip, quiet.py), div(loaded.spin.roundtrip, loaded.py)
+local submit = div(loaded.spin.submit_all, quiet.spin.submit_all)
+local md = {
+  ("Issue 12's targets, `make bench` (bench/load.lua) of %s: medians of %d rounds per condition; quiet:"
+    .. " 1-min load %s -> %s, under load (one busy loop per CPU, %d CPUs): %s -> %s; spins begun per"
+    .. " waits.lua run %s quiet, %s under load."):format(started, ROUNDS, num(quiet.load0), num(quiet.load1), CPUS,
+    num(loaded.load0), num(loaded.load1), tostring(quiet.spins), tostring(loaded.spins)),
+  "",
+  "| measure | target | quiet | under load |",
+  "|---|---|---|---|",
+  ("| round trip (median call) | ≤ 3 µs quiet | %s µs%s | %s µs |"):format(num(quiet.spin.roundtrip),
+    met(quiet.spin.roundtrip, 3, true), num(loaded.spin.roundtrip)),
+  ("| round trip ÷ blocking-only round trip, same process | ≤ 1.0 under load | %s | %s%s |"):format(
+    num(div(quiet.spin.roundtrip, quiet.block.roundtrip)), num(rt_load_block), met(rt_load_block, 1.0, true)),
+  ("| round trip ÷ Python `ThreadPoolExecutor(2)` round trip (%s / %s µs) | ≤ 0.5 | %s |"):format(
+    num(quiet.py), num(loaded.py), (both(rt_py_q, rt_py_l, 0.5, true):gsub(" / ", " | "))),
+  ("| submit all, then get: under load ÷ quiet (%s / %s µs/task) | ≤ 2 | | %s%s |"):format(
+    num(quiet.spin.submit_all), num(loaded.spin.submit_all), num(submit), met(submit, 2, true)),
+  ("| queue, single push/pop, integers | ≥ 5 M items/s quiet | %s M/s%s | %s M/s |"):format(
+    num(quiet.spin.queue), met(quiet.spin.queue, 5), num(loaded.spin.queue)),
+  ("| queue, batch (push_all / pop_many of 1000), integers | ≥ 20 M items/s quiet | %s M/s%s | %s M/s |"):format(
+    num(quiet.spin.queue_batch), met(quiet.spin.queue_batch, 20), num(loaded.spin.queue_batch)),
+  ("| CPU-bound map ÷ two independent `lua5.4` processes (speed) | ≥ 0.98 | %s |"):format(
+    (both(quiet.cpu, loaded.cpu, 0.98, false):gsub(" / ", " | "))),
+}
+local text = table.concat(md, "\n") .. "\n"
+print("\n" .. text)
+local out = io.open(TARGETS, "w")
+if out then
+  out:write(text)
+  out:close()
+  print("(written to " .. TARGETS .. ")")
+end

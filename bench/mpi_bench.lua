@@ -2,20 +2,12 @@
 -- (tools/mpi-bench.sh starts it, then the same work with mpi4py.futures).
 -- Prints name<TAB>value<TAB>unit lines. One worker thread per other rank,
 -- as mpi4py.futures has one worker process per other rank.
-local parallel = require "parallel"
+local bench = dofile("bench/common.lua")
+local parallel, best_of = bench.parallel, bench.best_of
 local mpi = require "parallel.mpi"
-local now = parallel.now
 
 local pool = parallel.pool { backend = "mpi", workers = 1, depth = tonumber(os.getenv("MPI_BENCH_DEPTH")) }
 local function out(name, v, unit) print(string.format("%s\t%.3f\t%s", name, v, unit)) end
-local function best_of(n, fn)
-  local best = math.huge
-  for _ = 1, n do
-    local t = parallel.timeit(fn)
-    if t < best then best = t end
-  end
-  return best
-end
 local inc = function(x) return x + 1 end
 pool:map(inc, { 1, 2, 3, 4 }, { chunksize = 1 })   -- warm: every rank has the function
 

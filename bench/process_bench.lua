@@ -6,27 +6,8 @@
 --   replacement      a worker that exits: from the crash to the next result
 -- Python: ProcessPoolExecutor and multiprocessing.Pool (apply_async().get(),
 -- apply_async all then get, map), from bench/python/*.py.
-local parallel = require "parallel"
-local now = parallel.now
-
-local py_ok = os.execute("command -v python3 >/dev/null 2>&1")
-local function python(script)
-  local out = {}
-  if not py_ok then return out end
-  local p = io.popen("python3 bench/python/" .. script .. " 2>/dev/null")
-  for line in p:lines() do
-    local k, v = line:match("^([%w_]+)\t([%d%.eE+-]+)\t")
-    if k then out[k] = tonumber(v) end
-  end
-  p:close()
-  return out
-end
-
-local function best_of(n, fn)
-  local best = math.huge
-  for _ = 1, n do best = math.min(best, parallel.timeit(fn)) end
-  return best
-end
+local bench = dofile("bench/common.lua")
+local parallel, now, best_of, python = bench.parallel, bench.now, bench.best_of, bench.python
 
 local function inc(x) return x + 1 end
 

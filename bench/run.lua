@@ -3,50 +3,17 @@
 -- same run; printed as one table with the ratios.
 -- BENCH_QUICK=1 shrinks the slow Python runs (primes) for a fast check;
 -- BENCH_LOAD=0 skips the load mode (bench/load.lua).
-local parallel = require "parallel"
+local bench = dofile("bench/common.lua")
+local parallel, now, best_of, python = bench.parallel, bench.now, bench.best_of, bench.python
 local workloads = dofile("bench/workloads.lua")
-local now = parallel.now
 
 local quick = os.getenv("BENCH_QUICK") == "1"
--- The machine's 1-minute load average and runnable count, printed with the
--- figures: on a shared machine they say what "quiet" meant.
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  if not f then return "?" end
-  local one, running = f:read("a"):match("^(%S+) %S+ %S+ (%d+)/")
-  f:close()
-  return ("%s (%s runnable)"):format(one, running)
-end
-local load_at_start = loadavg()
+local load_at_start = bench.loadavg_text()
 local rows = {}
-local py_ok = os.execute("command -v python3 >/dev/null 2>&1")
 
 local function row(name, ours, seq, py, unit, note)
   rows[#rows + 1] = { name = name, ours = ours, seq = seq, py = py, unit = unit, note = note or "" }
   io.stderr:write(string.format("  %-44s %10.3f %s\n", name, ours, unit))
-end
-
--- Runs a Python counterpart; returns name -> value.
-local function python(script, args)
-  local out = {}
-  if not py_ok then return out end
-  local p = io.popen("python3 bench/python/" .. script .. " " .. (args or "") .. " 2>/dev/null")
-  for line in p:lines() do
-    local k, v = line:match("^([%w_]+)\t([%d%.eE+-]+)\t")
-    if k then out[k] = tonumber(v) end
-  end
-  p:close()
-  return out
-end
-
--- The shortest of n timed runs of fn (parallel.timeit).
-local function best_of(n, fn)
-  local best = math.huge
-  for _ = 1, n do
-    local t = parallel.timeit(fn)
-    if t < best then best = t end
-  end
-  return best
 end
 
 local pool = parallel.pool(2)
@@ -206,7 +173,7 @@ local function run_script(path, label)
 end
 
 print(string.format("\nparallel benchmarks — %d cores, %s, %s; load %s at the start, %s now", parallel.cpu_count(),
-  _VERSION, os.date("!%Y-%m-%d %H:%M UTC"), load_at_start, loadavg()))
+  _VERSION, os.date("!%Y-%m-%d %H:%M UTC"), load_at_start, bench.loadavg_text()))
 print(string.format("%-44s %12s %12s %12s  %-8s %s", "workload", "parallel", "sequential", "Python", "unit", "notes"))
 for _, r in ipairs(rows) do
   local function fmt(v) return v and string.format("%12.3f", v) or string.format("%12s", "-") end
@@ -219,7 +186,7 @@ if os.getenv("BENCH_LOAD") ~= "0" then
 end
 run_script("bench/process_bench.lua", "process pools (backend = \"process\") beside thread pools and Python's process pools:")
 run_script("bench/shared_bench.lua", "shared objects (queues, counters, arrays):")
-if py_ok then
+if bench.python_ok then
   print("\nthe same with Python's multiprocessing:")
   os.execute("python3 bench/shared_bench.py")
 end

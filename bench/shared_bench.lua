@@ -1,34 +1,8 @@
 -- Shared objects, measured: queue throughput, shared counters, a[i] access.
 -- Prints lines "name<TAB>value<TAB>unit". Standalone: lua5.4 bench/shared_bench.lua
 
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-local parallel = require "parallel"
-local now = parallel.now
-
-local function report(name, value, unit)
-  io.write(("%s\t%.6g\t%s\n"):format(name, value, unit))
-end
-
--- One producer thread -> this thread, n items through a queue of capacity 1024.
-local function queue_rate(n, make)
-  local q, go = parallel.queue(1024), parallel.event()
-  local f = parallel.spawn(function(q, go, n, make)
-    go:wait()
-    for i = 1, n do q:push(make(i)) end
-    q:close()
-  end, q, go, n, make)
-  local t0 = now()
-  go:set()
-  local count = 0
-  for _ in q:items() do count = count + 1 end
-  local t = now() - t0
-  f:get()
-  assert(count == n)
-  return n / t
-end
+local bench = dofile("bench/common.lua")
+local parallel, now, report = bench.parallel, bench.now, bench.report
 
 -- Each figure is the best of ROUNDS runs, as in bench/run.lua (and the
 -- Python side): one run is at the mercy of this shared machine's minute.
@@ -44,56 +18,23 @@ end
 local function higher(a, b) return a > b end
 local function lower(a, b) return a < b end
 
+-- One producer thread -> this thread (bench.queue_rate): single items
+-- through a queue of capacity 1024, then 1000-item batches.
 report("queue_int_items_per_s", best(higher, function()
-  return queue_rate(200000, function(i) return i end)
+  return bench.queue_rate(parallel.spawn, 200000, 0, 1024)
 end), "items/s")
--- The same integers in batches: push_all of 1000-item lists, pop_many(1000).
 report("queue_int_batch_items_per_s", best(higher, function()
-  local n = 1000000
-  local q, go = parallel.queue(1 << 16), parallel.event()
-  local f = parallel.spawn(function(q, go, n)
-    local list = {}
-    for i = 1, 1000 do list[i] = i end
-    go:wait()
-    for _ = 1, n // 1000 do q:push_all(list) end
-    q:close()
-  end, q, go, n)
-  local t0 = now()
-  go:set()
-  local count = 0
-  while true do
-    local l = q:pop_many(1000)
-    if not l then break end
-    count = count + #l
-  end
-  local t = now() - t0
-  f:get()
-  assert(count == n)
-  return n / t
+  return bench.queue_rate(parallel.spawn, 1000000, 1000, 1 << 16)
 end), "items/s")
 report("queue_table10_items_per_s", best(higher, function()
-  return queue_rate(20000, function(i)
+  return bench.queue_rate(parallel.spawn, 20000, 0, 1024, function(i)
     return {i, i + 1, i + 2, i + 3, i + 4, "a", "b", "c", true, 1.5}
   end)
 end), "items/s")
 
--- 2 threads x n increments of one counter; started together by a barrier.
+-- 2 threads x n increments of one counter (bench.counter_time), in ms.
 local function counter_ms(n, body)
-  local v, start = parallel.value("int64", 0), parallel.barrier(3)
-  local l = parallel.lock()
-  local fs = {}
-  for t = 1, 2 do
-    fs[t] = parallel.spawn(function(v, l, start, n, body)
-      start:wait()
-      body(v, l, n)
-    end, v, l, start, n, body)
-  end
-  start:wait()
-  local t0 = now()
-  for t = 1, 2 do fs[t]:get() end
-  local t = now() - t0
-  assert(v:get() == 2 * n)
-  return t * 1000
+  return bench.counter_time(parallel.spawn, n, body) * 1000
 end
 
 report("counter_atomic_add_2x200000", best(lower, function()

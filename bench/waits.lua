@@ -1,26 +1,17 @@
 -- The figures that depend on how threads wait: round trip, submit all then
--- get, a queue, a lock counter; each with the waiting policy as built
--- ("spin") and with spinning turned off (parallel.waiting{spin = false},
--- "block"), in ROUNDS interleaved rounds in this one process (the order of
+-- get, a queue (single items and batches), a lock counter; each with the
+-- waiting policy as built ("spin") and with spinning turned off
+-- (parallel.waiting{spin = false}, "block"), in ROUNDS interleaved rounds in this one process (the order of
 -- the two alternates), each figure the median of its rounds. Run by
 -- bench/load.lua quiet and under load. Prints "name<TAB>value<TAB>unit"
 -- lines. Standalone: lua5.4 bench/waits.lua
-if not package.searchpath("parallel.core", package.cpath) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-local parallel = require "parallel"
-local now = parallel.now
+local bench = dofile("bench/common.lua")
+local parallel, now, median = bench.parallel, bench.now, bench.median
 
 local ROUNDS = tonumber(os.getenv("BENCH_WAITS_ROUNDS")) or 9
 local pool = parallel.pool(2)
 local function inc(x) return x + 1 end
 pool:map(inc, { 1, 2, 3, 4 })
-
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
-end
 
 local measures = {}
 
@@ -46,45 +37,27 @@ measures.submit_all = function()
   return (now() - t0) / N * 1e6, "us/task"
 end
 
--- Integers from one pool worker to this thread, a queue of capacity 1024.
+-- Integers from one pool worker to this thread (bench.queue_rate): one
+-- push and one pop each through a queue of capacity 1024; and 1000-item
+-- push_all / pop_many(1000) batches through one of capacity 65536.
+local function in_pool(fn, ...) return pool:submit(fn, ...) end
 measures.queue = function()
-  local n = 30000
-  local q, go = parallel.queue(1024), parallel.event()
-  local f = pool:submit(function(q, go, n)
-    go:wait()
-    for i = 1, n do q:push(i) end
-    q:close()
-  end, q, go, n)
-  local t0 = now()
-  go:set()
-  local count = 0
-  for _ in q:items() do count = count + 1 end
-  local t = now() - t0
-  f:get()
-  assert(count == n)
-  return n / t / 1e6, "M items/s"
+  return bench.queue_rate(in_pool, 30000, 0, 1024) / 1e6, "M items/s"
+end
+measures.queue_batch = function()
+  return bench.queue_rate(in_pool, 300000, 1000, 1 << 16) / 1e6, "M items/s"
 end
 
--- Two pool workers x n locked get/set of one counter.
+-- Two pool workers x n locked get/set of one counter (bench.counter_time).
 measures.lock_counter = function()
   local n = 10000
-  local v, l, start = parallel.value("int64", 0), parallel.lock(), parallel.barrier(3)
-  local fs = {}
-  for t = 1, 2 do
-    fs[t] = pool:submit(function(v, l, start, n)
-      start:wait()
-      for _ = 1, n do l:acquire(); v:set(v:get() + 1); l:release() end
-    end, v, l, start, n)
-  end
-  start:wait()
-  local t0 = now()
-  for t = 1, 2 do fs[t]:get() end
-  local t = now() - t0
-  assert(v:get() == 2 * n)
+  local t = bench.counter_time(in_pool, n, function(v, l, n)
+    for _ = 1, n do l:acquire(); v:set(v:get() + 1); l:release() end
+  end)
   return t / (2 * n) * 1e9, "ns/op"
 end
 
-local names = { "roundtrip", "submit_all", "queue", "lock_counter" }
+local names = { "roundtrip", "submit_all", "queue", "queue_batch", "lock_counter" }
 local got, units = {}, {}
 for _, k in ipairs(names) do got[k] = { spin = {}, block = {} } end
 for r = 1, ROUNDS do
