@@ -28,7 +28,7 @@ end
 local function rows(n) local t = {} for i = 1, n do t[i] = {i, tostring(i)} end return t end
 ]]
 
-describe("an object whose last handle is closed during its own method", function()
+describe("an object whose last handle is closed during its own method #child", function()
   it("future:get decodes the whole result when a finalizer closes the future", function()
     local out = child(ARM .. [[
 local pool = parallel.pool{workers = 1}
