@@ -22,6 +22,7 @@
 #include "codec/codec.h"
 #include "core/future.h"
 #include "lua/l_object.h"
+#include "lua/l_options.h"
 #include "lua/l_wait.h"
 #include "lua/l_worker.h"
 #include "wire/remote.h"
@@ -573,8 +574,26 @@ static int rpool_apply(lua_State *L) {
   return lua_gettop(L) - top;
 }
 
+static const l_option shutdown_options[] = {
+  {"wait", "boolean"}, {"cancel", "boolean"}, {NULL, NULL}
+};
+
+/* p:shutdown{wait =, cancel =}: the options of the owner's pool:shutdown,
+ * checked the same way (they were ignored, `cancel` too). The owner does
+ * not wait for its workers: this worker may be one of them. */
 static int rpool_shutdown(lua_State *L) {
-  q_simple(L, PR_KIND_POOL, PR_SHUT_DOWN);
+  par_remote_obj *o = check(L, PR_KIND_POOL);
+  int cancel = 0;
+  rcall *c;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_options(L, 2, 2, shutdown_options);
+    lua_getfield(L, 2, "cancel");
+    cancel = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  c = rcall_new(L);
+  call(L, c, o, PR_SHUT_DOWN, 0, cancel);
   return 0;
 }
 
