@@ -49,6 +49,23 @@ describe("worker start-up", function()
     assert.matches("^true\t.*cannot start worker thread %(1 asked%)", out)
   end)
 
+  -- The workers that did start read the configuration while the failed
+  -- pool handed it back: each such pool crashed the process (SIGSEGV).
+  ;(sanitized and pending or it)("a pool whose later worker thread cannot be created raises, and the workers that started are joined first #child", function()
+    local out, err, code = run_lua([[
+      local parallel = require "parallel"
+      for _, backend in ipairs{"threads", "process"} do
+        for _ = 1, 3 do
+          local ok, e = pcall(parallel.pool, {backend = backend, workers = 64})
+          if ok then e:shutdown() else print(backend, (e:match("cannot start worker thread %(64 asked%)"))) end
+        end
+      end
+    ]], "ulimit -v 150000;")
+    assert.equal(0, code, err)
+    assert.equal(("threads\tcannot start worker thread (64 asked)\n"):rep(3)
+      .. ("process\tcannot start worker thread (64 asked)\n"):rep(3), out)
+  end)
+
   local function init_failure(raise)
     local pool = parallel.pool{workers = 1, init = raise}
     local ok, e = pcall(function() return pool:submit(function() end):get(10) end)

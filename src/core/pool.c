@@ -256,8 +256,12 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (!p->workers[n - 1].started) {
+    /* The workers that did start read p->ud (their ops->start): join them
+     * before handing ud back. Clearing it first crashed them (a NULL
+     * config) whenever a later thread could not be created. */
+    par_pool_shutdown(p, 1, 1, 1);
     p->ud = NULL;                  /* the caller's again */
-    par_object_release(&p->hdr);   /* shuts down what did start */
+    par_object_release(&p->hdr);
     return NULL;
   }
   return p;
