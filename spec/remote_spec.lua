@@ -347,6 +347,26 @@ describe("shared objects in process pools", function()
       assert.equal("true\nfalse\ntrue\n7\t3\n", out)
     end)
 
+    -- Each waiting request has a helper thread at the owner; with the default
+    -- 8 MiB stacks, the second or third one failed under this limit.
+    it("four workers wait on remote pops at once under a tight ulimit -v", function()
+      local out, err, status = run_lua([[
+        local parallel = require "parallel"
+        local pool = parallel.pool{backend = "process", workers = 4}
+        local q, ready = parallel.queue(), parallel.queue()
+        local fs = {}
+        for i = 1, 4 do fs[i] = pool:submit(function(q, r) r:push(1); return q:pop(10) end, q, ready) end
+        for _ = 1, 4 do ready:pop(10) end
+        for i = 1, 4 do q:push(i) end
+        local sum = 0
+        for i = 1, 4 do sum = sum + fs[i]:get(10) end
+        print(sum)
+        pool:shutdown()
+      ]], "ulimit -v 60000;")
+      assert.equal(0, status, err)
+      assert.equal("10\n", out)
+    end)
+
     it("terminate() stops a task waiting on a remote pop", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"

@@ -587,6 +587,8 @@ static void finish_async(par_remote_owner *o, rreq *r) {
   if (gone) undo(r);
 }
 
+#define HELPER_STACK (256 * 1024)
+
 static void *helper(void *arg) {
   rreq *r = (rreq *)arg;
   int st;
@@ -680,6 +682,10 @@ int par_remote_serve(par_remote_owner *o, par_wire_peer *peer, const unsigned ch
     pthread_mutex_unlock(&o->mu);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* A helper only waits: the default stack (8 MiB of address space each)
+     * made a process under `ulimit -v` refuse the second or third waiting
+     * worker ("cannot start a thread to wait on"). */
+    pthread_attr_setstacksize(&attr, HELPER_STACK);
     if (pthread_create(&t, &attr, helper, r) != 0) {
       r->status = fail(r, "cannot start a thread to wait on");
       finish_async(o, r);
