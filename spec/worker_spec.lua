@@ -60,7 +60,7 @@ describe("worker start-up", function()
           if ok then e:shutdown() else print(backend, (e:match("cannot start worker thread %(64 asked%)"))) end
         end
       end
-    ]], "ulimit -v 150000;")
+    ]], "ulimit -v 200000;")
     assert.equal(0, code, err)
     assert.equal(("threads\tcannot start worker thread (64 asked)\n"):rep(3)
       .. ("process\tcannot start worker thread (64 asked)\n"):rep(3), out)

@@ -25,7 +25,10 @@
 #define PAR_INTERRUPT_SIGNAL SIGURG
 #endif
 
-static _Thread_local par_worker *this_worker;
+/* initial-exec: a dlopen'd module's dynamic TLS is allocated at a thread's first use,
+ * and glibc aborts the process when that fails (a pool started under
+ * ulimit -v) */
+static _Thread_local par_worker *this_worker __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_action;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 

@@ -9,7 +9,7 @@
 #include "wait.h"
 
 uintptr_t par_thread_id(void) {
-  static _Thread_local char id;
+  static _Thread_local char id __attribute__((tls_model("initial-exec")));
   return (uintptr_t)&id;
 }
 
