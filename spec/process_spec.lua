@@ -171,6 +171,24 @@ describe("process pools", function()
     assert.equal(pid, p:apply(my_pid))
   end)
 
+  -- The task sent to a worker still in its init counted as running: the
+  -- interrupt named it, the worker (in init, task 0 there) ignored it, and
+  -- terminate waited out a grace per worker and started a replacement.
+  it("terminate() stops an init stuck in a Lua loop at once, as in a thread pool #child", function()
+    local out, err, status = run_lua([[
+      local parallel = require "parallel"
+      local ev = parallel.event()
+      local p = parallel.pool{backend = "process", workers = 1, init = function(ev) ev:set() while true do end end, init_args = {ev}}
+      local f = p:submit(function() return 1 end)
+      assert(ev:wait(10))
+      local t0 = parallel.now()
+      p:terminate()
+      print(parallel.now() - t0 < 0.9, f:state(), (tostring(f:error()):match("^pool init failed: interrupted")))
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("true\tfailed\tpool init failed: interrupted\n", out)
+  end)
+
   it("end items that run past task_timeout", function()
     local t0 = parallel.now()
     local e = support.error_of(pool.map, pool, function(x)

@@ -110,6 +110,7 @@ struct proc_ctx {
   long sent;                 /* tasks sent to it (less those recalled) */
   double avg;                /* seconds a task took lately; < 0: unknown */
   double abort_at;           /* when a shutdown's interrupt was seen; 0: none */
+  double init_again;      /* when to send the init's interrupt once more */
   uint32_t seq;              /* the number of the task sent last (never 0) */
   volatile sig_atomic_t running_seq;   /* the task an interrupt means */
   _Atomic int *interrupted;  /* the pool worker's flag: an interrupt is asked */
@@ -482,12 +483,29 @@ static int fill(proc_ctx *c) {
   return 0;
 }
 
+/* A shutdown that interrupts: the worker's init too (task 0 there), which
+ * the interrupt of the task sent to it does not reach; a worker past its
+ * init ignores it. */
+static void interrupt_init(proc_ctx *c) {
+  union sigval v;
+  v.sival_int = 0;
+  pthread_mutex_lock(&c->pid_mu);
+  if (c->pid > 0) sigqueue(c->pid, SIGURG, v);
+  pthread_mutex_unlock(&c->pid_mu);
+}
+
 /* Looks at the ledger: tasks that started (the worker said so before the
  * outcome of the one before), tasks sent ahead that a cancel recalled. */
 static void sweep(proc_ctx *c) {
   uint32_t s = c->seq;
   int i, cancelling = par_pool_cancelling();
-  if (c->abort_at == 0 && par_pool_aborting()) c->abort_at = par_now();
+  if (c->abort_at == 0 && par_pool_aborting()) {
+    c->abort_at = par_now();
+    interrupt_init(c);
+    /* a SIGURG still pending at the worker (the task's) swallows this
+     * one: non-realtime signals do not queue */
+    c->init_again = c->abort_at + 0.02;
+  }
   /* oldest first: the worker starts them in that order */
   for (i = PROC_SLOTS - 1; i >= 0; i--) {
     uint32_t seq = (uint32_t)(((int64_t)s - i + 0x7fffffff - 1) % 0x7fffffff + 1);
@@ -512,6 +530,10 @@ static void sweep(proc_ctx *c) {
 static double expire(proc_ctx *c) {
   double next = 0, now = par_now();
   int i;
+  if (c->init_again > 0) {
+    if (c->init_again <= now) { interrupt_init(c); c->init_again = 0; }
+    else next = c->init_again;
+  }
   for (i = 0; i < PROC_SLOTS; i++) {
     flight *x = &c->fl[i];
     double d = 0;
@@ -722,6 +744,9 @@ static void on_death(proc_ctx *c, int fatal) {
     }
   }
   if (fatal) return;
+  /* no replacement for a pool that is being terminated (its init would
+   * only be interrupted in turn); a next task would start one */
+  if (!again && par_pool_aborting()) return;
   if (launch(c, why, sizeof why) != 0) {
     if (again) fail(c, again, why);
     else { /* the next task says why */ }
@@ -767,7 +792,7 @@ static void process_run(void *ctx, par_future *f) {
    * is found when the task is sent: it never started there, so it goes
    * to the replacement. */
   if (!c->chan && launch(c, why, sizeof why) != 0) { fail(c, f, why); return; }
-  c->abort_at = 0;
+  c->abort_at = c->init_again = 0;
   dispatch(c, f, 1);
   run_flights(c);
 }
@@ -845,7 +870,14 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
 
 static void process_stop(void *ctx) {
   proc_ctx *c = (proc_ctx *)ctx;
-  finish_process(c, STOP_GRACE, NULL, 0);
+  double grace = STOP_GRACE;
+  /* terminate(): an init still running does not see the channel close;
+   * it waited out STOP_GRACE, then was killed */
+  if (par_pool_aborting()) {
+    interrupt_init(c);
+    grace = SHUTDOWN_GRACE;
+  }
+  finish_process(c, grace, NULL, 0);
   par_remote_owner_free(c->remote);
   par_buf_free(&c->rbuf);
   if (c->peer) par_wire_peer_free(c->peer);

@@ -57,12 +57,17 @@
 static void *volatile running;        /* the worker context while Lua code runs */
 static volatile sig_atomic_t running_seq = -1;
 static volatile sig_atomic_t asked_seq = -1;
+static volatile sig_atomic_t stopping;  /* number 0: the pool shuts down, init too */
 static _Atomic int interrupted;       /* the worker state's flag (l_interrupt) */
 
 static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
+  int seq = info->si_code == SI_QUEUE ? info->si_value.sival_int : running_seq;
   (void)sig; (void)uctx;
-  asked_seq = info->si_code == SI_QUEUE ? info->si_value.sival_int : running_seq;
-  if (running && asked_seq == running_seq) {
+  /* 0 (the parent's shutdown) must not replace the number of a task asked
+   * for before it started; it interrupts init and any task from now on */
+  if (seq == 0) stopping = 1;
+  else asked_seq = seq;
+  if (running && (seq == running_seq || stopping)) {
     atomic_store(&interrupted, 1);
     worker_ops.interrupt(running);
   }
@@ -73,7 +78,7 @@ static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
 static void begin_run(void *ctx, int seq) {
   running_seq = seq;
   running = ctx;
-  if (asked_seq == seq) {
+  if (stopping || asked_seq == seq) {
     atomic_store(&interrupted, 1);
     worker_ops.interrupt(ctx);
   }
