@@ -37,6 +37,10 @@ describe("parallel.waiting", function()
   it("checks its argument", function()
     support.assert_raises("bad argument #1 to 'waiting' (table expected, got number)",
       function() parallel.waiting(1) end)
+    support.assert_raises("bad argument #1 to 'waiting' (unknown option 'spinn')",
+      function() parallel.waiting({ spinn = false }) end)
+    support.assert_raises("bad argument #1 to 'waiting' (spin must be a boolean)",
+      function() parallel.waiting({ spin = 0 }) end)
   end)
 
   it("PARALLEL_SPIN=0 turns spinning off, and every kind of wait still completes #child", function()

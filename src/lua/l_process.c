@@ -30,6 +30,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,8 @@ typedef struct flight {
   int claimed;               /* running as far as the pool knows */
   int taken;                 /* taken ahead: this side holds a reference */
   int streamed;              /* its arguments went in segments: cannot go again */
-  int why_killed;            /* KILL_*: this side killed the worker for it */
+  atomic_int why_killed;     /* KILL_*: this side killed the worker for it (written
+                                under pid_mu by any thread, read by the I/O thread) */
   double start;              /* when it started (par_now's clock) */
 } flight;
 

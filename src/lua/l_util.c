@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "lauxlib.h"
+#include "lua/l_options.h"
 #include "lua/l_pool.h"
 #include "lua/l_wait.h"
 #include "core/clock.h"
@@ -62,8 +63,10 @@ static int l_waiting(lua_State *L) {
   static const char *const names[PAR_WAIT_KINDS] = {"pool", "future", "queue", "lock"};
   par_wait_info info;
   int i;
+  static const l_option options[] = { {"spin", "boolean"}, {NULL, NULL} };
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    l_check_options(L, 1, 1, options);
     if (lua_getfield(L, 1, "spin") != LUA_TNIL) par_wait_set_spin(lua_toboolean(L, -1));
     lua_pop(L, 1);
   }
