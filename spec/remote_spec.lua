@@ -325,7 +325,7 @@ describe("shared objects in process pools", function()
 
     -- Each update below once left its key held at the owner until the worker
     -- process ended: the next update of the key, here, waited for ever.
-    it("an update always releases its key: current value too big for the worker, fn closing the handle, a result that cannot travel", function()
+    it("an update always releases its key: current value too big for the worker, fn closing the handle, a result that cannot travel #child", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"
         local pool = parallel.pool{backend = "process", workers = 1, memory_limit = 4 * 1024 * 1024}
@@ -349,7 +349,7 @@ describe("shared objects in process pools", function()
 
     -- Each waiting request has a helper thread at the owner; with the default
     -- 8 MiB stacks, the second or third one failed under this limit.
-    it("four workers wait on remote pops at once under a tight ulimit -v", function()
+    it("four workers wait on remote pops at once under a tight ulimit -v #child", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"
         local pool = parallel.pool{backend = "process", workers = 4}
@@ -367,7 +367,7 @@ describe("shared objects in process pools", function()
       assert.equal("10\n", out)
     end)
 
-    it("terminate() stops a task waiting on a remote pop", function()
+    it("terminate() stops a task waiting on a remote pop #child", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"
         local pool = parallel.pool{backend = "process", workers = 1}
@@ -396,7 +396,7 @@ describe("shared objects in process pools", function()
       assert.equal(5, pool:apply(function(x) return x end, 5))
     end)
 
-    it("kill: this process's queue stays consistent and no item is lost", function()
+    it("kill: this process's queue stays consistent and no item is lost #child", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"
         local pool = parallel.pool{backend = "process", workers = 1}
