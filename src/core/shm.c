@@ -73,6 +73,28 @@ __attribute__((constructor)) static void init_pid(void) {
   pthread_atfork(NULL, NULL, reset_pid);
 }
 
+/* When the library is unloaded (lua_close of the last state that loaded
+ * it), nothing can use the arena any more: give its chunks and tables
+ * back, unless an object is still registered (leaked by a host). */
+__attribute__((destructor)) static void fini(void) {
+  pthread_mutex_lock(&mu);
+  if (nentries == 0) {
+    while (own) {
+      chunk *c = own;
+      own = c->next;
+      munmap(c->base, c->size);
+      close(c->fd);
+      free(c);
+    }
+    current = NULL;
+    memset(freelist, 0, sizeof freelist);
+    free(table);
+    table = NULL;
+    nbuckets = 0;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
 /* ------------------------------------------------------------- chunks */
 
 static int new_memfd(void) {
