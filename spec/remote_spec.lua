@@ -349,7 +349,9 @@ describe("shared objects in process pools", function()
 
     -- Each waiting request has a helper thread at the owner; with the default
     -- 8 MiB stacks, the second or third one failed under this limit.
-    it("four workers wait on remote pops at once under a tight ulimit -v #child", function()
+    -- ulimit -v cannot coexist with a sanitizer runtime's huge reservations.
+    local sanitized = (os.getenv("LD_PRELOAD") or ""):find("san") ~= nil
+    ;(sanitized and pending or it)("four workers wait on remote pops at once under a tight ulimit -v #child", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"
         local pool = parallel.pool{backend = "process", workers = 4}
