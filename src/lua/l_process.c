@@ -684,7 +684,7 @@ static int wait_io(proc_ctx *c, double deadline) {
 static const char *death_text(proc_ctx *c, flight *x, int fatal, const char *why, char *text,
                               size_t size) {
   if (fatal) return c->fatal;
-  switch (x->why_killed) {
+  switch (atomic_load(&x->why_killed)) {
     case KILL_ASKED: return "killed";
     case KILL_TIMEOUT:
       snprintf(text, size, "timeout: the task ran longer than task_timeout (%g s); "
