@@ -82,6 +82,15 @@ static int has_work(void *ud) {
 /* Takes the next future, or NULL when the pool is closed and drained. An
  * idle worker spins first when the policy (wait.h) says it pays: the next
  * task of a submit loop then costs no wake-up. */
+/* The task at the head of the queue, taken off it (p->mu held, count > 0). */
+static par_future *pop_head(par_pool *p) {
+  par_future *f = p->fifo[p->head];
+  p->head = (p->head + 1) % p->cap;
+  p->count--;
+  atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+  return f;
+}
+
 static par_future *take(par_pool *p) {
   par_future *f = NULL;
   int spun = 0;
@@ -104,10 +113,7 @@ static par_future *take(par_pool *p) {
     if (p->woken > 0) p->woken--;
   }
   if (p->count > 0) {
-    f = p->fifo[p->head];
-    p->head = (p->head + 1) % p->cap;
-    p->count--;
-    atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+    f = pop_head(p);
   }
   pthread_mutex_unlock(&p->mu);
   return f;
@@ -400,10 +406,7 @@ par_future *par_pool_take_ahead(int (*ok)(par_future *f)) {
   pthread_mutex_lock(&p->mu);
   if (p->count > 0 && p->sleeping == 0 && atomic_load(&p->spinning) == 0 &&
       (!ok || ok(p->fifo[p->head]))) {
-    f = p->fifo[p->head];
-    p->head = (p->head + 1) % p->cap;
-    p->count--;
-    atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
+    f = pop_head(p);
   }
   pthread_mutex_unlock(&p->mu);
   return f;
