@@ -765,10 +765,12 @@ describe("codec", function()
     end)
 
     it("stay alive while a receiver holds them (reference counts)", function()
-      local f1 = pool:submit(function() parallel.sleep(0.1); return 7 end)
+      local go = parallel.event()
+      local f1 = pool:submit(function(ev) assert(ev:wait(10)); return 7 end, go)
       local f2 = pool:submit(function(f) return f:get() end, f1)
       f1 = nil
       collectgarbage(); collectgarbage()
+      go:set()
       assert.equal(7, f2:get())
     end)
 

@@ -3,7 +3,8 @@
  * Built by `make crashlib` into build/test/crash.so.
  *
  *   crash.segv()          dereferences a null pointer (SIGSEGV)
- *   crash.stuck()         blocks every signal it can and spins in C forever
+ *   crash.stuck([fn])     blocks every signal it can, calls fn() if given (a
+ *                         spec's "it is in C now"), and spins in C forever
  *   crash.pid()           the calling process's id
  *   crash.sigkill()       sends itself SIGKILL (no fork: works under sanitizers)
  */
@@ -23,9 +24,9 @@ static int l_segv(lua_State *L) {
 static int l_stuck(lua_State *L) {
   sigset_t all;
   volatile unsigned long n = 0;
-  (void)L;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, NULL);
+  if (lua_isfunction(L, 1)) lua_call(L, 0, 0);
   for (;;) n++;
   return 0;
 }

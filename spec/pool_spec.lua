@@ -199,11 +199,14 @@ describe("pool", function()
     it("cancels what has not started when an item fails", function()
       local p <close> = parallel.pool(1)
       local before = p:stats().cancelled
+      local go = parallel.event()
+      -- item 2 holds the one worker until the map has failed
       pcall(p.map, p, function(x)
         if x == 1 then error("first fails") end
-        parallel.sleep(0.05)
+        assert(go:wait(10))
         return x
       end, range(50), {chunksize = 1})
+      go:set()
       assert.is_true(p:stats().cancelled > before)
       assert.equal(9, p:apply(function() return 9 end))
     end)

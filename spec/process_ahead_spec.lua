@@ -1,7 +1,8 @@
 -- Process pools keep several tasks in flight per worker (tasks_ahead): the
 -- guarantees of one task at a time still hold. Tasks and this process
--- synchronise through files (gates that a task waits for, logs that tasks
--- append to): shared objects do not cross to worker processes.
+-- synchronise through events (gates that a task waits for, signals that a
+-- task reached a point) and queues (logs that tasks push to): both cross
+-- to worker processes as the parent's own objects.
 local parallel = require "parallel"
 local support = require "spec.support"
 
@@ -10,40 +11,23 @@ local function crashlib(path) return package.loadlib(path, "luaopen_crash")() en
 
 local function my_pid() return io.open("/proc/self/stat"):read("n") end
 
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
+-- In a task: waits (at most 20 s) until the gate (an event) is set.
+local function await(gate)
+  if not gate:wait(20) then error("gate never opened") end
+  return true
 end
 
--- In a task: waits (at most 20 s) until the file exists.
-local function await(path)
-  local t = require("parallel").now() + 20
-  while require("parallel").now() < t do
-    local f = io.open(path)
-    if f then f:close() return true end
-    require("parallel").sleep(0.001)
-  end
-  error("gate never opened: " .. path)
-end
+-- In a task: logs a line (pushes it to the log, a queue).
+local function note(log, line) log:push(line) end
 
--- In a task: appends a line to the log.
-local function note(log, line)
-  local f = assert(io.open(log, "a"))
-  f:write(line, "\n")
-  f:close()
-end
-
-local function lines(path)
+-- What the tasks logged, in order.
+local function lines(log)
   local t = {}
-  local f = io.open(path)
-  if not f then return t end
-  for l in f:lines() do t[#t + 1] = l end
-  f:close()
+  while #log > 0 do t[#t + 1] = log:pop() end
   return t
 end
 
-local function open_gate(path) assert(io.open(path, "w")):close() end
+local function open_gate(gate) gate:set() end
 
 local function running(f)
   local t = parallel.now() + 10
@@ -57,14 +41,17 @@ local function failure(f)
   return (f:error())
 end
 
--- A one-worker pool whose next tasks are all in its queue when the task
+-- A pool (one idle worker) whose next tasks are all in its queue when the task
 -- `first` starts: the worker thread takes them ahead at once. Returns the
 -- futures of first and of the rest.
-local function queued_behind(pool, dir, first, ...)
-  local hold = dir .. "/hold"
-  local w = pool:submit(function(g, wait) wait(g) return io.open("/proc/self/stat"):read("n") end,
-                        hold, await)
-  running(w)
+local function queued_behind(pool, first, ...)
+  local started, hold = parallel.event(), parallel.event()
+  local w = pool:submit(function(s, g, wait)
+    s:set()
+    wait(g)
+    return io.open("/proc/self/stat"):read("n")
+  end, started, hold, await)
+  assert.is_true(started:wait(20), "the holding task did not start")
   local a = pool:submit(table.unpack(first))
   local rest = {}
   for i, t in ipairs({...}) do rest[i] = pool:submit(table.unpack(t)) end
@@ -72,15 +59,7 @@ local function queued_behind(pool, dir, first, ...)
   return a, rest, w:get(15)
 end
 
-describe("process pools with tasks in flight #child", function()  -- os.execute forks: not under TSan
-  local dir
-  before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir))
-  end)
-  after_each(function() os.execute("rm -rf " .. dir) end)
-
+describe("process pools with tasks in flight", function()
   it("check tasks_ahead", function()
     support.assert_raises([[bad argument #1 to 'pool' (tasks_ahead needs backend = "process")]],
       function() return parallel.pool{tasks_ahead = 2} end)
@@ -92,9 +71,9 @@ describe("process pools with tasks in flight #child", function()  -- os.execute 
 
   it("run the tasks sent ahead of a worker that dies elsewhere, each once", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
-    local log, go = dir .. "/log", dir .. "/go"
+    local log, go = parallel.queue(), parallel.event()
     local job = function(l, i, n) n(l, tostring(i)) return i end
-    local a, rest = queued_behind(p, dir,
+    local a, rest = queued_behind(p,
       {function(g, wait) wait(g) os.exit(7) end, go, await},
       {job, log, 1, note}, {job, log, 2, note}, {job, log, 3, note}, {job, log, 4, note},
       {job, log, 5, note}, {job, log, 6, note})
@@ -113,9 +92,9 @@ describe("process pools with tasks in flight #child", function()  -- os.execute 
 
   it("cancel a task sent ahead that has not started; it never runs", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
-    local log, go = dir .. "/log", dir .. "/go"
+    local log, go = parallel.queue(), parallel.event()
     local job = function(l, i, n) n(l, tostring(i)) return i end
-    local a, rest = queued_behind(p, dir,
+    local a, rest = queued_behind(p,
       {function(g, wait) wait(g) return "a" end, go, await},
       {job, log, 1, note}, {job, log, 2, note}, {job, log, 3, note})
     running(a)
@@ -133,8 +112,8 @@ describe("process pools with tasks in flight #child", function()  -- os.execute 
 
   it("cancel none of them once they started", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 2}
-    local go = dir .. "/go"
-    local a, rest = queued_behind(p, dir,
+    local go = parallel.event()
+    local a, rest = queued_behind(p,
       {function() return "a" end},
       {function(g, wait) wait(g) return "b" end, go, await})
     running(rest[1])
@@ -146,8 +125,8 @@ describe("process pools with tasks in flight #child", function()  -- os.execute 
 
   it("interrupt and kill the task they mean, not the one before or after", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
-    local go = dir .. "/go"
-    local a, rest = queued_behind(p, dir,
+    local go = parallel.event()
+    local a, rest = queued_behind(p,
       {function(g, wait) wait(g) return require("parallel").now() end, go, await},
       {function() while true do end end},
       {function(path, load) return load(path).stuck() end, CRASH, crashlib},
@@ -191,7 +170,7 @@ describe("process pools with tasks in flight #child", function()  -- os.execute 
     local first = {my_pid}
     local jobs = {}
     for i = 1, 8 do jobs[i] = {my_pid} end
-    local a, rest, w = queued_behind(p, dir, first, table.unpack(jobs))
+    local a, rest, w = queued_behind(p, first, table.unpack(jobs))
     local count = {[w] = 1}
     local order = {w}
     local function add(pid)
@@ -206,13 +185,18 @@ describe("process pools with tasks in flight #child", function()  -- os.execute 
   end)
 
   it("give tasks waiting behind a long one to an idle worker", function()
-    local p <close> = parallel.pool{backend = "process", workers = 2}
-    local go = dir .. "/go"
-    -- short tasks first: the workers take the next ones ahead
-    for _ = 1, 3 do p:map(function(x) return x end, {1, 2, 3, 4, 5, 6, 7, 8}, {chunksize = 1}) end
-    local long = p:submit(function(g, wait) return wait(g) end, go, await)
-    local short = {}
-    for i = 1, 6 do short[i] = p:submit(function(x) return x end, i) end
+    local p <close> = parallel.pool{backend = "process", workers = 2, tasks_ahead = 7}
+    -- one worker is busy while the other takes the long task and, ahead, the
+    -- short ones queued behind it; then the busy one turns idle
+    local started, busy, go = parallel.event(), parallel.event(), parallel.event()
+    local other = p:submit(function(s, g, wait) s:set() return wait(g) end, started, busy, await)
+    assert.is_true(started:wait(20), "the first task did not start")
+    local jobs = {}
+    for i = 1, 6 do jobs[i] = {function(x) return x end, i} end
+    local long, short = queued_behind(p, {function(g, wait) return wait(g) end, go, await},
+                                      table.unpack(jobs))
+    open_gate(busy)
+    assert.is_true(other:get(10))
     -- none stays stuck behind the long task: the other worker runs them all
     for i = 1, 6 do assert.equal(i, short[i]:get(10)) end
     assert.equal("running", long:state())
@@ -227,11 +211,11 @@ describe("process pools shutting down", function()
       local out, err, status = support.run_child{ timeout = 20, code = ([[
         local parallel = require "parallel"
         local p = parallel.pool{backend = "process", workers = 1}
-        local f = p:submit(function(path)
-          return package.loadlib(path, "luaopen_crash")().stuck()
-        end, %q)
-        while f:state() == "pending" do parallel.sleep(0.001) end
-        parallel.sleep(0.05)
+        local in_c = parallel.event()
+        local f = p:submit(function(path, ev)
+          return package.loadlib(path, "luaopen_crash")().stuck(function() ev:set() end)
+        end, %q, in_c)
+        assert(in_c:wait(10), "the task never reached C")
         local t0 = parallel.now()
         if %q == "terminate" then p:terminate()
         elseif %q == "collect" then p = nil collectgarbage() collectgarbage()

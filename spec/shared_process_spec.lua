@@ -174,19 +174,18 @@ describe("shared objects in process pools", function()
 
   describe("conditions, events, semaphores and barriers", function()
     it("a condition's notify wakes a waiting worker; notify(1) wakes one", function()
-      local c, waiting = parallel.condition(), parallel.value("int64", 0)
+      local c, waiting = parallel.condition(), parallel.semaphore(0)
       local fs = {}
       for i = 1, 2 do
         fs[i] = pool:submit(function(c, waiting)
           return c:with(function()
-            waiting:add(1)
+            waiting:release()
             return c:wait(10)
           end)
         end, c, waiting)
       end
       -- both are waiting once they are counted and the lock is free again
-      local t0 = parallel.now()
-      while waiting:get() < 2 and parallel.now() - t0 < 10 do parallel.sleep(0.001) end
+      for _ = 1, 2 do assert.is_true(waiting:acquire(10), "a task never reached the wait") end
       c:acquire(); c:release()
       c:with(function() c:notify(1) end)
       assert.is_true(parallel.wait(fs, {timeout = 10, return_when = "first"})[1] ~= nil)

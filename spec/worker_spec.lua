@@ -286,9 +286,14 @@ describe("Ctrl-C in the main thread", function()
       local out, err, code, elapsed = run_lua(([[
         local parallel = require "parallel"
         local pid = io.open("/proc/self/stat"):read("n")
-        os.execute("(sleep 0.5; kill -INT " .. pid .. ") &")
+        local mark = os.tmpname()
+        os.remove(mark)
+        -- Ctrl-C comes once this thread sleeps after the mark: in the call
+        os.execute(("(until [ -e %%s ] && grep -q '^State:.*sleeping' /proc/%%d/task/%%d/status; "
+          .. "do sleep 0.005; done; rm -f %%s; kill -INT %%d) &"):format(mark, pid, pid, mark, pid))
         print("waiting")
         io.stdout:flush()
+        io.open(mark, "w"):close()
         coroutine.wrap(function() %s end)()
         print("not interrupted")
       ]]):format(call))
