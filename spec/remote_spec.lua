@@ -255,6 +255,145 @@ describe("shared objects in process pools", function()
   end)
 
 
+  describe("a pool of this process in a worker: the map family", function()
+    local threads
+    lazy_setup(function() threads = parallel.pool(2) end)
+    lazy_teardown(function() threads:shutdown() end)
+
+    it("map, starmap, imap and imap_unordered give what they give here", function()
+      local function double(x) return x * 2 end
+      local function add(a, b) return a + b end
+      local list, pairs_ = {}, {}
+      for i = 1, 50 do list[i] = i; pairs_[i] = {i, -2 * i} end
+      local r = table.pack(pool:apply(function(p, double, add, list, pairs_)
+        local un = {}
+        for i, v in p:imap_unordered(double, list, {chunksize = 3}) do un[i] = v end
+        local ordered = {}
+        for i, v in p:imap(double, list, {chunksize = 1}) do ordered[#ordered + 1] = {i, v} end
+        local n = 0
+        for _ in p:imap(double, function() n = n + 1; if n <= 20 then return n end end) do end
+        return p:map(double, list), p:starmap(add, pairs_), ordered, un, p:map(double, {})
+      end, threads, double, add, list, pairs_))
+      local ordered, un = {}, {}
+      for i = 1, 50 do ordered[i] = {i, 2 * i}; un[i] = 2 * i end
+      assert.same(threads:map(double, list), r[1])
+      assert.same(threads:starmap(add, pairs_), r[2])
+      assert.same(ordered, r[3])
+      assert.same(un, r[4])
+      assert.same({n = 0}, r[5])
+    end)
+
+    it("raise as here: the failing item named, a timeout, a bad option, a pool shut down", function()
+      local function third(x)
+        if x == 3 then error("third") end
+        return x
+      end
+      local here = tostring(support.error_of(threads.map, threads, third, {1, 2, 3, 4}, {chunksize = 1}))
+      local e = table.pack(pool:apply(function(p, third, go)
+        local out = {}
+        for _, call in ipairs{
+          function() return p:map(third, {1, 2, 3, 4}, {chunksize = 1}) end,
+          function() for _ in p:imap_unordered(third, {1, 2, 3, 4}, {chunksize = 1}) do end end,
+          function() return p:map(function() go:wait(10) end, {1}, {timeout = 0.05}) end,
+          function() return p:map(third, {1}, {task_timeout = 1}) end,
+          function() return p:starmap(third, {1}) end,
+        } do
+          local ok, err = pcall(call)
+          out[#out + 1] = ok and "no error" or tostring(err)
+        end
+        go:set()
+        return table.unpack(out)
+      end, threads, third, parallel.event()))
+      assert.equal(here:match("^[^\n]*"), e[1]:match("^[^\n]*"))
+      assert.matches("^item 3: .*third", e[2])
+      assert.matches("timeout$", e[3])
+      assert.matches("bad argument #3 to 'map' %(task_timeout needs a process pool %(backend = \"process\"%)%)$", e[4])
+      local here_star = tostring(support.error_of(threads.starmap, threads, third, {1}))
+      assert.equal(here_star:match("^[^\n]*"), e[5]:match("^[^\n]*"))
+      local closed = parallel.pool(1)
+      closed:shutdown()
+      assert_raises("pool is shut down", function()
+        return pool:apply(function(p) return p:map(function(x) return x end, {1}) end, closed)
+      end)
+    end)
+
+    it("task_timeout kills an item of a process pool handed on, as here", function()
+      local procs <close> = parallel.pool{backend = "process", workers = 1}
+      local e = pool:apply(function(p)
+        local ok, err = pcall(p.map, p, function(x)
+          if x == 2 then while true do end end
+          return x
+        end, {1, 2}, {task_timeout = 0.3})
+        return not ok and err
+      end, procs)
+      assert.matches("^item 2: timeout: the task ran longer than task_timeout %(0.3 s%)", e)
+      assert.same({7, n = 1}, procs:map(function(x) return x end, {7}))
+    end)
+
+    it("an interrupt of the mapping task stops its wait", function()
+      local go, started = parallel.event(), parallel.event()
+      local f = pool:submit(function(p, go, started)
+        return p:map(function() started:set() go:wait(10) end, {1})
+      end, threads, go, started)
+      assert.is_true(started:wait(10), "the chunk did not start")
+      assert.is_true(f:interrupt())
+      assert.is_true(f:wait(10), "the interrupt did not end the map")
+      assert.equal("failed", f:state())
+      assert.matches("interrupted", tostring((f:error())))
+      go:set()
+    end)
+  end)
+
+  describe("a future of this process in a worker: add_done_callback", function()
+    it("runs at once when the future is done, else at the worker's next wait or poll", function()
+      local threads <close> = parallel.pool(1)
+      local go = parallel.event()
+      local done = threads:submit(function() return "early" end)
+      done:wait(10)
+      local late = threads:submit(function(go) go:wait(10) return "late" end, go)
+      local r = table.pack(pool:apply(function(done, late, go)
+        local parallel = require "parallel"
+        local seen = {}
+        done:add_done_callback(function(f) seen[#seen + 1] = f:get() end)
+        local at_once = #seen
+        late:add_done_callback(function(f) seen[#seen + 1] = f:get() end)
+        late:add_done_callback(function() seen[#seen + 1] = "second" end)
+        local before = #seen
+        go:set()
+        late:wait(10)
+        return at_once, before, table.concat(seen, " "), parallel.poll()
+      end, done, late, go))
+      assert.same({1, 1, "early late second", 0, n = 4}, r)
+    end)
+
+    it("runs in parallel.poll and parallel.sleep; errors go to on_callback_error", function()
+      local threads <close> = parallel.pool(1)
+      local go = parallel.event()
+      local a = threads:submit(function(go) go:wait(10) return 1 end, go)
+      local r = table.pack(pool:apply(function(a, go)
+        local parallel = require "parallel"
+        local errs, ran = {}, {}
+        parallel.on_callback_error(function(err) errs[#errs + 1] = tostring(err):match("^[^\n]*") end)
+        a:add_done_callback(function() ran[#ran + 1] = "cb" end)
+        a:add_done_callback(function() error("boom", 0) end)
+        local none = parallel.poll(0)
+        go:set()
+        local n = parallel.poll(10)
+        parallel.sleep(0)
+        return none, n, table.concat(ran, " "), table.concat(errs, " ")
+      end, a, go))
+      assert.same({0, 2, "cb", "boom", n = 4}, r)
+    end)
+
+    it("checks its argument", function()
+      local threads <close> = parallel.pool(1)
+      local f = threads:submit(function() return 1 end)
+      assert_raises("bad argument #1 to 'add_done_callback' (function expected, got nil)", function()
+        return pool:apply(function(f) f:add_done_callback() end, f)
+      end)
+    end)
+  end)
+
   it("serve many concurrent requests from 4 workers, nothing lost or doubled", function()
     local p4 <close> = parallel.pool{backend = "process", workers = 4}
     local q, back = parallel.queue(), parallel.queue()

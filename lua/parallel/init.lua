@@ -57,6 +57,14 @@ local function check_open(pool)
   if pool:_closed() then error("pool is shut down", 3) end
 end
 
+-- What the map family needs of a pool: workers, backend, whether it is
+-- shut down (a remote pool's _info is one request to its owner).
+local function pool_info(pool)
+  local workers, backend, closed = pool:_info()
+  if closed then error("pool is shut down", 3) end
+  return workers, backend
+end
+
 local MPI_POOL_OPTIONS = { backend = "threads|process|mpi", workers = "count", depth = "count", init = "function",
   init_args = "table" }
 
@@ -84,14 +92,48 @@ end
 
 local Pool = core._methods("parallel.pool")
 local Future = core._methods("parallel.future")
+-- A pool or future of another process, handed to a task (wire/remote.h).
+local RemotePool = core._methods("parallel.pool (remote)")
+local RemoteFuture = core._methods("parallel.future (remote)")
 
 local function workers_of(pool) return pool:stats().workers end
 
+function Pool:_info()
+  local s = self:stats()
+  return s.workers, s.backend, self:_closed()
+end
+
 -- task_timeout ends a task by killing its worker: process pools only.
-local function check_task_timeout(pool, opts, fname)
-  if opts.task_timeout and pool:stats().backend ~= "process" then
+local function check_task_timeout(backend, opts, fname)
+  if opts.task_timeout and backend ~= "process" then
     argerror(3, fname, "task_timeout needs a process pool (backend = \"process\")", 4)
   end
+end
+
+-- The waitset of the map family: a remote pool's futures are waited for at
+-- their owner, one request a wait (future:_wait_any).
+local RemoteWaitset = {}
+RemoteWaitset.__index = RemoteWaitset
+
+function RemoteWaitset:add(f) self[#self + 1] = f end
+
+function RemoteWaitset:next(timeout)
+  local n = #self
+  if n == 0 then return nil end
+  local i = self[1]:_wait_any(self, timeout)
+  if not i then return nil end
+  local f = self[i]
+  self[i] = self[n]
+  self[n] = nil
+  return f
+end
+
+function Pool:_waitset(futures) return core._waitset(futures) end
+
+function RemotePool:_waitset(futures)
+  local ws = setmetatable({}, RemoteWaitset)
+  for i = 1, #futures do ws[i] = futures[i] end
+  return ws
 end
 
 local function default_chunksize(n, workers)
@@ -126,15 +168,15 @@ local function map_impl(pool, fname, fn, list, opts, star)
   check(fn, "function", 1, fname)
   check(list, "table", 2, fname)
   opts = check_opts(opts, 3, fname)
-  check_open(pool)
-  check_task_timeout(pool, opts, fname)
+  local workers, backend = pool_info(pool)
+  check_task_timeout(backend, opts, fname)
   local n = #list
   check_items(list, n, 2, fname)
   local results = { n = n }
   if n == 0 then return results end
   -- task_timeout bounds each task: one item per task unless chunksize says otherwise
   local tt = opts.task_timeout
-  local cs = opts.chunksize or (tt and 1) or default_chunksize(n, workers_of(pool))
+  local cs = opts.chunksize or (tt and 1) or default_chunksize(n, workers)
   local futures, firsts = {}, {}
   -- A list with a metatable (a proxy) is read as list[i] reads it; the C
   -- side reads plain tables raw, which is the same thing and runs no code.
@@ -154,7 +196,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
   end
   local deadline = opts.timeout and now() + opts.timeout
   local report = progress.new(opts.progress, n)
-  local ws = core._waitset(futures)
+  local ws = pool:_waitset(futures)
   local done = 0
   for _ = 1, #futures do
     local f = ws:next(remaining(deadline))
@@ -207,9 +249,8 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     argerror(2, fname, "table or function expected, got " .. (list == nil and "nil" or typename(list)))
   end
   opts = check_opts(opts, 3, fname)
-  check_open(pool)
-  check_task_timeout(pool, opts, fname)
-  local workers = workers_of(pool)
+  local workers, backend = pool_info(pool)
+  check_task_timeout(backend, opts, fname)
   local total = type(list) == "table" and #list or nil
   local tt = opts.task_timeout
   if total then check_items(list, total, 2, fname) end
@@ -218,7 +259,7 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   local window = 2 * workers
   local inflight, head, tail = {}, 1, 0      -- ordered: FIFO of futures
   local firsts = {}
-  local ws = not ordered and core._waitset({}) or nil
+  local ws = not ordered and pool:_waitset({}) or nil
   local nflight, index, exhausted = 0, 0, false
   local deadline = opts.timeout and now() + opts.timeout
   local report = progress.new(opts.progress, total)
@@ -312,6 +353,10 @@ function Pool:imap(fn, list, opts) return imap_impl(self, "imap", fn, list, opts
 
 --- pool:imap_unordered(fn, list_or_iterator [, opts]) --> iterator over i, result as completed
 function Pool:imap_unordered(fn, list, opts) return imap_impl(self, "imap_unordered", fn, list, opts, false) end
+
+-- A remote pool maps as a local one does: its chunks run at its owner.
+RemotePool.map, RemotePool.starmap = Pool.map, Pool.starmap
+RemotePool.imap, RemotePool.imap_unordered = Pool.imap, Pool.imap_unordered
 
 --- pool:apply(fn, ...) --> the values of fn(...), run on a worker
 function Pool:apply(fn, ...)
@@ -489,6 +534,11 @@ end
 local pending = {}           -- future -> its callbacks not yet run (keeps it alive)
 local npending = 0
 local cb_ws, ws_size = nil, 0   -- a waitset over the pending futures
+-- Remote futures (of a pool handed to this task) with pending callbacks, by
+-- the link to their owner: each list is asked about in one request.
+local remote_pending = {}
+local is_remote = {}         -- the remote ones among the pending futures
+local nlocal = 0             -- how many of the pending futures are in cb_ws
 local firing = false
 
 local function default_error_handler(err, f)
@@ -521,29 +571,54 @@ function run_callbacks(timeout)
   if firing or npending == 0 then return 0 end
   firing = true
   local ran = 0
-  local ok, err = pcall(function()
-    local f = cb_ws:next(timeout or 0)
-    while f do
-      local list = pending[f]
-      if list then
-        pending[f] = nil
-        npending = npending - 1
-        for i = 1, #list do
-          call_back(f, list[i])
-          ran = ran + 1
-        end
+  local function fire(f)
+    local list = pending[f]
+    if list then
+      pending[f] = nil
+      npending = npending - 1
+      if is_remote[f] then is_remote[f] = nil else nlocal = nlocal - 1 end
+      for i = 1, #list do
+        call_back(f, list[i])
+        ran = ran + 1
       end
+    end
+  end
+  local ok, err = pcall(function()
+    -- remote futures: waited for (up to timeout) only when no local one is
+    if next(remote_pending) then
+      local wait = not cb_ws and timeout or 0
+      for link, list in pairs(remote_pending) do
+        local i = list[1]:_wait_any(list, wait)
+        while i do
+          local f = list[i]
+          list[i] = list[#list]
+          list[#list] = nil
+          fire(f)
+          i = list[1] and list[1]:_wait_any(list, 0)
+        end
+        if not list[1] then remote_pending[link] = nil end
+        if ran > 0 then wait = 0 end
+      end
+    end
+    if not cb_ws then return end
+    local f = cb_ws:next(ran > 0 and 0 or timeout or 0)
+    while f do
+      fire(f)
       f = cb_ws:next(0)
     end
   end)
   -- a waitset keeps every future it was given: start afresh once most are gone
-  if npending == 0 then
+  if not cb_ws then
+    ws_size = 0
+  elseif nlocal == 0 then
     cb_ws:close()
     cb_ws, ws_size = nil, 0
-  elseif ws_size > 64 and ws_size > 4 * npending then
+  elseif ws_size > 64 and ws_size > 4 * nlocal then
     cb_ws:close()
     cb_ws, ws_size = core._waitset({}), 0
-    for f in pairs(pending) do cb_ws:add(f); ws_size = ws_size + 1 end
+    for f in pairs(pending) do
+      if not is_remote[f] then cb_ws:add(f); ws_size = ws_size + 1 end
+    end
   end
   firing = false
   arm()
@@ -551,9 +626,30 @@ function run_callbacks(timeout)
   return ran
 end
 
+-- Keeps f's first callback until it runs: a local future joins the waitset,
+-- a remote one (handed to this task) the list of its owner's link.
+local function keep_pending(f, fn)
+  pending[f] = { fn }
+  npending = npending + 1
+  if f._link then
+    is_remote[f] = true
+    local link = f:_link()
+    local list = remote_pending[link]
+    if not list then list = {}; remote_pending[link] = list end
+    list[#list + 1] = f
+  else
+    nlocal = nlocal + 1
+    if not cb_ws then cb_ws = core._waitset({}) end
+    cb_ws:add(f)
+    ws_size = ws_size + 1
+  end
+  arm()
+end
+
 --- future:add_done_callback(fn): fn(future) runs in this state once the
 -- future is finished (done, failed or cancelled): at once if it is, else
--- in this state's next call that waits or polls (see parallel.poll).
+-- in this state's next call that waits or polls (see parallel.poll). A
+-- remote future's waits ask its owner whether it finished.
 function Future:add_done_callback(fn)
   check(fn, "function", 1, "add_done_callback")
   local list = pending[self]
@@ -565,13 +661,9 @@ function Future:add_done_callback(fn)
     call_back(self, fn)
     return
   end
-  pending[self] = { fn }
-  npending = npending + 1
-  if not cb_ws then cb_ws = core._waitset({}) end
-  cb_ws:add(self)
-  ws_size = ws_size + 1
-  arm()
+  keep_pending(self, fn)
 end
+RemoteFuture.add_done_callback = Future.add_done_callback
 
 --- parallel.poll([timeout]) --> number of callbacks run
 -- Runs the done callbacks whose futures have finished, waiting up to

@@ -27,6 +27,8 @@
 #include "lua/l_worker.h"
 #include "wire/remote.h"
 
+_Static_assert(TASK_STARMAP + 1 == PR_TASK_KINDS, "remote.h's PR_TASK_KINDS counts l_worker.h's kinds");
+
 static const char *const state_names[] = {"pending", "running", "done", "failed", "cancelled"};
 
 /* A call in flight, owned by a to-be-closed userdata: an error (a value
@@ -470,9 +472,12 @@ static int rf_wait_call(lua_State *L, rcall *c, par_remote_obj *o, double timeou
 static int rf_get(lua_State *L) {
   par_remote_obj *o = check(L, PR_KIND_FUTURE);
   double timeout = l_opttimeout(L, 2);
-  rcall *c = rcall_new(L);
+  rcall *c;
   int base, n;
+  l_wait_callbacks(L);
+  c = rcall_new(L);
   if (rf_wait_call(L, c, o, timeout, 1) == PAR_TIMEOUT) return luaL_error(L, "timeout");
+  l_wait_callbacks(L);
   switch ((int)c->reply.value) {
     case PAR_DONE:
       base = lua_gettop(L);
@@ -500,8 +505,11 @@ static int rf_get(lua_State *L) {
 static int rf_wait(lua_State *L) {
   par_remote_obj *o = check(L, PR_KIND_FUTURE);
   double timeout = l_opttimeout(L, 2);
-  rcall *c = rcall_new(L);
+  rcall *c;
+  l_wait_callbacks(L);
+  c = rcall_new(L);
   lua_pushboolean(L, rf_wait_call(L, c, o, timeout, 0) == PAR_OK);
+  l_wait_callbacks(L);
   return 1;
 }
 
@@ -538,6 +546,81 @@ static int rf_error(lua_State *L) {
   return 2;
 }
 
+/* future:_into(dest, offset) --> n: a finished map chunk's results stored
+ * into dest[offset ..] (the map family, as a local future's _into) */
+static int rf_into(lua_State *L) {
+  par_remote_obj *o = check(L, PR_KIND_FUTURE);
+  lua_Integer offset, n;
+  rcall *c;
+  par_msg *m;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  offset = luaL_checkinteger(L, 3);
+  c = rcall_new(L);
+  rf_wait_call(L, c, o, 0, 1);
+  if (c->reply.value != PAR_DONE || c->reply.nparts != 1 || c->reply.parts[0].tag != 'M' ||
+      ((uintptr_t)c->reply.parts[0].m & 3u) != 0)
+    return luaL_error(L, "not a finished map chunk");
+  m = c->reply.parts[0].m;
+  n = codec_decode_into(L, m, 2, offset);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* future:_failure() --> error value, traceback, item index (map family) */
+static int rf_failure(lua_State *L) {
+  par_remote_obj *o = check(L, PR_KIND_FUTURE);
+  rcall *c = rcall_new(L);
+  int base = lua_gettop(L);
+  rf_wait_call(L, c, o, 0, 1);
+  if (c->reply.value == PAR_FAILED && c->reply.nparts == 1) {
+    push_part(L, c, 0);
+  } else {
+    lua_pushstring(L, c->reply.value == PAR_FAILED ? "pool init failed: not enough memory"
+                                                   : "cancelled");
+    lua_pushliteral(L, "");
+  }
+  lua_settop(L, base + 3);
+  return 3;
+}
+
+/* future:_wait_any(futures [, timeout]) --> the index of one of them that is
+ * done, or nil at the timeout: one request to the owner, whose futures
+ * they must all be (the map family's and done callbacks' waits) */
+static int rf_wait_any(lua_State *L) {
+  par_remote_obj *o = check(L, PR_KIND_FUTURE);
+  double timeout = l_opttimeout(L, 3);
+  lua_Integer n, i;
+  rcall *c;
+  par_remote_part *p;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 2);
+  luaL_argcheck(L, n >= 1, 2, "no futures");
+  c = rcall_new(L);
+  p = add_part(L, c, 'B');
+  p->bytes = (unsigned char *)malloc((size_t)n * 8);
+  if (!p->bytes) return luaL_error(L, "not enough memory");
+  p->len = (size_t)n * 8;
+  for (i = 1; i <= n; i++) {
+    par_remote_obj *f;
+    lua_geti(L, 2, i);
+    f = (par_remote_obj *)l_object_check(L, -1, &par_remote_types[PR_KIND_FUTURE]);
+    if (f->client != o->client)
+      return luaL_argerror(L, 2, "futures of another process's pools");
+    memcpy(p->bytes + 8 * (i - 1), &f->id, 8);
+    lua_pop(L, 1);
+  }
+  if (call(L, c, o, PR_WAIT_ANY, timeout, 0) != PAR_OK) return 0;
+  lua_pushinteger(L, (lua_Integer)c->reply.value + 1);
+  return 1;
+}
+
+/* future:_link() --> a light userdata naming the link to its owner: the
+ * futures that one _wait_any may name */
+static int rf_link(lua_State *L) {
+  lua_pushlightuserdata(L, check(L, PR_KIND_FUTURE)->client);
+  return 1;
+}
+
 static int rf_bool(lua_State *L, int method) {
   q_simple(L, PR_KIND_FUTURE, method);
   lua_pushboolean(L, lua_tointeger(L, -1) != 0);
@@ -562,6 +645,50 @@ static int rpool_submit(lua_State *L) {
   if (call(L, c, o, PR_SUBMIT, 0, TASK_CALL) == PAR_CLOSED) return luaL_error(L, "pool is shut down");
   if (c->reply.nparts != 1 || c->reply.parts[0].tag != 'H') return luaL_error(L, "a malformed reply");
   return push_part(L, c, 0);
+}
+
+/* pool:_chunk(fn, list, first, last, star [, label [, timeout]]) --> future
+ * (as a local pool's: the map family's chunks) */
+static int rpool_chunk(lua_State *L) {
+  par_remote_obj *o = check(L, PR_KIND_POOL);
+  lua_Integer first = luaL_checkinteger(L, 4), last = luaL_checkinteger(L, 5);
+  int star = lua_toboolean(L, 6);
+  lua_Integer label;
+  double timeout;
+  rcall *c;
+  par_remote_part *p;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_argcheck(L, first >= 1 && last >= first, 4, "empty chunk");
+  label = luaL_optinteger(L, 7, first);
+  timeout = luaL_optnumber(L, 8, 0);
+  c = rcall_new(L);
+  p = add_part(L, c, 'N');
+  p->m = codec_encode_chunk(L, 2, 3, first, last, label, star);
+  p->tag = 'M';
+  if (timeout > 0) {
+    p = add_part(L, c, 'B');
+    p->bytes = (unsigned char *)malloc(sizeof timeout);
+    if (!p->bytes) return luaL_error(L, "not enough memory");
+    memcpy(p->bytes, &timeout, sizeof timeout);
+    p->len = sizeof timeout;
+  }
+  if (call(L, c, o, PR_SUBMIT, 0, star ? TASK_STARMAP : TASK_MAP) == PAR_CLOSED)
+    return luaL_error(L, "pool is shut down");
+  if (c->reply.nparts != 1 || c->reply.parts[0].tag != 'H') return luaL_error(L, "a malformed reply");
+  return push_part(L, c, 0);
+}
+
+/* pool:_info() --> workers, backend, shut down (what the map family checks) */
+static int rpool_info(lua_State *L) {
+  par_remote_obj *o = check(L, PR_KIND_POOL);
+  rcall *c = rcall_new(L);
+  call(L, c, o, PR_INFO, 0, 0);
+  if (c->reply.nparts != 1 || c->reply.parts[0].tag != 'B') return luaL_error(L, "a malformed reply");
+  lua_pushinteger(L, (lua_Integer)(c->reply.value / 2));
+  lua_pushlstring(L, (const char *)c->reply.parts[0].bytes, c->reply.parts[0].len);
+  lua_pushboolean(L, (int)(c->reply.value & 1));
+  return 3;
 }
 
 static int rpool_apply(lua_State *L) {
@@ -621,11 +748,13 @@ static const luaL_Reg dict_meta[] = {
 static const luaL_Reg future_methods[] = {
   {"get", rf_get}, {"wait", rf_wait}, {"done", rf_done}, {"state", rf_state},
   {"cancel", rf_cancel}, {"error", rf_error}, {"interrupt", rf_interrupt}, {"kill", rf_kill},
+  {"_into", rf_into}, {"_failure", rf_failure}, {"_wait_any", rf_wait_any}, {"_link", rf_link},
   {NULL, NULL}
 };
 
 static const luaL_Reg pool_methods[] = {
-  {"submit", rpool_submit}, {"apply", rpool_apply}, {"shutdown", rpool_shutdown}, {NULL, NULL}
+  {"submit", rpool_submit}, {"apply", rpool_apply}, {"shutdown", rpool_shutdown},
+  {"_chunk", rpool_chunk}, {"_info", rpool_info}, {NULL, NULL}
 };
 
 void l_remote_open(lua_State *L) {

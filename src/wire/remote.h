@@ -15,6 +15,12 @@
  *
  * Request: u32 rid, u64 id, u8 method, f64 timeout (< 0: none), i64 arg,
  *          u32 nparts, parts.
+ *   PR_SUBMIT: arg the task's kind (l_worker.h: a call or a map chunk),
+ *     part 0 the task, part 1 ('B', an f64) a chunk's task_timeout if any.
+ *   PR_WAIT_ANY (on a future): part 0 ('B') the u64 ids of futures of
+ *     this connection; the reply's value is the index of one that is done.
+ *   PR_INFO (on a pool): value = 2 * workers + (shut down), part 0 ('B')
+ *     the backend's name ("process" when it can kill a task, "threads").
  * Reply:   u32 rid, u8 status (PAR_OK... or PR_FAILED: part 0 is the text),
  *          i64 value, u32 nparts, parts.
  * Cancel:  u32 rid (the requester was interrupted: a blocking request ends
@@ -56,8 +62,13 @@ enum {
   PR_GET, PR_SET, PR_ITEMS, PR_BEGIN_UPDATE, PR_END_UPDATE,   /* dicts */
   PR_WAIT, PR_STATE, PR_CANCEL, PR_INTERRUPT, PR_KILL,        /* futures */
   PR_SUBMIT, PR_SHUT_DOWN,                                    /* pools */
+  PR_WAIT_ANY, PR_INFO,     /* futures: the first of several done; pools: what map needs */
   PR_METHODS
 };
+
+/* How many task kinds PR_SUBMIT takes: l_worker.h's TASK_CALL, TASK_MAP
+ * and TASK_STARMAP (the binding checks that they agree). */
+#define PR_TASK_KINDS 3
 
 /* A reply status beside the core's PAR_*: the request failed, part 0 says why. */
 #define PR_FAILED 16

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +384,49 @@ static int serve_dict(rreq *r, double deadline) {
   }
 }
 
+/* PR_WAIT_ANY: waits until one of the futures named in part 0 is done;
+ * its index goes in r->value. A waitset made for each slice: the
+ * futures' subscriptions never outlive the helper's attempt. */
+static int wait_any(rreq *r, double deadline) {
+  const par_remote_part *p = arg_part(r, 0, 'B');
+  par_future **fs;
+  par_future *done;
+  par_waitset *ws;
+  size_t n, i;
+  int st = PAR_OK;
+  if (!p || p->len == 0 || p->len % 8 != 0) return fail(r, "a malformed request");
+  n = p->len / 8;
+  fs = calloc(n, sizeof *fs);
+  if (!fs) return PAR_NOMEM;
+  pthread_mutex_lock(&r->own->mu);
+  for (i = 0; i < n; i++) {
+    uint64_t id;
+    memcpy(&id, p->bytes + 8 * i, 8);
+    if (id < 1 || id > r->own->nexp || r->own->exp[id - 1]->type != &par_future_type) break;
+    fs[i] = (par_future *)par_object_retain(r->own->exp[id - 1]);
+  }
+  pthread_mutex_unlock(&r->own->mu);
+  if (i < n) st = fail(r, "a future this process never sent");
+  ws = st == PAR_OK ? par_waitset_new() : NULL;
+  if (st == PAR_OK && !ws) st = PAR_NOMEM;
+  for (i = 0; st == PAR_OK && i < n; i++)
+    if (!par_waitset_add(ws, fs[i])) st = PAR_NOMEM;
+  if (st == PAR_OK) {
+    done = par_waitset_next(ws, deadline, &st);
+    if (done) {
+      for (i = 0; i < n && fs[i] != done; i++) {}
+      r->value = (int64_t)i;
+      par_object_release(&done->hdr);
+      st = PAR_OK;
+    }
+  }
+  if (ws) par_waitset_release(ws);
+  for (i = 0; i < n; i++)
+    if (fs[i]) par_object_release(&fs[i]->hdr);
+  free(fs);
+  return st;
+}
+
 static int serve_future(rreq *r, double deadline) {
   par_future *f = (par_future *)r->obj;
   switch (r->method) {
@@ -411,6 +455,7 @@ static int serve_future(rreq *r, double deadline) {
       else r->value = par_future_interrupt(f);
       return PAR_OK;
     }
+    case PR_WAIT_ANY: return wait_any(r, deadline);
     default:
       return fail(r, "a method this object does not have");
   }
@@ -420,12 +465,18 @@ static int serve_pool(rreq *r) {
   par_pool *p = (par_pool *)r->obj;
   switch (r->method) {
     case PR_SUBMIT: {
+      const par_remote_part *tt = arg_part(r, 1, 'B');
       par_future *f;
+      double timeout = 0;
       int st;
-      if (!arg_part(r, 0, 'M') || rp_is_immediate(r->in[0].m)) return fail(r, "a malformed request");
+      if (!arg_part(r, 0, 'M') || rp_is_immediate(r->in[0].m) || r->arg < 0 ||
+          r->arg >= PR_TASK_KINDS || (r->nin > 1 && (!tt || tt->len != sizeof timeout)))
+        return fail(r, "a malformed request");
+      if (tt) memcpy(&timeout, tt->bytes, sizeof timeout);
       f = par_future_new((int)r->arg, r->in[0].m);
       if (!f) return PAR_NOMEM;
       r->in[0].m = NULL;
+      f->timeout = timeout;
       st = par_pool_submit(p, f);
       if (st != PAR_OK) {
         par_object_release(&f->hdr);
@@ -436,6 +487,16 @@ static int serve_pool(rreq *r) {
     case PR_SHUT_DOWN:
       par_pool_shutdown(p, 0, r->arg != 0, 0);
       return PAR_OK;
+    case PR_INFO: {
+      /* a backend that kills a task is one of worker processes */
+      const char *backend = p->ops->kill ? "process" : "threads";
+      size_t len = strlen(backend);
+      unsigned char *name = malloc(len);
+      if (!name) return PAR_NOMEM;
+      memcpy(name, backend, len);
+      r->value = 2 * (int64_t)p->nworkers + (atomic_load(&p->closed) != 0);
+      return add_out(r, 'B', NULL, name, len, NULL);
+    }
     default:
       return fail(r, "a method this object does not have");
   }
@@ -455,7 +516,7 @@ static int attempt(rreq *r, double deadline) {
 static int may_block(int method) {
   switch (method) {
     case PR_PUSH: case PR_POP: case PR_PUSH_MANY: case PR_POP_MANY: case PR_JOIN: case PR_POLL:
-    case PR_SET: case PR_BEGIN_UPDATE: case PR_WAIT:
+    case PR_SET: case PR_BEGIN_UPDATE: case PR_WAIT: case PR_WAIT_ANY:
       return 1;
     default:
       return 0;
