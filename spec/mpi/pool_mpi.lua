@@ -167,6 +167,51 @@ describe("pool{backend = 'mpi'}", function()
     assert.equal(500000.0, back[1000000])
   end)
 
+  -- A long argument goes over MPI as one message, not in segments as on
+  -- the thread backend (README, "Running on a cluster": measured slower).
+  it("delivers a long argument whole: every item of 1,000,000, its hash part and a shared table", function()
+    local n, shared = 1000000, { tag = "shared" }
+    local t = {}
+    for i = 1, n do t[i] = i % 3 == 0 and i * 0.5 or i end
+    t[1], t[n], t[700000] = shared, shared, "middle"
+    t.name = "big"
+    local expect = 0
+    for i = 1, n do if type(t[i]) == "number" then expect = expect + t[i] end end
+    local sum, same, mid, name, ints = pool:submit(function(v)
+      local s, k = 0, 0
+      for i = 1, #v do
+        if type(v[i]) == "number" then s = s + v[i] end
+        if math.type(v[i]) == "integer" then k = k + 1 end
+      end
+      return s, v[1] == v[#v] and v[1].tag == "shared", v[700000], v.name, k
+    end, t):get()
+    assert.equal(expect, sum)
+    assert.is_true(same)
+    assert.equal("middle", mid)
+    assert.equal("big", name)
+    local k = 0
+    for i = 1, n do if math.type(t[i]) == "integer" then k = k + 1 end end
+    assert.equal(k, ints)
+  end)
+
+  it("fails the submit when a value far into a long argument cannot travel, and loses nothing", function()
+    local t = {}
+    for i = 1, 1000000 do t[i] = i end
+    local before = pool:stats()
+    t[900000] = coroutine.create(function() end)
+    support.assert_raises("cannot send thread at args[1][900000]: a coroutine cannot travel; "
+      .. "create it inside the task", pool.submit, pool, function(v) return #v end, t)
+    t[900000] = parallel.lock()
+    support.assert_raises("cannot send parallel.lock to another rank",
+      pool.submit, pool, function(v) return #v end, t)
+    local after = pool:stats()
+    assert.equal(before.submitted, after.submitted)   -- no task was left behind
+    assert.equal(before.failed, after.failed)
+    t[900000] = 0
+    assert.equal(1000000, pool:submit(function(v) return #v end, t):get())
+    assert.equal(7, pool:submit(function(x) return x + 1 end, 6):get())
+  end)
+
   it("runs many small tasks", function()
     local fs = {}
     for i = 1, 5000 do fs[i] = pool:submit(function(x) return x + 1 end, i) end
