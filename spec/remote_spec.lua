@@ -425,7 +425,8 @@ describe("shared objects in process pools", function()
   end)
 
   it("refuse a queue made in the worker at the send back, naming it", function()
-    assert_raises("cannot send parallel.queue to another process",
+    assert_raises("parallel.queue created in a worker process cannot leave it (create it in the "
+      .. "parent and pass it to the task: it works from every worker)",
       function() return pool:apply(function() return require("parallel").queue() end) end)
   end)
 

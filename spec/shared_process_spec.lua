@@ -282,15 +282,108 @@ describe("shared objects in process pools", function()
     assert.equal(2, started:get())
   end)
 
-  it("refuse to send back what a worker made", function()
-    for _, make in ipairs{"lock", "event", "array"} do
-      local f = pool:submit(function(make)
-        if make == "array" then return parallel.array("int8", 1) end
-        return parallel[make]()
-      end, make)
-      assert.equal("parallel." .. make .. " created in a worker process cannot leave it (create it "
-        .. "before submitting the task and pass it as an argument)", failure(f))
-    end
+  describe("made in a worker", function()
+    it("come back to the parent as objects in shared memory", function()
+      local a, v, l, e = pool:submit(function()
+        local a = parallel.array("int32", 3)
+        a[1], a[2], a[3] = 7, 8, 9
+        local v = parallel.value("double", 2.5)
+        return a, v, parallel.lock(), parallel.event()
+      end):get()
+      assert.same({7, 8, 9}, a:totable())
+      assert.equal(2.5, v:get())
+      assert.is_true(l:acquire(1))
+      l:release()
+      e:set()
+      assert.is_true(e:is_set())
+    end)
+
+    it("are the same memory for the parent and a task of any worker", function()
+      local a = pool:submit(function() return parallel.array("int64", 2) end):get()
+      a[1] = 5
+      -- every worker adds to it, the one that made it included
+      assert.same({true, true}, {both(function(w, a, n)
+        for _ = 1, n do a:add(2, 1) end
+        return a[1] == 5
+      end, a, 20000)})
+      assert.equal(40000, a[2])
+      assert.equal(a, pool:submit(function(a) return a end, a):get())
+    end)
+
+    it("go from one worker to another through a queue of the parent", function()
+      local q = parallel.queue()
+      local b = parallel.barrier(2)
+      local maker = pool:submit(function(q, b)
+        local a = parallel.array("int32", 1)
+        local ev = parallel.event()
+        q:push({a = a, ev = ev})
+        assert(ev:wait(10), "the other worker did not set the event")
+        b:wait(10)
+        return a[1]
+      end, q, b)
+      local user = pool:submit(function(q, b)
+        local t = q:pop(10)
+        t.a[1] = 42
+        t.ev:set()
+        b:wait(10)
+        return true
+      end, q, b)
+      assert.is_true(user:get(30))
+      assert.equal(42, maker:get(30))
+    end)
+
+    it("outlive the worker that made them: the parent keeps using them and relays them to new workers", function()
+      local p <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1}
+      local a, l = p:submit(function()
+        local a = parallel.array("int32", 2)
+        a[1] = 11
+        return a, parallel.lock()
+      end):get()
+      -- each task has a fresh process: the maker is gone (or going)
+      assert.same({true, 12}, {p:submit(function(a, l)
+        assert(l:acquire(10))
+        a[2] = a[1] + 1
+        l:release()
+        return true, a[2]
+      end, a, l):get(30)})
+      assert.same({11, 12}, a:totable())
+      assert.equal(a, p:submit(function(a) return a end, a):get(30))
+    end)
+
+    it("a lock a worker made and dies holding goes to the next acquirer, once told", function()
+      local q, go = parallel.queue(), parallel.event()
+      local f = pool:submit(function(q, go)
+        local l = parallel.lock()
+        l:acquire()
+        q:push(l)
+        assert(go:wait(10))
+        os.exit(3)
+      end, q, go)
+      local l = q:pop(10)
+      assert.same({false}, {l:acquire(0.05)})
+      go:set()
+      assert.matches("worker process died", failure(f))
+      assert.same({true, "owner died"}, {l:acquire(10)})
+      l:release()
+      assert.same({true}, {l:acquire(1)})
+      l:release()
+    end)
+
+    it("queues, dicts, pools and futures are refused at the send, saying what to do", function()
+      for _, make in ipairs{"queue", "dict"} do
+        local f = pool:submit(function(make) return parallel[make]() end, make)
+        assert.equal("parallel." .. make .. " created in a worker process cannot leave it (create "
+          .. "it in the parent and pass it to the task: it works from every worker)", failure(f))
+      end
+      local f = pool:submit(function()
+        local p = parallel.pool{workers = 1}
+        local fut = p:submit(function() return 1 end)
+        fut:wait()
+        return fut
+      end)
+      assert.equal("parallel.future created in a worker process cannot leave it (send its result "
+        .. "instead, or submit to a pool the task was given)", failure(f))
+    end)
   end)
 
   it("leave no worker hanging when the parent dies holding a lock they wait for #child", function()

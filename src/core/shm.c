@@ -38,6 +38,8 @@ typedef struct chunk {
   size_t size;
   pid_t pid;           /* creator */
   int fd;              /* own chunks: open for other processes; foreign: its number there */
+  int here;            /* foreign: our descriptor of it, kept open so that other processes
+                          can map it through us once its creator is gone (-1: none) */
   uint64_t serial;
   long maps;           /* foreign chunks: par_shm_map calls not yet unmapped */
   int big;             /* own chunk of one block */
@@ -126,6 +128,7 @@ static chunk *chunk_new(size_t size, int big) {
   c->serial = next_serial++;
   c->maps = 0;
   c->big = big;
+  c->here = -1;
   h = (chunk_hdr *)c->base;
   h->magic = CHUNK_MAGIC;
   h->serial = c->serial;
@@ -342,10 +345,11 @@ void *par_shm_map(const par_shm_loc *loc, size_t *avail, char *err, size_t errsi
     if (!c) { close(f); snprintf(err, errsize, "not enough memory"); goto out; }
     c->size = (size_t)st.st_size;
     c->base = mmap(NULL, c->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, f, 0);
-    close(f);
+    c->here = f;
     if (c->base == MAP_FAILED) {
       snprintf(err, errsize, "cannot map the shared memory of process %ld (%s)", (long)pid,
                strerror(errno));
+      close(f);
       free(c);
       c = NULL;
       goto out;
@@ -354,6 +358,7 @@ void *par_shm_map(const par_shm_loc *loc, size_t *avail, char *err, size_t errsi
     if (h->magic != CHUNK_MAGIC || h->serial != serial || h->size != c->size) {
       /* the descriptor number was reused: that chunk is gone */
       munmap(c->base, c->size);
+      close(c->here);
       free(c);
       c = NULL;
       snprintf(err, errsize, "the shared object's memory is gone (process %ld)", (long)pid);
@@ -368,7 +373,7 @@ void *par_shm_map(const par_shm_loc *loc, size_t *avail, char *err, size_t errsi
   }
   if (off < CHUNK_HDR || off % 64 || off + PAR_SHM_HDR > c->size) {
     snprintf(err, errsize, "a malformed shared object handle");
-    if (c->maps == 0) { chunk_unlink(&foreign, c); munmap(c->base, c->size); free(c); }
+    if (c->maps == 0) { chunk_unlink(&foreign, c); munmap(c->base, c->size); close(c->here); free(c); }
     goto out;
   }
   c->maps++;
@@ -387,8 +392,38 @@ void par_shm_unmap(const par_shm_loc *loc) {
       if (--c->maps == 0) {
         chunk_unlink(&foreign, c);
         munmap(c->base, c->size);
+        close(c->here);
         free(c);
       }
+      break;
+    }
+  pthread_mutex_unlock(&mu);
+}
+
+int par_shm_loc_relay(const par_shm_loc *loc, pid_t dest, par_shm_loc *out) {
+  pid_t pid = par_shm_loc_pid(loc);
+  chunk *c;
+  int r = 0;
+  if (pid == par_shm_self() || pid == dest) return 0;
+  pthread_mutex_lock(&mu);
+  for (c = foreign; c; c = c->next)
+    if (c->pid == pid && c->fd == loc_fd(loc) && c->serial == loc_serial(loc)) break;
+  if (c && c->here >= 0) {
+    out->owner = (uint64_t)(uint32_t)par_shm_self() | (uint64_t)(uint32_t)c->here << 32;
+    out->id = loc->id;
+    r = 1;
+  }
+  pthread_mutex_unlock(&mu);
+  return r;
+}
+
+void par_shm_loc_local(par_shm_loc *loc) {
+  chunk *c;
+  if (par_shm_loc_pid(loc) != par_shm_self()) return;
+  pthread_mutex_lock(&mu);
+  for (c = foreign; c; c = c->next)
+    if (c->here == loc_fd(loc) && c->serial == loc_serial(loc)) {
+      make_loc(loc, c, loc_offset(loc));
       break;
     }
   pthread_mutex_unlock(&mu);

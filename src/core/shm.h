@@ -15,7 +15,11 @@
  * Another process maps the chunk through /proc/<pid>/fd/<n> the first time
  * it sees one of its blocks, checks the chunk's header (magic, serial: a
  * reused descriptor number is told apart), and unmaps it when its last
- * imported object goes.
+ * imported object goes. An importer keeps its descriptor of the chunk
+ * open while mapped: relaying a block to a third process, it names the
+ * block through itself (par_shm_loc_relay), so that a block a worker made
+ * stays reachable by the others once that worker has exited (the memory
+ * lives as long as some process maps it).
  *
  * Registry. A process-local map from loc to the par_object that stands
  * for the block here (the creator's object, or an importer's wrapper), so
@@ -76,6 +80,14 @@ par_object *par_shm_lookup(const par_shm_loc *loc);
  * block's address and in *avail the bytes from it to its chunk's end;
  * NULL with err filled ("the object's process is gone", ...). */
 void *par_shm_map(const par_shm_loc *loc, size_t *avail, char *err, size_t errsize);
+/* Relaying a block another process made to process dest: when dest is
+ * not its creator and this process has its chunk mapped, *out names the
+ * block through this process's descriptor of the chunk (1), so that dest
+ * can map it even once the creator is gone; else 0 (send loc as it is). */
+int par_shm_loc_relay(const par_shm_loc *loc, pid_t dest, par_shm_loc *out);
+/* A name par_shm_loc_relay made here, coming back: turned into the
+ * block's own name again (other names are left as they are). */
+void par_shm_loc_local(par_shm_loc *loc);
 /* Drops one par_shm_map of loc's chunk. */
 void par_shm_unmap(const par_shm_loc *loc);
 

@@ -211,6 +211,7 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   pthread_mutex_lock(&c->pid_mu);
   c->pid = pid;
   pthread_mutex_unlock(&c->pid_mu);
+  if (c->shm) par_shm_via_peer(c->shm, (uint32_t)pid);
   par_wire_peer_reset(c->peer);
   c->ntasks = 0;
   c->sent = 0;

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -221,6 +222,27 @@ static int configure(conn *k, const unsigned char *p, size_t len, worker_config 
 }
 
 /* ------------------------------------------- shared objects: requests */
+
+/* The last via: a queue, pipe end, dict, pool or future this process made
+ * would need this process to serve requests for it, which a worker (one
+ * thread, running tasks) does not: refused with what to do instead. */
+static int refuse_own(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e) {
+  (void)ud; (void)h;
+  if (!par_remote_claims(o)) return 1;
+  if (o->type == &par_future_type)
+    snprintf(e->msg, sizeof e->msg, "parallel.future created in a worker process cannot leave "
+             "it (send its result instead, or submit to a pool the task was given)");
+  else
+    snprintf(e->msg, sizeof e->msg, "%s created in a worker process cannot leave it (create it "
+             "in the parent and pass it to the task: it works from every worker)", o->type->name);
+  return -1;
+}
+
+static int import_none(void *ud, const par_wire_handle *h, par_object **out, par_wire_err *e) {
+  (void)ud; (void)h; (void)out; (void)e;
+  return 1;
+}
+
 
 /* A request (or a cancel) of the running task to the parent; written out
  * before the task waits for the reply. */
@@ -429,13 +451,23 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   {
     par_wire_objects hooks;
     k.shm = par_shm_via_new(1);
-    if (k.shm) par_shm_via_attach(k.shm, &k.vias);
+    if (k.shm) {
+      par_shm_via_peer(k.shm, (uint32_t)getppid());
+      par_shm_via_attach(k.shm, &k.vias);
+    }
     par_remote_link link;
     link.send = link_send;
     link.pump = link_pump;
     link.ud = &k;
     k.remote = par_remote_client_new(&link, (uint64_t)getppid());
     if (k.remote) par_remote_client_attach(&k.vias, k.remote);
+    {
+      par_wire_via own;
+      own.export_obj = refuse_own;
+      own.import_obj = import_none;
+      own.ud = NULL;
+      par_wire_vias_add(&k.vias, &own);
+    }
     par_wire_vias_hooks(&k.vias, &hooks);
     k.peer = par_wire_peer_new(&hooks);
     if (k.remote) par_remote_client_set_peer(k.remote, k.peer);

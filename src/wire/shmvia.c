@@ -2,6 +2,7 @@
 #include "wire/shmvia.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 struct par_shm_via {
   int up;
+  _Atomic uint32_t dest;     /* the other side's pid (0: not known) */
   pthread_mutex_t mu;
   par_object **slots;        /* open addressing, by pointer; NULL: empty */
   size_t cap, n;
@@ -81,34 +83,60 @@ static int via_export(void *ud, par_object *o, par_wire_handle *h, par_wire_err 
   int r = par_shm_via_carries(o, e);
   if (r <= 0) return r < 0 ? -1 : 1;
   b = block_of(o);
-  if (v->up && !b->foreign)
-    return refuse(e, "%s created in a worker process cannot leave it (create it before "
-                  "submitting the task and pass it as an argument)", o->type->name);
-  if (!v->up) {
+  /* down: kept until the worker is gone; up: what this worker made (its
+   * block, freed here once its last reference goes) kept until it exits */
+  if (!v->up || !b->foreign) {
     pthread_mutex_lock(&v->mu);
     r = keep(v, o);
     pthread_mutex_unlock(&v->mu);
     if (r != 0) return refuse(e, "%s", "not enough memory");
   }
   h->type = o->type->name;
-  h->owner = b->loc.owner;
-  h->id = b->loc.id;
+  {
+    par_shm_loc loc;
+    if (!par_shm_loc_relay(&b->loc, (pid_t)atomic_load(&v->dest), &loc)) loc = b->loc;
+    h->owner = loc.owner;
+    h->id = loc.id;
+  }
   return 0;
 }
 
+/* What the other side holds of: a lock it made and holds when it dies. */
+static int holdable(const par_object *o) {
+  return o->type == &par_lock_type || o->type == &par_rlock_type ||
+         o->type == &par_condition_type;
+}
+
 static int via_import(void *ud, const par_wire_handle *h, par_object **out, par_wire_err *e) {
+  par_shm_via *v = (par_shm_via *)ud;
   const par_type *t = type_named(h->type);
   par_shm_loc loc;
-  (void)ud;
   if (!t) return 1;
   loc.owner = h->owner;
   loc.id = h->id;
+  par_shm_loc_local(&loc);
   if (t == &par_array_type || t == &par_value_type)
     *out = (par_object *)par_array_import(t, &loc, e->msg, sizeof e->msg);
   else
     *out = par_sync_import(t, &loc, e->msg, sizeof e->msg);
-  return *out ? 0 : -1;
+  if (!*out) return -1;
+  /* A lock the worker made: if it dies holding it, par_shm_via_gone frees it. */
+  if (!v->up && holdable(*out) && block_of(*out)->foreign &&
+      par_shm_loc_pid(&block_of(*out)->loc) == (pid_t)atomic_load(&v->dest)) {
+    int r;
+    pthread_mutex_lock(&v->mu);
+    r = keep(v, *out);
+    pthread_mutex_unlock(&v->mu);
+    if (r != 0) {
+      par_object_release(*out);
+      *out = NULL;
+      return refuse(e, "%s", "not enough memory");
+    }
+  }
+  return 0;
 }
+
+void par_shm_via_peer(par_shm_via *v, uint32_t pid) { atomic_store(&v->dest, pid); }
 
 par_shm_via *par_shm_via_new(int up) {
   par_shm_via *v = calloc(1, sizeof *v);
@@ -143,8 +171,12 @@ void par_shm_via_gone(par_shm_via *v, uint32_t pid) {
       else par_lock_recover(o, pid);
     }
   }
-  for (i = 0; i < cap; i++)
-    if (slots[i]) par_object_release(slots[i]);
+  for (i = 0; i < cap; i++) {
+    /* Up: what this worker made is left as it is, never freed (freeing
+     * writes the free list into the block): this process is ending, and
+     * the others still use that memory. */
+    if (slots[i] && !(v->up && !block_of(slots[i])->foreign)) par_object_release(slots[i]);
+  }
   free(slots);
 }
 

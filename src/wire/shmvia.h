@@ -13,10 +13,14 @@
  *   so a worker never uses a block its creator freed. When the worker is
  *   gone, the locks in the set that it held are marked free, their holder
  *   dead (par_lock_recover): the next acquire gets them.
- * - up (a worker process to its pool): only objects that came from the
- *   other side (or from further up) may go back; one made in the worker
- *   is refused, since nothing would keep it alive once the worker ends:
- *   "parallel.array created in a worker process cannot leave it".
+ *   A lock, rlock or condition the worker made and sent up is kept too,
+ *   so that the same recovery frees it if the worker dies holding it.
+ * - up (a worker process to its pool): an object the worker made is kept
+ *   alive in the set until the worker exits, so its block is never freed
+ *   and reused under the other side; once it has exited, the block lives
+ *   on in the processes that mapped it (a memfd lives while mapped), and
+ *   the pool relays it to the other workers through its own descriptor
+ *   (core/shm.h: par_shm_loc_relay).
  * A barrier with an action cannot cross (the action is a Lua function of
  * its creator's state).
  *
@@ -34,8 +38,14 @@ typedef struct par_shm_via par_shm_via;
 par_shm_via *par_shm_via_new(int up);
 /* Adds it to vias (first: see the notes in wire/objects.h). 0 or -1. */
 int par_shm_via_attach(par_shm_via *v, par_wire_vias *vias);
+/* The other side's pid (a down connection: its worker's, set at each
+ * launch; up: the pool's): where blocks made by a third process are
+ * relayed through this one. */
+void par_shm_via_peer(par_shm_via *v, uint32_t pid);
 /* The worker process pid is gone: frees the locks it held, then lets go
- * of everything sent to it. Safe to repeat; pid 0: only lets go. */
+ * of everything sent to it. Safe to repeat; pid 0: only lets go. On an up
+ * connection (the worker's end, as it exits) the objects it made are not
+ * let go: their blocks stay as they are for the processes using them. */
 void par_shm_via_gone(par_shm_via *v, uint32_t pid);
 void par_shm_via_free(par_shm_via *v);
 /* Whether a pool's connection to its worker carries o: 1 yes; 0 not one
