@@ -430,6 +430,60 @@ describe("shared objects in process pools", function()
       function() return pool:apply(function() return require("parallel").queue() end) end)
   end)
 
+  describe("what the pool keeps for a worker", function()
+    -- Each object is dropped here after its task: what the pool kept for the
+    -- worker goes once the worker's proxy is collected. A 800 KB array has a
+    -- memfd of its own, so the descriptors this process holds count them,
+    -- directly (sent to the task) or inside a queue or dict sent to it.
+    it("is let go once the worker collected it: many tasks, no growth #child", function()
+      local out, err, status = support.run_child{ timeout = 60, code = [[
+        local parallel = require "parallel"
+        local function fds()
+          local n = 0
+          for _ in io.popen("ls /proc/$PPID/fd"):lines() do n = n + 1 end
+          return n
+        end
+        local pool <close> = parallel.pool{backend = "process", workers = 1}
+        local function settle()
+          for _ = 1, 2 do pool:submit(function() collectgarbage() end):get(10) end
+          collectgarbage() collectgarbage()
+        end
+        settle()
+        local cases = {
+          array = function(a) return a end,
+          queue = function(a) local q = parallel.queue() q:push(a) return q end,
+          dict = function(a) local d = parallel.dict() d.a = a return d end,
+        }
+        for _, name in ipairs{"array", "queue", "dict"} do
+          local before = fds()
+          for _ = 1, 40 do
+            local obj = cases[name](parallel.array("double", 100000))
+            assert(pool:submit(function(o) collectgarbage() return o ~= nil end, obj):get(10))
+            obj = nil
+            collectgarbage() collectgarbage()
+          end
+          settle()
+          io.write(name, " ", fds() - before, "\n")
+        end
+        -- kept while the worker holds it, in a global of its state
+        local q = parallel.queue()
+        q:push(parallel.array("double", 100000))
+        pool:submit(function(q) KEEP = q end, q):get(10)
+        q = nil
+        settle()
+        io.write("held ", pool:submit(function() return #KEEP:pop(0) end):get(10), "\n")
+      ]] }
+      assert.equal(0, status, err)
+      -- 40 each if nothing were let go; a descriptor or two may come and go
+      local grew = {}
+      for name, n in out:gmatch("(%a+) (%-?%d+)\n") do grew[name] = tonumber(n) end
+      for _, name in ipairs{"array", "queue", "dict"} do
+        assert.is_true(grew[name] <= 2, name .. " grew by " .. tostring(grew[name]))
+      end
+      assert.equal(100000, grew.held)
+    end)
+  end)
+
   describe("hostile uses", function()
     it("a proxy closed in the worker raises, naming it", function()
       assert_raises("parallel.queue (remote) is closed", function()

@@ -585,6 +585,35 @@ static void outcome(proc_ctx *c, flight *x, int state, const unsigned char *p, s
 
 enum { OUTCOME_GONE = 1, OUTCOME_FATAL };
 
+/* The worker no longer uses these of the objects sent to it: 0, or -1 on
+ * a malformed frame. */
+static int take_releases(proc_ctx *c, const unsigned char *p, size_t len) {
+  uint32_t n, i;
+  if (len < 4) return -1;
+  n = get32(p);
+  p += 4; len -= 4;
+  if (len / 16 < n) return -1;
+  for (i = 0; i < n; i++, p += 16, len -= 16) {
+    uint64_t id, k;
+    memcpy(&id, p, 8);
+    memcpy(&k, p + 8, 8);
+    par_remote_owner_release(c->remote, id, k);
+  }
+  if (len < 4) return -1;
+  n = get32(p);
+  p += 4; len -= 4;
+  if (len / 24 < n) return -1;
+  for (i = 0; i < n; i++, p += 24) {
+    par_shm_loc loc;
+    uint64_t k;
+    memcpy(&loc.owner, p, 8);
+    memcpy(&loc.id, p + 8, 8);
+    memcpy(&k, p + 16, 8);
+    if (c->shm) par_shm_via_release(c->shm, &loc, k);
+  }
+  return 0;
+}
+
 /* Takes the frames that arrived: 0 when none is left, OUTCOME_GONE /
  * OUTCOME_FATAL on a broken conversation. *closed: the channel closed. */
 static int take_frames(proc_ctx *c, int *closed) {
@@ -617,6 +646,9 @@ static int take_frames(proc_ctx *c, int *closed) {
         break;
       case PF_CANCEL:
         par_remote_cancel(c->remote, fr + 1, len - 1);
+        break;
+      case PF_RELEASE:
+        if (take_releases(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
         break;
       case PF_ERROR: {
         char text[512];

@@ -338,6 +338,30 @@ static void prestart(conn *k) {
   if (start(k, seq)) k->prestarted = seq;
 }
 
+/* Lets the parent drop what it kept for this process and is no longer
+ * used here (the task's arguments, once collected). 0, or -1 when the
+ * channel failed. */
+static int send_releases(conn *k) {
+  size_t at;
+  uint32_t n;
+  int r;
+  frame_start(k, PF_RELEASE);
+  at = k->out.len;
+  if (!par_buf_reserve(&k->out, 4)) return 0;
+  k->out.len += 4;
+  r = par_remote_client_releases(k->remote, &k->out);
+  n = r > 0 ? (uint32_t)r : 0;
+  memcpy(k->out.data + at, &n, 4);
+  at = k->out.len;
+  if (!par_buf_reserve(&k->out, 4)) return 0;
+  k->out.len += 4;
+  r = par_shm_via_releases(k->shm, &k->out);
+  if (r < 0) r = 0;
+  memcpy(k->out.data + at, &r, 4);
+  if (n == 0 && r == 0) return 0;
+  return send_all(k);
+}
+
 /* Rebuilds a task (with all of its segments) and runs it; sends the
  * outcome. -1 when the channel failed. */
 static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
@@ -380,6 +404,7 @@ static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
   worker_ops.run(ctx, f);
   if (ctx) end_run(ctx);
   state = atomic_load(&f->state);
+  if (send_releases(k) != 0) { par_object_release(&f->hdr); return -1; }
   frame_start(k, PF_DONE);
   k->out.data[k->out.len++] = (unsigned char)state;
   memcpy(k->out.data + k->out.len, &useq, 4);
@@ -475,6 +500,7 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   k.ledger = proc_ledger_map(PROC_LEDGER_FD);
   par_buf_init(&k.out);
   if (!k.chan || !k.peer || !k.remote || !k.ledger || !k.shm) return 1;
+  par_remote_client_releases(k.remote, &k.out);   /* from now on, collected proxies count */
   status = serve(&k);
   par_wire_chan_free(k.chan);
   par_wire_peer_free(k.peer);

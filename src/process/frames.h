@@ -24,6 +24,11 @@
  *                (wire/remote.h); the parent serves it without blocking its
  *                reading of this channel and answers with PF_REPLY
  *     PF_CANCEL  the task waiting for that request was interrupted
+ *     PF_RELEASE u32 n, n × (u64 id, u64 handles): proxies of the parent's
+ *                queues... collected here (par_remote_owner_release); u32
+ *                m, m × (u64 owner, u64 id, u64 handles): its arrays,
+ *                locks... no longer used here (par_shm_via_release). Sent
+ *                before a task's PF_DONE when there is any
  *     PF_DONE    u8 state (PAR_DONE or PAR_FAILED), u32 task number, the
  *                results' payload
  *     PF_ERROR   u32 task number, text: the outcome could not be sent (a
@@ -48,7 +53,8 @@ enum {
   PF_ERROR = 'E',
   PF_REQUEST = 'Q',
   PF_REPLY = 'R',
-  PF_CANCEL = 'X'
+  PF_CANCEL = 'X',
+  PF_RELEASE = 'L'
 };
 
 #endif

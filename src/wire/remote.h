@@ -7,9 +7,12 @@
  *
  * The object crosses as a handle (type, owner, id): `id` indexes the
  * owner's export table for that connection (par_remote_owner), which holds
- * one reference to each exported object until the connection's other end
- * is gone (par_remote_owner_reset: a worker process that exited or was
- * replaced) or the owner is freed. The receiving end gets a
+ * one reference to each exported object until the other end has let go of
+ * every handle of it sent (par_remote_owner_release: the owner counts the
+ * handles it sent, the client those it received, and tells them back when
+ * its proxy is collected; so no handle is in flight when the count reaches
+ * 0), the connection's other end is gone (par_remote_owner_reset: a worker
+ * process that exited or was replaced) or the owner is freed. The receiving end gets a
  * par_remote_obj (par_remote_client), whose binding (l_remote.c) turns
  * each method into par_remote_call: one request, one reply.
  *
@@ -100,6 +103,12 @@ void par_remote_owner_reset(par_remote_owner *o);
 /* Adds the owner's via: exports queues, pipe ends, dicts, pools and
  * futures; imports the handles it exported. */
 int par_remote_owner_attach(par_wire_vias *v, par_remote_owner *o);
+/* The other end let go of n handles of export id (its proxy was
+ * collected, par_remote_client_releases): once every handle sent is let
+ * go, the export is dropped and its id may name another object. */
+void par_remote_owner_release(par_remote_owner *o, uint64_t id, uint64_t n);
+/* Objects exported and not let go (tests). */
+size_t par_remote_owner_exported(par_remote_owner *o);
 /* Whether o is of a kind this module carries (to refuse the others early). */
 int par_remote_claims(const par_object *o);
 /* Readable when a reply waits for par_remote_next_reply; -1 if none. */
@@ -135,6 +144,12 @@ void par_remote_client_free(par_remote_client *c);
 /* Adds the client's via: imports the owner's handles as par_remote_obj,
  * exports them back as the same handles. */
 int par_remote_client_attach(par_wire_vias *v, par_remote_client *c);
+/* Proxies collected since the last call: appends (u64 id, u64 handles
+ * received) for each to out, for par_remote_owner_release at the owner;
+ * how many, or -1 on out of memory (they are kept for the next call).
+ * The list starts with the first call: a client never asked (MPI's)
+ * keeps none. */
+int par_remote_client_releases(par_remote_client *c, par_buf *out);
 /* A reply's bytes, from the link's pump (or another thread). */
 void par_remote_client_deliver(par_remote_client *c, const unsigned char *bytes, size_t len);
 

@@ -34,7 +34,11 @@ struct par_remote_client {
   uint32_t next_rid;
   slot *pending;
   par_remote_obj **objs;     /* by id - 1; NULL: none alive here */
+  uint64_t *got;             /* by id - 1: handles received since the last release */
   size_t nobjs;
+  uint64_t *rel;             /* (id, handles) pairs to let go at the owner */
+  size_t nrel, caprel;
+  int releasing;             /* the link sends them (par_remote_client_releases) */
 };
 
 static const char *const kind_names[PR_KINDS] = {
@@ -58,17 +62,50 @@ int par_remote_kind(const par_object *o) {
   return -1;
 }
 
-/* The proxy's last reference went: it leaves the table (the owner keeps
- * the object until this end's connection goes). */
+/* The proxy's last reference went: it leaves the table, and the handles
+ * received for it are let go at the next par_remote_client_releases. */
 static void remote_destroy(par_object *o) {
   par_remote_obj *r = (par_remote_obj *)o;
   par_remote_client *c = r->client;
   if (c) {
     pthread_mutex_lock(&c->mu);
-    if (r->id >= 1 && r->id <= c->nobjs && c->objs[r->id - 1] == r) c->objs[r->id - 1] = NULL;
+    if (r->id >= 1 && r->id <= c->nobjs && c->objs[r->id - 1] == r) {
+      c->objs[r->id - 1] = NULL;
+      if (c->releasing && c->got[r->id - 1] > 0) {
+        if (c->nrel + 2 > c->caprel) {
+          size_t cap = c->caprel ? c->caprel * 2 : 32;
+          uint64_t *n = realloc(c->rel, cap * sizeof *n);
+          if (n) { c->rel = n; c->caprel = cap; }
+        }
+        /* out of memory: never let go (kept until the connection ends) */
+        if (c->nrel + 2 <= c->caprel) {
+          c->rel[c->nrel++] = r->id;
+          c->rel[c->nrel++] = c->got[r->id - 1];
+          c->got[r->id - 1] = 0;
+        }
+      }
+    }
     pthread_mutex_unlock(&c->mu);
   }
   free(r);
+}
+
+int par_remote_client_releases(par_remote_client *c, par_buf *out) {
+  int n;
+  pthread_mutex_lock(&c->mu);
+  c->releasing = 1;
+  n = (int)(c->nrel / 2);
+  if (n > 0) {
+    if (!par_buf_reserve(out, c->nrel * 8)) {
+      n = -1;
+    } else {
+      memcpy(out->data + out->len, c->rel, c->nrel * 8);
+      out->len += c->nrel * 8;
+      c->nrel = 0;
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  return n;
 }
 
 static par_object *client_import_handle(par_remote_client *c, int kind, uint64_t id,
@@ -79,9 +116,13 @@ static par_object *client_import_handle(par_remote_client *c, int kind, uint64_t
     size_t n = c->nobjs ? c->nobjs : 16;
     par_remote_obj **grown;
     while (n < id) n *= 2;
+    uint64_t *got;
     if (id > ((size_t)1 << 40) || !(grown = realloc(c->objs, n * sizeof *grown))) goto nomem;
-    memset(grown + c->nobjs, 0, (n - c->nobjs) * sizeof *grown);
     c->objs = grown;
+    if (!(got = realloc(c->got, n * sizeof *got))) goto nomem;
+    memset(grown + c->nobjs, 0, (n - c->nobjs) * sizeof *grown);
+    memset(got + c->nobjs, 0, (n - c->nobjs) * sizeof *got);
+    c->got = got;
     c->nobjs = n;
   }
   r = c->objs[id - 1];
@@ -96,6 +137,7 @@ static par_object *client_import_handle(par_remote_client *c, int kind, uint64_t
     r->kind = kind;
     c->objs[id - 1] = r;
   }
+  c->got[id - 1]++;
   pthread_mutex_unlock(&c->mu);
   return &r->hdr;
 nomem:
@@ -177,6 +219,8 @@ void par_remote_client_free(par_remote_client *c) {
   for (i = 0; i < c->nobjs; i++)
     if (c->objs[i]) c->objs[i]->client = NULL;
   free(c->objs);
+  free(c->got);
+  free(c->rel);
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->send_mu);
   pthread_mutex_destroy(&c->mu);

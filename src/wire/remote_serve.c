@@ -61,7 +61,8 @@ struct par_remote_owner {
   pthread_mutex_t mu;
   pthread_cond_t idle;
   uint64_t self;
-  par_object **exp;           /* exported objects, id = index + 1 */
+  par_object **exp;           /* exported objects, id = index + 1; NULL: released */
+  uint64_t *sent;             /* how many handles of each went out, less those released */
   size_t nexp, capexp;
   rreq *pending;              /* with helpers */
   rreq *outbox, *outbox_tail; /* finished, reply not yet flattened */
@@ -96,25 +97,37 @@ int par_remote_claims(const par_object *o) { return kind_of(o) >= 0; }
 
 static int owner_export(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e) {
   par_remote_owner *own = (par_remote_owner *)ud;
-  size_t i;
+  size_t i, hole = SIZE_MAX;
   if (kind_of(o) < 0) return 1;
   pthread_mutex_lock(&own->mu);
-  for (i = 0; i < own->nexp; i++)
+  for (i = 0; i < own->nexp; i++) {
     if (own->exp[i] == o) break;
-  if (i == own->nexp) {
+    if (!own->exp[i] && hole == SIZE_MAX) hole = i;
+  }
+  if (i == own->nexp && hole != SIZE_MAX) {
+    /* a released id: no handle of it is in flight any more (its count
+     * reached 0), and the other end's proxy of it is gone */
+    i = hole;
+    own->exp[i] = par_object_retain(o);
+    own->sent[i] = 0;
+  } else if (i == own->nexp) {
     if (own->nexp == own->capexp) {
       size_t cap = own->capexp ? own->capexp * 2 : 16;
       par_object **n = realloc(own->exp, cap * sizeof *n);
-      if (!n) {
+      uint64_t *c = n ? realloc(own->sent, cap * sizeof *c) : NULL;
+      if (n) own->exp = n;
+      if (!c) {
         pthread_mutex_unlock(&own->mu);
         snprintf(e->msg, sizeof e->msg, "not enough memory");
         return -1;
       }
-      own->exp = n;
+      own->sent = c;
       own->capexp = cap;
     }
+    own->sent[own->nexp] = 0;
     own->exp[own->nexp++] = par_object_retain(o);
   }
+  own->sent[i]++;
   pthread_mutex_unlock(&own->mu);
   h->type = o->type->name;
   h->owner = own->self;
@@ -127,7 +140,7 @@ static int owner_import(void *ud, const par_wire_handle *h, par_object **out, pa
   par_object *o = NULL;
   if (kind_of_name(h->type) < 0) return 1;
   pthread_mutex_lock(&own->mu);
-  if (h->owner == own->self && h->id >= 1 && h->id <= own->nexp &&
+  if (h->owner == own->self && h->id >= 1 && h->id <= own->nexp && own->exp[h->id - 1] &&
       strcmp(own->exp[h->id - 1]->type->name, h->type) == 0)
     o = par_object_retain(own->exp[h->id - 1]);
   pthread_mutex_unlock(&own->mu);
@@ -586,6 +599,8 @@ void par_remote_owner_reset(par_remote_owner *o) {
   exp = o->exp;
   nexp = o->nexp;
   o->exp = NULL;
+  free(o->sent);
+  o->sent = NULL;
   o->nexp = o->capexp = 0;
   pthread_mutex_unlock(&o->mu);
   drain_wake(o);
@@ -608,8 +623,32 @@ void par_remote_owner_reset(par_remote_owner *o) {
     par_object_release((par_object *)hs[i].d);
   }
   free(hs);
-  for (i = 0; i < nexp; i++) par_object_release(exp[i]);
+  for (i = 0; i < nexp; i++)
+    if (exp[i]) par_object_release(exp[i]);
   free(exp);
+}
+
+void par_remote_owner_release(par_remote_owner *o, uint64_t id, uint64_t n) {
+  par_object *gone = NULL;
+  pthread_mutex_lock(&o->mu);
+  if (id >= 1 && id <= o->nexp && o->exp[id - 1]) {
+    if (o->sent[id - 1] > n) {
+      o->sent[id - 1] -= n;
+    } else {
+      gone = o->exp[id - 1];
+      o->exp[id - 1] = NULL;
+    }
+  }
+  pthread_mutex_unlock(&o->mu);
+  if (gone) par_object_release(gone);
+}
+
+size_t par_remote_owner_exported(par_remote_owner *o) {
+  size_t i, n = 0;
+  pthread_mutex_lock(&o->mu);
+  for (i = 0; i < o->nexp; i++) n += o->exp[i] != NULL;
+  pthread_mutex_unlock(&o->mu);
+  return n;
 }
 
 void par_remote_owner_free(par_remote_owner *o) {
@@ -720,7 +759,7 @@ int par_remote_serve(par_remote_owner *o, par_wire_peer *peer, const unsigned ch
   }
   r->method = method;
   pthread_mutex_lock(&o->mu);
-  if (id >= 1 && id <= o->nexp) obj = par_object_retain(o->exp[id - 1]);
+  if (id >= 1 && id <= o->nexp && o->exp[id - 1]) obj = par_object_retain(o->exp[id - 1]);
   pthread_mutex_unlock(&o->mu);
   if (obj) {
     r->obj = obj;

@@ -9,8 +9,11 @@
  *
  * Two kinds of connections:
  * - down (a pool to its worker process): every object sent is kept alive
- *   in the connection's set until the worker is gone (par_shm_via_gone),
- *   so a worker never uses a block its creator freed. When the worker is
+ *   in the connection's set, so a worker never uses a block its creator
+ *   freed, until the worker let go of every handle of it sent
+ *   (par_shm_via_releases there, par_shm_via_release here: the set counts
+ *   the handles sent, the worker those received, so none is in flight
+ *   when the count reaches 0) or is gone (par_shm_via_gone). When the worker is
  *   gone, the locks in the set that it held are marked free, their holder
  *   dead (par_lock_recover): the next acquire gets them.
  *   A lock, rlock or condition the worker made and sent up is kept too,
@@ -30,6 +33,8 @@
 #define PAR_WIRE_SHMVIA_H
 
 #include <stdint.h>
+#include "core/msg.h"
+#include "core/shm.h"
 #include "wire/objects.h"
 
 typedef struct par_shm_via par_shm_via;
@@ -52,6 +57,16 @@ void par_shm_via_free(par_shm_via *v);
  * of this via's types; -1 one of them that cannot cross (e says why). For
  * the check a submit makes before it queues a task. */
 int par_shm_via_carries(par_object *o, par_wire_err *e);
+
+/* Up: the objects of the other side that this process imported and has
+ * since dropped (no reference left here): appends (u64 owner, u64 id, u64
+ * handles received) for each to out and forgets them. How many, or -1 on
+ * out of memory. */
+int par_shm_via_releases(par_shm_via *v, par_buf *out);
+/* Down: the other side let go of n handles of the block name names; the
+ * object is let go once every handle sent is (unless pinned: a lock the
+ * worker made). */
+void par_shm_via_release(par_shm_via *v, const par_shm_loc *name, uint64_t n);
 
 /* Objects kept alive for the other side (tests). */
 size_t par_shm_via_kept(par_shm_via *v);
