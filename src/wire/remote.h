@@ -107,8 +107,6 @@ int par_remote_owner_attach(par_wire_vias *v, par_remote_owner *o);
  * collected, par_remote_client_releases): once every handle sent is let
  * go, the export is dropped and its id may name another object. */
 void par_remote_owner_release(par_remote_owner *o, uint64_t id, uint64_t n);
-/* Objects exported and not let go (tests). */
-size_t par_remote_owner_exported(par_remote_owner *o);
 /* Whether o is of a kind this module carries (to refuse the others early). */
 int par_remote_claims(const par_object *o);
 /* Readable when a reply waits for par_remote_next_reply; -1 if none. */

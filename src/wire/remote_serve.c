@@ -415,7 +415,8 @@ static int wait_any(rreq *r, double deadline) {
   for (i = 0; i < n; i++) {
     uint64_t id;
     memcpy(&id, p->bytes + 8 * i, 8);
-    if (id < 1 || id > r->own->nexp || r->own->exp[id - 1]->type != &par_future_type) break;
+    if (id < 1 || id > r->own->nexp || !r->own->exp[id - 1] ||
+        r->own->exp[id - 1]->type != &par_future_type) break;
     fs[i] = (par_future *)par_object_retain(r->own->exp[id - 1]);
   }
   pthread_mutex_unlock(&r->own->mu);
@@ -643,13 +644,6 @@ void par_remote_owner_release(par_remote_owner *o, uint64_t id, uint64_t n) {
   if (gone) par_object_release(gone);
 }
 
-size_t par_remote_owner_exported(par_remote_owner *o) {
-  size_t i, n = 0;
-  pthread_mutex_lock(&o->mu);
-  for (i = 0; i < o->nexp; i++) n += o->exp[i] != NULL;
-  pthread_mutex_unlock(&o->mu);
-  return n;
-}
 
 void par_remote_owner_free(par_remote_owner *o) {
   if (!o) return;
