@@ -1,6 +1,8 @@
 /* The queue without Lua: order, capacity, timeouts, close, and a
  * producer/consumer pair that must neither lose nor duplicate an item. */
 #include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include "check.h"
 #include "msgutil.h"
 #include "core/clock.h"
@@ -83,6 +85,118 @@ static void batches_across_the_wrap(void) {
   par_object_release((par_object *)q);
 }
 
+
+/* Several pushers and poppers at once, item by item and in batches, some
+ * popped items put back, with timeouts that make them sleep and wake:
+ * every item arrives exactly once, and join sees every one marked done.
+ * (Pushers and poppers take different locks: queue.c.) */
+#define MPMC_SIDES 3
+#define MPMC_PER 20000
+static par_queue *mq;
+static _Atomic unsigned char seen[MPMC_SIDES * MPMC_PER];
+static _Atomic long taken;
+
+static void *mpmc_pusher(void *arg) {
+  long base = (long)(intptr_t)arg * MPMC_PER, i = 0;
+  while (i < MPMC_PER) {
+    if (i % 3 == 0) {
+      par_msg *ms[8];
+      size_t n = MPMC_PER - i < 8 ? (size_t)(MPMC_PER - i) : 8, k, done;
+      int st;
+      for (k = 0; k < n; k++) ms[k] = msg_of(base + i + (long)k);
+      done = par_queue_push_many(mq, ms, n, par_deadline(0.001), &st);
+      for (k = done; k < n; k++) par_msg_free(ms[k]);
+      i += (long)done;
+    } else {
+      par_msg *m = msg_of(base + i);
+      if (par_queue_push(mq, m, par_deadline(0.001)) == PAR_OK) i++;
+      else par_msg_free(m);
+    }
+  }
+  return NULL;
+}
+
+static void take(par_msg *m) {
+  long v = msg_value(m);
+  if (v >= 0 && v < MPMC_SIDES * MPMC_PER) atomic_fetch_add(&seen[v], 1);
+  par_msg_free(m);
+  atomic_fetch_add(&taken, 1);
+  par_queue_task_done(mq);
+}
+
+static void *mpmc_popper(void *arg) {
+  unsigned r = (unsigned)(intptr_t)arg * 2654435761u + 1;
+  for (;;) {
+    par_msg *m;
+    int st;
+    r = r * 1103515245u + 12345u;
+    if (r >> 28 == 0) {
+      size_t n, k;
+      par_msg **ms = par_queue_pop_many(mq, 5, par_deadline(0.001), &n, &st);
+      if (st == PAR_CLOSED) break;
+      for (k = 0; k < n; k++) take(ms[k]);
+      free(ms);
+      continue;
+    }
+    st = par_queue_pop(mq, &m, par_deadline(0.001));
+    if (st == PAR_CLOSED) break;
+    if (st != PAR_OK) continue;
+    if (r >> 26 == 1) { CHECK_EQ(par_queue_unpop(mq, m), PAR_OK); continue; }
+    take(m);
+  }
+  return NULL;
+}
+
+static void many_pushers_and_poppers(size_t capacity) {
+  pthread_t pu[MPMC_SIDES], po[MPMC_SIDES];
+  long i;
+  mq = par_queue_new(capacity);
+  atomic_store(&taken, 0);
+  for (i = 0; i < MPMC_SIDES * MPMC_PER; i++) atomic_store(&seen[i], 0);
+  for (i = 0; i < MPMC_SIDES; i++) {
+    pthread_create(&pu[i], NULL, mpmc_pusher, (void *)(intptr_t)i);
+    pthread_create(&po[i], NULL, mpmc_popper, (void *)(intptr_t)i);
+  }
+  for (i = 0; i < MPMC_SIDES; i++) pthread_join(pu[i], NULL);
+  CHECK_EQ(par_queue_join(mq, par_deadline(60)), PAR_OK);
+  par_queue_close(mq);
+  for (i = 0; i < MPMC_SIDES; i++) pthread_join(po[i], NULL);
+  CHECK_EQ(atomic_load(&taken), MPMC_SIDES * MPMC_PER);
+  for (i = 0; i < MPMC_SIDES * MPMC_PER; i++)
+    if (atomic_load(&seen[i]) != 1) CHECK_EQ(atomic_load(&seen[i]), 1);
+  CHECK_EQ(par_queue_count(mq), 0);
+  CHECK_EQ(par_queue_task_done(mq), PAR_ERROR);
+  par_object_release((par_object *)mq);
+}
+
+/* An item put back into a bounded queue that the pushers last saw with
+ * room: the pushers must count it (queue.c keeps their snapshot of the
+ * poppers' counter from running ahead of it). */
+static void put_back_fills_the_queue(void) {
+  par_queue *q = par_queue_new(3);
+  par_msg *m, *held;
+  long v, expect[] = {2, 3, 4};
+  int i;
+  for (v = 1; v <= 3; v++) CHECK_EQ(par_queue_push(q, msg_of(v), 0), PAR_OK);
+  CHECK_EQ(par_queue_pop(q, &m, 0), PAR_OK);
+  par_msg_free(m);
+  CHECK_EQ(par_queue_pop(q, &held, 0), PAR_OK);   /* 2, put back below */
+  /* the pushers saw the queue full: this push makes them look again */
+  CHECK_EQ(par_queue_push(q, msg_of(4), 0), PAR_OK);
+  CHECK_EQ(par_queue_unpop(q, held), PAR_OK);
+  CHECK_EQ(par_queue_count(q), 3);
+  m = msg_of(5);
+  CHECK_EQ(par_queue_push(q, m, 0), PAR_TIMEOUT);
+  par_msg_free(m);
+  for (i = 0; i < 3; i++) {
+    CHECK_EQ(par_queue_pop(q, &m, 0), PAR_OK);
+    CHECK_EQ(msg_value(m), expect[i]);
+    par_msg_free(m);
+  }
+  CHECK_EQ(par_queue_pop(q, &m, 0), PAR_TIMEOUT);
+  par_object_release((par_object *)q);
+}
+
 int main(void) {
   par_queue *q = par_queue_new(2);
   par_msg *m = NULL;
@@ -130,5 +244,8 @@ int main(void) {
   CHECK_EQ(expect, ITEMS);
   par_object_release((par_object *)q);
   batches_across_the_wrap();
+  put_back_fills_the_queue();
+  many_pushers_and_poppers(7);
+  many_pushers_and_poppers(0);
   DONE("queue");
 }
