@@ -3,10 +3,13 @@
  * and by both directions of a parallel.pipe.
  *
  * Threads: any number of producers and consumers, in any thread.
- * Locking: q->mu guards the ring, count, closed, unfinished (pushed items
- * not yet marked done, for join) and the waiter counts; the
- * atomic mirrors `avail` and `aclosed` are only read by the lock-free spin
- * that precedes sleeping, never trusted without taking mu.
+ * Locking: two mutexes, so that a producer and a consumer do not contend:
+ * pushers hold tail_mu (the tail, their snapshot of the pops), poppers
+ * head_mu (the head, their snapshot of the pushes); the ring's allocation
+ * changes with both held (growing, unpop), and close takes both. The
+ * counts of pushes and pops, the closed flag, the unfinished count and
+ * the sleepers' counts are atomics (queue.c says who writes which);
+ * task_done and join share done_mu.
  * Ownership: par_queue_push takes over the message only when it returns
  * PAR_OK; par_queue_pop hands one to the caller. Messages still queued when
  * the last reference goes are freed with par_msg_free.
