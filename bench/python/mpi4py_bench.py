@@ -14,6 +14,13 @@ def length(v):
     return len(v)
 
 
+def spin(d):
+    t0 = time.perf_counter()
+    while time.perf_counter() < t0 + d:
+        pass
+    return time.perf_counter() - t0
+
+
 def best_of(n, fn):
     best = float("inf")
     for _ in range(n):
@@ -44,3 +51,15 @@ if __name__ == "__main__":
         big = [i * 0.5 for i in range(1000000)]
         t = best_of(3, lambda: ex.submit(length, big).result())
         out("big_table", t * 1e3, "ms")
+        # tasks of d seconds of wall time: throughput per worker as a share of 1/d
+        w = int(os.environ.get("MPI_BENCH_WORKERS", "2"))
+        for name, d, k in (("100us", 100e-6, 4000), ("1ms", 1e-3, 600)):
+            best, busy = float("inf"), 0.0
+            for _ in range(2):
+                t0 = time.perf_counter()
+                ran = sum(f.result() for f in [ex.submit(spin, d) for _ in range(k)])
+                el = time.perf_counter() - t0
+                if el < best:
+                    best, busy = el, ran / (el * w) * 100
+            out("task_" + name, k / best / w * d * 100, "% of 1/d")
+            out("busy_" + name, busy, "%")

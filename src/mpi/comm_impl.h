@@ -23,6 +23,7 @@ typedef struct task_slot {       /* rank 0: a task sent to a rank */
 typedef struct local_pool {      /* other ranks: a pool of worker threads */
   uint32_t id;
   par_pool *p;
+  int workers;
 } local_pool;
 
 typedef struct local_task {      /* other ranks: a task running here */
@@ -77,6 +78,10 @@ void serve_message(mpi_state *st, comm_impl *im, const mpi_head *h,
 int serve_collect(mpi_state *st, comm_impl *im);
 /* Waits up to `seconds` for a local task to finish. */
 void serve_idle(mpi_state *st, comm_impl *im, double seconds);
+/* 1 when every local worker has a task (more wait behind them): then
+ * nothing this rank receives can start sooner, and spinning would only
+ * take a core from a worker. */
+int serve_all_busy(comm_impl *im);
 void serve_stop(mpi_state *st, comm_impl *im);
 
 #endif

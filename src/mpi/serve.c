@@ -109,6 +109,7 @@ static void new_local_pool(mpi_state *st, comm_impl *im, const mpi_head *h,
   } else {
     im->lpools[im->nlpools].id = h->pool;
     im->lpools[im->nlpools].p = pool;
+    im->lpools[im->nlpools].workers = n;
     im->nlpools++;
     r.arg = n;
     reply(st, im, &r, NULL);
@@ -194,6 +195,13 @@ int serve_collect(mpi_state *st, comm_impl *im) {
     any = 1;
   }
   return any;
+}
+
+int serve_all_busy(comm_impl *im) {
+  size_t i;
+  int workers = 0;
+  for (i = 0; i < im->nlpools; i++) workers += im->lpools[i].workers;
+  return workers > 0 && im->nltasks >= (size_t)workers;
 }
 
 void serve_idle(mpi_state *st, comm_impl *im, double seconds) {
