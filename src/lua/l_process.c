@@ -48,6 +48,7 @@
 #include "core/wait.h"
 #include "process/frames.h"
 #include "process/ledger.h"
+#include "process/pchan.h"
 #include "process/spawn.h"
 #include "wire/objects.h"
 #include "wire/remote.h"
@@ -100,12 +101,13 @@ struct proc_ctx {
   par_buf rbuf;              /* a reply being built */
   par_shm_via *shm;          /* what was sent to the process through shared memory */
   par_wire_peer *peer;
-  par_wire_chan *chan;       /* NULL while no process runs */
+  proc_chan *chan;           /* NULL while no process runs */
   pthread_mutex_t pid_mu;
   pid_t pid;                 /* 0: none (pid_mu; read bare by this thread) */
   proc_ledger *ledger;
   int ledger_fd;
-  int wake_fd;               /* an eventfd the interrupt handler writes */
+  int wake_fd;               /* an eventfd the interrupt handler and the worker write */
+  int bell_fd;               /* the worker's eventfd: this side writes it */
   flight fl[PROC_SLOTS];     /* by task number % PROC_SLOTS */
   int nflight;
   long ntasks;               /* tasks run by the current process */
@@ -156,7 +158,7 @@ static int put(par_buf *b, const void *p, size_t n) {
 }
 
 static int send_out(proc_ctx *c, par_wire_err *e) {
-  return par_wire_chan_send(c->chan, NULL, 0, c->out.data, c->out.len, e);
+  return proc_chan_send(c->chan, NULL, 0, c->out.data, c->out.len, e);
 }
 
 static void start_frame(proc_ctx *c, unsigned char type) {
@@ -195,13 +197,17 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   int fd;
   par_wire_err e;
   pid_t pid;
+  int give[PROC_GIVE_FDS];
+  give[0] = c->ledger_fd;
+  give[1] = c->bell_fd;
+  give[2] = c->wake_fd;
   memset(c->ledger, 0, sizeof *c->ledger);      /* the process before is reaped */
-  pid = proc_spawn(c->cfg->exe, &fd, c->ledger_fd);
+  pid = proc_spawn(c->cfg->exe, &fd, give);
   if (pid < 0) {
     snprintf(why, size, "cannot start a worker process (%.200s: %s)", c->cfg->exe, strerror(errno));
     return -1;
   }
-  c->chan = par_wire_chan_new(fd, 0);
+  c->chan = proc_chan_new(c->ledger, PROC_PARENT, fd, c->wake_fd, c->bell_fd);
   if (!c->chan) {
     close(fd);
     proc_reap(pid, 0, NULL, 0);
@@ -230,7 +236,7 @@ static void finish_process(proc_ctx *c, double grace, char *why, size_t size) {
   pid = c->pid;
   c->pid = 0;
   pthread_mutex_unlock(&c->pid_mu);
-  if (c->chan) par_wire_chan_free(c->chan);
+  if (c->chan) proc_chan_free(c->chan);
   c->chan = NULL;
   proc_reap(pid, grace, why, size);
   /* what it held is released, what it was waiting for given back */
@@ -338,7 +344,7 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
       rc = par_wire_flatten_segment(c->peer, stream, seg, &c->out, e);
       par_msg_free(seg);
       if (rc != 0 || send_out(c, e) != 0) { rc = -1; break; }
-      if (par_wire_chan_wait(c->chan, 0, e) != 0) { rc = -1; break; }
+      if (proc_chan_wait(c->chan, 0, e) != 0) { rc = -1; break; }
     }
   }
   return rc;
@@ -351,7 +357,7 @@ static void send_reply(proc_ctx *c) {
   par_wire_err e;
   unsigned char type = PF_REPLY;
   /* a broken channel: the next wait finds it */
-  par_wire_chan_send(c->chan, &type, 1, c->rbuf.data, c->rbuf.len, &e);
+  proc_chan_send(c->chan, &type, 1, c->rbuf.data, c->rbuf.len, &e);
 }
 
 /* A request of the running task: served at once, or by a helper thread
@@ -622,7 +628,7 @@ static int take_frames(proc_ctx *c, int *closed) {
   par_wire_err e;
   flight *x;
   int r;
-  while ((r = par_wire_chan_next(c->chan, &fr, &len, &e)) == 1) {
+  while ((r = proc_chan_next(c->chan, &fr, &len, &e)) == 1) {
     if (len == 0) return OUTCOME_GONE;
     switch (fr[0]) {
       case PF_HELLO:
@@ -668,33 +674,25 @@ static int take_frames(proc_ctx *c, int *closed) {
   return 0;
 }
 
-/* Whether the channel's descriptor has something to read (a spin's test). */
-static int readable(void *ud) {
-  struct pollfd p;
-  p.fd = *(int *)ud;
-  p.events = POLLIN;
-  p.revents = 0;
-  return poll(&p, 1, 0) > 0;
-}
-
 /* Waits for the channel (or the interrupt handler's wake-up) until the
- * deadline (0: none) as a core wait does: a short spin when the policy
- * says it pays (core/wait.h), then poll, counted as asleep. -1 when the
- * channel failed or closed. */
+ * deadline (0: none) as a core wait does: a short spin on the ring when
+ * the policy says it pays (core/wait.h), then poll, counted as asleep.
+ * -1 when the channel failed or closed. */
 static int wait_io(proc_ctx *c, double deadline) {
   struct pollfd p[3];
   par_wire_err e;
-  int fd = par_wire_chan_fd(c->chan), ms = -1, r;
+  int ms = -1, r;
   if (deadline > 0) {
     double left = deadline - par_now();
     ms = left <= 0 ? 0 : (int)ceil(left * 1000);
   }
-  if (ms != 0 && par_wire_chan_backlog(c->chan) == 0 &&
-      par_spin(PAR_WAIT_FUTURE, readable, &fd, deadline > 0 ? deadline : par_now() + 1))
+  if (ms != 0 && proc_chan_backlog(c->chan) == 0 &&
+      par_spin(PAR_WAIT_FUTURE, proc_chan_ready, c->chan, deadline > 0 ? deadline : par_now() + 1))
     ms = 0;
-  p[0].fd = fd;
-  p[0].events = par_wire_chan_events(c->chan);
-  p[1].fd = c->wake_fd;
+  if (ms != 0 && !proc_chan_sleep(c->chan)) ms = 0;
+  p[0].fd = proc_chan_fd(c->chan);
+  p[0].events = proc_chan_events(c->chan);
+  p[1].fd = c->wake_fd;         /* the worker's bell, the interrupt handler */
   p[1].events = POLLIN;
   p[2].fd = par_remote_owner_fd(c->remote);   /* replies of helper threads */
   p[2].events = POLLIN;
@@ -702,16 +700,13 @@ static int wait_io(proc_ctx *c, double deadline) {
   if (ms != 0) par_wait_sleep_begin();
   r = poll(p, 3, ms);
   if (ms != 0) par_wait_sleep_end();
-  if (r <= 0) return 0;
-  if (p[1].revents) {
-    uint64_t v;
-    if (read(c->wake_fd, &v, sizeof v) < 0) { /* drained already */ }
-  }
+  proc_chan_wake(c->chan, r > 0 && p[1].revents);
+  if (r <= 0) return proc_chan_io(c->chan, 0, &e);
   if (p[2].revents) {
     send_replies(c);
     p[0].revents |= POLLOUT & p[0].events;
   }
-  return p[0].revents ? par_wire_chan_io(c->chan, p[0].revents, &e) : 0;
+  return proc_chan_io(c->chan, p[0].revents, &e);
 }
 
 static const char *death_text(proc_ctx *c, flight *x, int fatal, const char *why, char *text,
@@ -870,7 +865,7 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   c->cfg = (proc_config *)ud;
   c->index = index;
   c->avg = -1;
-  c->ledger_fd = c->wake_fd = -1;
+  c->ledger_fd = c->wake_fd = c->bell_fd = -1;
   pthread_mutex_init(&c->pid_mu, NULL);
   par_buf_init(&c->out);
   c->L = luaL_newstate();
@@ -890,11 +885,12 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   }
   c->ledger = proc_ledger_new(&c->ledger_fd);
   c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  c->bell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (!c->L || !c->remote || !c->peer || !c->shm) {
     snprintf(c->fatal, sizeof c->fatal, "not enough memory");
     return c;
   }
-  if (!c->ledger || c->wake_fd < 0) {
+  if (!c->ledger || c->wake_fd < 0 || c->bell_fd < 0) {
     snprintf(c->fatal, sizeof c->fatal, "cannot start a worker process (%s)", strerror(errno));
     return c;
   }
@@ -921,6 +917,7 @@ static void process_stop(void *ctx) {
   proc_ledger_unmap(c->ledger);
   if (c->ledger_fd >= 0) close(c->ledger_fd);
   if (c->wake_fd >= 0) close(c->wake_fd);
+  if (c->bell_fd >= 0) close(c->bell_fd);
   par_buf_free(&c->out);
   pthread_mutex_destroy(&c->pid_mu);
   free(c);

@@ -37,6 +37,7 @@
 #include "lua/l_worker.h"
 #include "process/frames.h"
 #include "process/ledger.h"
+#include "process/pchan.h"
 #include "process/spawn.h"
 #include "wire/objects.h"
 #include "wire/remote.h"
@@ -95,7 +96,7 @@ static void end_run(void *ctx) {
  * close-on-exec) would keep pipes open behind their owners' backs. */
 static void close_inherited(void) {
 #ifdef SYS_close_range
-  if (syscall(SYS_close_range, PROC_LEDGER_FD + 1, ~0U, 0) == 0) return;
+  if (syscall(SYS_close_range, PROC_PARENT_BELL_FD + 1, ~0U, 0) == 0) return;
 #endif
   {
     DIR *d = opendir("/proc/self/fd");
@@ -103,7 +104,7 @@ static void close_inherited(void) {
     if (!d) return;
     while ((de = readdir(d)) != NULL) {
       int fd = atoi(de->d_name);
-      if (fd > PROC_LEDGER_FD && fd != dirfd(d)) close(fd);
+      if (fd > PROC_PARENT_BELL_FD && fd != dirfd(d)) close(fd);
     }
     closedir(d);
   }
@@ -119,7 +120,7 @@ struct stashed {
 typedef struct conn {
   par_wire_vias vias;     /* how shared objects cross (wire/objects.h) */
   par_shm_via *shm;       /* arrays, locks... of the pool's process */
-  par_wire_chan *chan;
+  proc_chan *chan;
   par_wire_peer *peer;
   proc_ledger *ledger;
   uint32_t prestarted;      /* started before the outcome of the one before went */
@@ -129,20 +130,11 @@ typedef struct conn {
   stashed *taken;               /* the stashed frame next_frame returned last */
 } conn;
 
-static int readable(void *ud) {
-  struct pollfd p;
-  p.fd = *(int *)ud;
-  p.events = POLLIN;
-  p.revents = 0;
-  return poll(&p, 1, 0) > 0;
-}
-
 /* The next frame, waiting for it: 1, or 0 once the channel closed. A
  * short spin first when the waiting policy says it pays (core/wait.h): the
  * next task of a busy pool follows a result within microseconds. */
 static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
   par_wire_err e;
-  int fd = PROC_CHANNEL_FD;
   free(k->taken);
   k->taken = NULL;
   if (k->stash) {
@@ -154,12 +146,12 @@ static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
     return 1;
   }
   for (;;) {
-    int r = par_wire_chan_next(k->chan, fr, len, &e), ms = -1;
+    int r = proc_chan_next(k->chan, fr, len, &e), ms = -1;
     if (r == 1 && *len > 0) return 1;
     if (r < 0) return 0;
-    if (par_spin(PAR_WAIT_POOL, readable, &fd, par_now() + 1)) ms = 0;
-    if (par_wire_chan_wait(k->chan, ms, &e) != 0) {
-      r = par_wire_chan_next(k->chan, fr, len, &e);
+    if (par_spin(PAR_WAIT_POOL, proc_chan_ready, k->chan, par_now() + 1)) ms = 0;
+    if (proc_chan_wait(k->chan, ms, &e) != 0) {
+      r = proc_chan_next(k->chan, fr, len, &e);
       return r == 1 && *len > 0;
     }
   }
@@ -168,9 +160,9 @@ static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
 /* Sends what k->out holds and waits until it is written: 0 or -1. */
 static int send_all(conn *k) {
   par_wire_err e;
-  if (par_wire_chan_send(k->chan, NULL, 0, k->out.data, k->out.len, &e) != 0) return -1;
-  while (par_wire_chan_backlog(k->chan) > 0)
-    if (par_wire_chan_wait(k->chan, -1, &e) != 0) return -1;
+  if (proc_chan_send(k->chan, NULL, 0, k->out.data, k->out.len, &e) != 0) return -1;
+  while (proc_chan_backlog(k->chan) > 0)
+    if (proc_chan_wait(k->chan, -1, &e) != 0) return -1;
   return 0;
 }
 
@@ -249,9 +241,9 @@ static int import_none(void *ud, const par_wire_handle *h, par_object **out, par
 static int link_send(void *ud, const void *body, size_t blen, int cancel, par_wire_err *e) {
   conn *k = (conn *)ud;
   unsigned char type = cancel ? PF_CANCEL : PF_REQUEST;
-  if (par_wire_chan_send(k->chan, &type, 1, body, blen, e) != 0) return -1;
-  while (par_wire_chan_backlog(k->chan) > 0)
-    if (par_wire_chan_wait(k->chan, -1, e) != 0) return -1;
+  if (proc_chan_send(k->chan, &type, 1, body, blen, e) != 0) return -1;
+  while (proc_chan_backlog(k->chan) > 0)
+    if (proc_chan_wait(k->chan, -1, e) != 0) return -1;
   return 0;
 }
 
@@ -261,7 +253,7 @@ static int take_arrived(conn *k, par_wire_err *e) {
   const unsigned char *fr;
   size_t len;
   int r, n = 0;
-  while ((r = par_wire_chan_next(k->chan, &fr, &len, e)) == 1) {
+  while ((r = proc_chan_next(k->chan, &fr, &len, e)) == 1) {
     n++;
     if (len > 0 && fr[0] == PF_REPLY) {
       par_remote_client_deliver(k->remote, fr + 1, len - 1);
@@ -286,7 +278,7 @@ static int link_pump(void *ud, double deadline, par_wire_err *e) {
   int n = take_arrived(k, e), ms;
   if (n != 0) return n < 0 ? -1 : 0;
   ms = (int)((deadline - par_now()) * 1000);
-  if (par_wire_chan_wait(k->chan, ms > 0 ? ms : 0, e) != 0) {
+  if (proc_chan_wait(k->chan, ms > 0 ? ms : 0, e) != 0) {
     take_arrived(k, e);
     return -1;
   }
@@ -330,7 +322,7 @@ static void prestart(conn *k) {
   if (k->stash) {             /* frames that came while the task waited for a reply */
     fr = k->stash->bytes;
     n = k->stash->len;
-  } else if (!par_wire_chan_peek(k->chan, &fr, &n)) {
+  } else if (!proc_chan_peek(k->chan, &fr, &n)) {
     return;
   }
   if (n < 7 || fr[0] != PF_TASK || !fr[6]) return;
@@ -472,7 +464,6 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   sigfillset(&sa.sa_mask);
   sigaction(SIGURG, &sa, NULL);
   memset(&k, 0, sizeof k);
-  k.chan = par_wire_chan_new(PROC_CHANNEL_FD, 0);
   {
     par_wire_objects hooks;
     k.shm = par_shm_via_new(1);
@@ -498,11 +489,13 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
     if (k.remote) par_remote_client_set_peer(k.remote, k.peer);
   }
   k.ledger = proc_ledger_map(PROC_LEDGER_FD);
+  if (k.ledger)
+    k.chan = proc_chan_new(k.ledger, PROC_WORKER, PROC_CHANNEL_FD, PROC_BELL_FD, PROC_PARENT_BELL_FD);
   par_buf_init(&k.out);
   if (!k.chan || !k.peer || !k.remote || !k.ledger || !k.shm) return 1;
   par_remote_client_releases(k.remote, &k.out);   /* from now on, collected proxies count */
   status = serve(&k);
-  par_wire_chan_free(k.chan);
+  proc_chan_free(k.chan);
   par_wire_peer_free(k.peer);
   par_remote_client_free(k.remote);
   proc_ledger_unmap(k.ledger);

@@ -28,6 +28,7 @@
 #define PAR_PROC_LEDGER_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The descriptor the ledger has in the worker. */
@@ -51,8 +52,28 @@ typedef struct proc_slot {
   char pad[48];
 } proc_slot;
 
+/* The rings of the worker's channel (pchan.h): bytes in flight are
+ * [head, tail), both counting from the start of this worker process. */
+#define PROC_RING_SIZE ((size_t)1 << 16)
+/* Frames up to this size go through a ring; larger ones over the socket. */
+#define PROC_RING_FRAME (PROC_RING_SIZE / 4)
+
+typedef struct proc_ring {
+  _Atomic uint64_t tail;         /* the writer's: published up to here */
+  char pad0[56];
+  _Atomic uint64_t head;         /* the reader's: taken up to here */
+  char pad1[56];
+  unsigned char data[PROC_RING_SIZE];
+} proc_ring;
+
+/* The two ends: an index into asleep[] and ring[] (each writes its own). */
+enum { PROC_PARENT = 0, PROC_WORKER = 1 };
+
 typedef struct proc_ledger {
   proc_slot slot[PROC_SLOTS];
+  _Atomic uint32_t asleep[2];    /* PROC_WANT_*: what that side sleeps until */
+  char pad[56];
+  proc_ring ring[2];             /* ring[side]: the frames side sends */
 } proc_ledger;
 
 static inline proc_slot *proc_slot_of(proc_ledger *l, uint32_t seq) {

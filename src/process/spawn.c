@@ -62,8 +62,8 @@ int proc_worker_path(char *buf, size_t size) {
   return 0;
 }
 
-pid_t proc_spawn(const char *exe, int *fd, int ledger_fd) {
-  int sv[2], child = -1, ledger = -1, err;
+pid_t proc_spawn(const char *exe, int *fd, const int give[PROC_GIVE_FDS]) {
+  int sv[2], child = -1, copy[PROC_GIVE_FDS], err, i;
   pid_t pid = -1;
   char ppid[32];
   char *argv[4];
@@ -71,12 +71,22 @@ pid_t proc_spawn(const char *exe, int *fd, int ledger_fd) {
   posix_spawnattr_t at;
   sigset_t none, all;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
-  /* Above PROC_CHANNEL_FD, so that dup2 in the child clears close-on-exec. */
-  child = fcntl(sv[1], F_DUPFD_CLOEXEC, PROC_CHANNEL_FD + 1);
+  /* Above every descriptor the child gets, so that no dup2 in the child
+   * overwrites a source not yet copied (and dup2 clears close-on-exec). */
+  child = fcntl(sv[1], F_DUPFD_CLOEXEC, PROC_CHANNEL_FD + PROC_GIVE_FDS + 1);
   close(sv[1]);
   if (child < 0) { err = errno; close(sv[0]); errno = err; return -1; }
-  if (ledger_fd >= 0 && (ledger = fcntl(ledger_fd, F_DUPFD_CLOEXEC, PROC_LEDGER_FD + 1)) < 0) {
-    err = errno; close(sv[0]); close(child); errno = err; return -1;
+  for (i = 0; i < PROC_GIVE_FDS; i++) copy[i] = -1;
+  for (i = 0; i < PROC_GIVE_FDS; i++) {
+    if (give[i] >= 0 &&
+        (copy[i] = fcntl(give[i], F_DUPFD_CLOEXEC, PROC_CHANNEL_FD + PROC_GIVE_FDS + 1)) < 0) {
+      err = errno;
+      close(sv[0]);
+      close(child);
+      while (i-- > 0) if (copy[i] >= 0) close(copy[i]);
+      errno = err;
+      return -1;
+    }
   }
   snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
   argv[0] = (char *)exe;
@@ -85,7 +95,8 @@ pid_t proc_spawn(const char *exe, int *fd, int ledger_fd) {
   argv[3] = NULL;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child, PROC_CHANNEL_FD);
-  if (ledger >= 0) posix_spawn_file_actions_adddup2(&fa, ledger, PROC_LEDGER_FD);
+  for (i = 0; i < PROC_GIVE_FDS; i++)
+    if (copy[i] >= 0) posix_spawn_file_actions_adddup2(&fa, copy[i], PROC_CHANNEL_FD + 1 + i);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawnattr_init(&at);
   /* This thread blocks every signal (a pool's worker thread): the child
@@ -99,7 +110,7 @@ pid_t proc_spawn(const char *exe, int *fd, int ledger_fd) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   close(child);
-  if (ledger >= 0) close(ledger);
+  for (i = 0; i < PROC_GIVE_FDS; i++) if (copy[i] >= 0) close(copy[i]);
   if (err != 0) { close(sv[0]); errno = err; return -1; }
   *fd = sv[0];
   return pid;

@@ -38,10 +38,15 @@ void proc_set_self_worker(void);
  * holds the reason). */
 int proc_worker_path(char *buf, size_t size);
 
+/* Descriptors a worker gets beside the channel, as PROC_CHANNEL_FD + 1
+ * and on: the ledger (PROC_LEDGER_FD), its eventfd (PROC_BELL_FD), the
+ * parent's (PROC_PARENT_BELL_FD). */
+#define PROC_GIVE_FDS 3
+
 /* Starts a worker; *fd gets the parent's end of the channel (close-on-exec,
- * blocking); ledger_fd (if >= 0) becomes the worker's PROC_LEDGER_FD.
+ * blocking); give[i] (if >= 0) becomes the worker's PROC_CHANNEL_FD + 1 + i.
  * Returns the pid, or -1 with errno set. */
-pid_t proc_spawn(const char *exe, int *fd, int ledger_fd);
+pid_t proc_spawn(const char *exe, int *fd, const int give[PROC_GIVE_FDS]);
 
 /* Waits for pid to end, killing it (SIGKILL) once `grace` seconds have
  * passed (0: at once), and describes how it ended: "exit status 3",

@@ -1,0 +1,86 @@
+/*
+ * A worker process's channel: frames between the parent and one worker
+ * through two rings in shared memory (the worker's ledger mapping,
+ * ledger.h), with the socket kept for what a ring cannot carry, no Lua.
+ *
+ * Why: a frame over the socket costs a sendmsg, a poll and a read on top
+ * of the wake-up, and a waiter can only spin on it with poll(2) calls. In a
+ * ring a frame costs two memcpy's, and a waiter that spins looks at one
+ * word; a sleeping peer is woken through its eventfd, the only system call
+ * of a hop (none when the peer spins).
+ *
+ * Order. Each direction is one sequence of frames. A frame that fits
+ * (PROC_RING_FRAME bytes or less) goes into the ring; a larger one goes
+ * over the socket (par_wire_chan: never blocks) and leaves a marker in the
+ * ring, so the reader takes it from the socket when it reaches the marker.
+ * A frame the ring has no room for now waits in this side's pending list
+ * (in order, never blocking): proc_chan_io moves it in as room appears.
+ *
+ * Death. A record is published (the ring's tail moves) only once written,
+ * so a peer that dies mid-write leaves nothing half-written; the reader
+ * takes every published frame before it reports the socket closed, so
+ * frames that came first count, then the death. Lengths are checked
+ * against what was published: a corrupt ring is a broken channel.
+ *
+ * Sleeping. A side about to sleep says so (proc_chan_sleep: it wants data,
+ * and room if it has frames pending), then looks once more; a side that
+ * publishes or frees room and sees the peer asleep for it writes the
+ * peer's eventfd. Both use sequentially consistent operations, so one of
+ * the two sees the other.
+ *
+ * Threads: each end is used by one thread (the parent's I/O thread, the
+ * worker's one thread), except that proc_chan_fd/proc_chan_ready may be
+ * read by that thread's spin. Ownership: the channel owns the socket, not
+ * the mapping nor the eventfds.
+ */
+#ifndef PAR_PROC_PCHAN_H
+#define PAR_PROC_PCHAN_H
+
+#include <stddef.h>
+
+#include "process/ledger.h"
+#include "wire/wire.h"
+
+/* The worker's eventfds: the one it is woken with, the parent's. */
+#define PROC_BELL_FD 5
+#define PROC_PARENT_BELL_FD 6
+
+typedef struct proc_chan proc_chan;
+
+/* side: PROC_PARENT or PROC_WORKER; sock: the socket (owned from here);
+ * bell_in: this side's eventfd (read to clear it), bell_out: the peer's. */
+proc_chan *proc_chan_new(proc_ledger *shared, int side, int sock, int bell_in, int bell_out);
+void proc_chan_free(proc_chan *c);
+int proc_chan_fd(proc_chan *c);
+
+/* As par_wire_chan_send: queues head+body as one frame, never blocks. */
+int proc_chan_send(proc_chan *c, const void *head, size_t hlen, const void *body, size_t blen,
+                   par_wire_err *e);
+/* Bytes not yet in the ring or written to the socket. */
+size_t proc_chan_backlog(proc_chan *c);
+
+/* The next frame, valid until the next call of next, peek, io or wait:
+ * 1, 0 when none is complete, -1 (e filled) once the channel is closed or
+ * broken and every frame before that was taken. */
+int proc_chan_next(proc_chan *c, const unsigned char **frame, size_t *len, par_wire_err *e);
+int proc_chan_peek(proc_chan *c, const unsigned char **frame, size_t *len);
+
+/* A frame (or a marker) waits to be read: a spin's test, no system call. */
+int proc_chan_ready(void *c);
+
+/* For a poll loop of the caller's: the socket's events; before the poll,
+ * proc_chan_sleep says whether to sleep (0: something is there already,
+ * poll without waiting) and marks this side asleep; proc_chan_wake
+ * after it (drains this side's eventfd if bell). proc_chan_io then reads
+ * the socket (if the poll saw revents there) and moves pending frames into
+ * the ring: 0, or -1 (e filled) when the socket failed or closed. */
+short proc_chan_events(proc_chan *c);
+int proc_chan_sleep(proc_chan *c);
+void proc_chan_wake(proc_chan *c, int bell);
+int proc_chan_io(proc_chan *c, short revents, par_wire_err *e);
+
+/* poll on the socket and this side's eventfd up to timeout_ms (-1: until
+ * something happened), then io: 0, or -1 as proc_chan_io. */
+int proc_chan_wait(proc_chan *c, int timeout_ms, par_wire_err *e);
+
+#endif
