@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,6 +77,17 @@
 
 typedef struct proc_ctx proc_ctx;
 
+/* A worker process started ahead, configured and idle, that takes over
+ * when the current one dies or is recycled; also what the current process
+ * uses of the same kind. */
+typedef struct spare {
+  pid_t pid;                 /* 0: none */
+  proc_chan *chan;
+  proc_ledger *ledger;       /* its ledger and rings (kept for the next one) */
+  int ledger_fd;
+  int bell_fd;               /* its eventfd */
+} spare;
+
 /* A task sent to the worker process and not yet resolved. */
 typedef struct flight {
   par_recall r;              /* first: the future's recall while held ahead */
@@ -108,6 +120,8 @@ struct proc_ctx {
   int ledger_fd;
   int wake_fd;               /* an eventfd the interrupt handler and the worker write */
   int bell_fd;               /* the worker's eventfd: this side writes it */
+  spare sp;                  /* a process ready to take over, once one was replaced */
+  long launches;             /* processes this slot has started */
   flight fl[PROC_SLOTS];     /* by task number % PROC_SLOTS */
   int nflight;
   long ntasks;               /* tasks run by the current process */
@@ -166,7 +180,7 @@ static void start_frame(proc_ctx *c, unsigned char type) {
   put(&c->out, &type, 1);
 }
 
-static int send_config(proc_ctx *c, par_wire_err *e) {
+static int send_config(proc_ctx *c, proc_chan *ch, par_wire_err *e) {
   proc_config *cfg = c->cfg;
   uint64_t limit = cfg->memory_limit;
   uint32_t index = (uint32_t)c->index;
@@ -174,7 +188,9 @@ static int send_config(proc_ctx *c, par_wire_err *e) {
   uint32_t nc = cfg->cpath ? (uint32_t)strlen(cfg->cpath) : 0;
   unsigned char has_init = cfg->init != NULL;
   start_frame(c, PF_HELLO);
-  if (par_wire_hello(&c->out) != 0 || send_out(c, e) != 0) return -1;
+  if (par_wire_hello(&c->out) != 0 ||
+      proc_chan_send(ch, NULL, 0, c->out.data, c->out.len, e) != 0)
+    return -1;
   start_frame(c, PF_CONFIG);
   if (!put(&c->out, &limit, 8) || !put(&c->out, &index, 4) || !put(&c->out, &np, 4) ||
       !put(&c->out, &nc, 4) || !put(&c->out, cfg->path, np) || !put(&c->out, cfg->cpath, nc) ||
@@ -182,7 +198,14 @@ static int send_config(proc_ctx *c, par_wire_err *e) {
     snprintf(e->msg, sizeof e->msg, "not enough memory");
     return -1;
   }
-  if (cfg->init && par_wire_flatten(c->peer, cfg->init, &c->out, NULL, e) != 0) return -1;
+  return proc_chan_send(ch, NULL, 0, c->out.data, c->out.len, e);
+}
+
+/* The init call, to the process that takes over (c->peer was reset). */
+static int send_init(proc_ctx *c, par_wire_err *e) {
+  if (!c->cfg->init) return 0;
+  start_frame(c, PF_INIT);
+  if (par_wire_flatten(c->peer, c->cfg->init, &c->out, NULL, e) != 0) return -1;
   return send_out(c, e);
 }
 
@@ -192,40 +215,88 @@ int process_can_send(const par_object *o) {
 
 /* ----------------------------------------------------- the worker's life */
 
-/* Starts a worker process: 0, or -1 with why. */
-static int launch(proc_ctx *c, char *why, size_t size) {
-  int fd;
+/* Starts a worker process into c->sp and sends it its configuration
+ * (its state gets ready; init waits for the take-over): 0, or -1 with why. */
+static int spawn_spare(proc_ctx *c, char *why, size_t size) {
+  spare *s = &c->sp;
+  int fd, give[PROC_GIVE_FDS];
   par_wire_err e;
   pid_t pid;
-  int give[PROC_GIVE_FDS];
-  give[0] = c->ledger_fd;
-  give[1] = c->bell_fd;
+  if (!s->ledger && !(s->ledger = proc_ledger_new(&s->ledger_fd))) goto failed;
+  if (s->bell_fd < 0 && (s->bell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) goto failed;
+  give[0] = s->ledger_fd;
+  give[1] = s->bell_fd;
   give[2] = c->wake_fd;
-  memset(c->ledger, 0, sizeof *c->ledger);      /* the process before is reaped */
+  memset(s->ledger, 0, sizeof *s->ledger);      /* the process before is reaped */
   pid = proc_spawn(c->cfg->exe, &fd, give);
   if (pid < 0) {
     snprintf(why, size, "cannot start a worker process (%.200s: %s)", c->cfg->exe, strerror(errno));
     return -1;
   }
-  c->chan = proc_chan_new(c->ledger, PROC_PARENT, fd, c->wake_fd, c->bell_fd);
-  if (!c->chan) {
+  s->chan = proc_chan_new(s->ledger, PROC_PARENT, fd, c->wake_fd, s->bell_fd);
+  if (!s->chan) {
     close(fd);
     proc_reap(pid, 0, NULL, 0);
     snprintf(why, size, "cannot start a worker process (not enough memory)");
     return -1;
   }
+  s->pid = pid;
+  c->launches++;
+  /* A channel broken at once: the next task finds the process gone. */
+  if (send_config(c, s->chan, &e) != 0) { /* idem */ }
+  return 0;
+failed:
+  snprintf(why, size, "cannot start a worker process (%s)", strerror(errno));
+  return -1;
+}
+
+/* Ends the spare (it never ran anything of the pool's). */
+static void drop_spare(proc_ctx *c) {
+  if (c->sp.chan) proc_chan_free(c->sp.chan);
+  c->sp.chan = NULL;
+  if (c->sp.pid > 0) proc_reap(c->sp.pid, 0, NULL, 0);
+  c->sp.pid = 0;
+}
+
+/* Starts a worker process, the spare if one is ready: 0, or -1 with why. */
+static int launch(proc_ctx *c, char *why, size_t size) {
+  par_wire_err e;
+  proc_ledger *l;
+  int fd;
+  if (c->sp.pid > 0 && waitpid(c->sp.pid, NULL, WNOHANG) != 0) {
+    c->sp.pid = 0;                 /* it died waiting (or is not ours) */
+    drop_spare(c);
+  }
+  if (c->sp.pid <= 0 && spawn_spare(c, why, size) != 0) return -1;
+  /* The spare takes over; the resources of the process before (reaped)
+   * are kept for the next spare. */
   pthread_mutex_lock(&c->pid_mu);
-  c->pid = pid;
+  c->pid = c->sp.pid;
+  l = c->ledger; c->ledger = c->sp.ledger; c->sp.ledger = l;
   pthread_mutex_unlock(&c->pid_mu);
-  if (c->shm) par_shm_via_peer(c->shm, (uint32_t)pid);
+  if (c->shm) par_shm_via_peer(c->shm, (uint32_t)c->pid);
+  c->sp.pid = 0;
+  c->chan = c->sp.chan;
+  c->sp.chan = NULL;
+  fd = c->ledger_fd; c->ledger_fd = c->sp.ledger_fd; c->sp.ledger_fd = fd;
+  fd = c->bell_fd; c->bell_fd = c->sp.bell_fd; c->sp.bell_fd = fd;
   par_wire_peer_reset(c->peer);
   c->ntasks = 0;
   c->sent = 0;
-  if (send_config(c, &e) != 0) {
+  if (send_init(c, &e) != 0) {
     /* The channel broke at once: the next task finds the process gone. */
     snprintf(why, size, "%.300s", e.msg);
   }
   return 0;
+}
+
+/* A slot that has replaced a process keeps a spare ready, so that the
+ * next replacement (a crash, a kill, max_tasks_per_worker) does not wait
+ * for a process to start. */
+static void keep_spare(proc_ctx *c) {
+  char why[400];
+  if (c->launches > 1 && c->sp.pid <= 0 && c->chan && !par_pool_aborting())
+    if (spawn_spare(c, why, sizeof why) != 0) { /* a launch starts one then */ }
 }
 
 /* Ends the worker process (closing the channel tells it to stop; after
@@ -811,6 +882,7 @@ static void run_flights(proc_ctx *c) {
     finish_process(c, STOP_GRACE, NULL, 0);
     if (launch(c, why, sizeof why) != 0) { /* the next task says why */ }
   }
+  keep_spare(c);
 }
 
 static void process_run(void *ctx, par_future *f) {
@@ -866,6 +938,7 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   c->index = index;
   c->avg = -1;
   c->ledger_fd = c->wake_fd = c->bell_fd = -1;
+  c->sp.ledger_fd = c->sp.bell_fd = -1;
   pthread_mutex_init(&c->pid_mu, NULL);
   par_buf_init(&c->out);
   c->L = luaL_newstate();
@@ -914,8 +987,12 @@ static void process_stop(void *ctx) {
   if (c->peer) par_wire_peer_free(c->peer);
   par_shm_via_free(c->shm);
   if (c->L) lua_close(c->L);
+  drop_spare(c);
   proc_ledger_unmap(c->ledger);
+  proc_ledger_unmap(c->sp.ledger);
   if (c->ledger_fd >= 0) close(c->ledger_fd);
+  if (c->sp.ledger_fd >= 0) close(c->sp.ledger_fd);
+  if (c->sp.bell_fd >= 0) close(c->sp.bell_fd);
   if (c->wake_fd >= 0) close(c->wake_fd);
   if (c->bell_fd >= 0) close(c->bell_fd);
   par_buf_free(&c->out);

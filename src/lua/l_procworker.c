@@ -199,16 +199,19 @@ static int configure(conn *k, const unsigned char *p, size_t len, worker_config 
     setrlimit(RLIMIT_DATA, &rl);
   }
   *ctx = worker_ops.start(cfg, (int)index, &interrupted);
-  /* The init call is rebuilt once this process has a Lua state: a
-   * function's prototype is read from its dump with the codec's help. */
-  if (p[0]) {
-    par_wire_err e;
-    if (par_wire_rebuild(k->peer, p + 1, len - 1, &cfg->init, &e) != PAR_WIRE_MESSAGE) return -1;
-  }
-  if (*ctx && worker_ops.init) {     /* init(init_args): interruptible like a task */
-    begin_run(*ctx, 0);
-    worker_ops.init(*ctx);
-    end_run(*ctx);
+  return 0;
+}
+
+/* The pool's init call (PF_INIT), once this process has a Lua state: a
+ * function's prototype is read from its dump with the codec's help. -1 on
+ * bad input. */
+static int run_init(conn *k, const unsigned char *p, size_t len, worker_config *cfg, void *ctx) {
+  par_wire_err e;
+  if (cfg->init || par_wire_rebuild(k->peer, p, len, &cfg->init, &e) != PAR_WIRE_MESSAGE) return -1;
+  if (ctx && worker_ops.init) {     /* init(init_args): interruptible like a task */
+    begin_run(ctx, 0);
+    worker_ops.init(ctx);
+    end_run(ctx);
   }
   return 0;
 }
@@ -430,6 +433,8 @@ static int serve(conn *k) {
     } else if (fr[0] == PF_CONFIG && !configured) {
       if (configure(k, fr + 1, len - 1, &cfg, &ctx) != 0) { status = 4; break; }
       configured = 1;
+    } else if (fr[0] == PF_INIT && configured) {
+      if (run_init(k, fr + 1, len - 1, &cfg, ctx) != 0) { status = 4; break; }
     } else if (fr[0] == PF_TASK && configured) {
       if (serve_task(k, ctx, fr + 1, len - 1) != 0) break;
     } else {

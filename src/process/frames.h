@@ -7,7 +7,11 @@
  *   parent -> worker
  *     PF_HELLO  wire hello payload
  *     PF_CONFIG u64 memory_limit, u32 index, u32 #path, u32 #cpath, path,
- *               cpath, u8 has_init, then the init call's payload if any
+ *               cpath, u8 has_init (a PF_INIT follows before any task)
+ *     PF_INIT   the init call's payload. A spare worker (started ahead to
+ *               replace one that dies) gets HELLO and CONFIG at once, so
+ *               that its state is ready, and PF_INIT when it takes over:
+ *               objects in init_args go only to the process that uses them
  *     PF_TASK   u8 kind, u32 task number (interrupts and the ledger name
  *               it; never 0), u8 ahead (1: sent while another task was in
  *               flight, not claimed yet: the worker says when it starts),
@@ -45,6 +49,7 @@
 enum {
   PF_HELLO = 'H',
   PF_CONFIG = 'C',
+  PF_INIT = 'I',
   PF_TASK = 'T',
   PF_MORE = 'M',
   PF_STARTED = 'S',

@@ -1,0 +1,147 @@
+-- Process pools: the channel to a worker (rings in shared memory, the
+-- socket for large frames) and the spare worker that replaces one that
+-- died. Each case runs in a child process with a hard timeout, so that a
+-- hang fails the case instead of the suite.
+local support = require "spec.support"
+
+-- Runs code in a child (it prints "ok" at the end); fails with what it said.
+local function check(code)
+  local out, err = support.run_child{ code = 'local parallel = require "parallel"\n' .. code,
+                                      timeout = 60 }
+  assert.equal("ok\n", out, err)
+end
+
+describe("process pools' channel #child", function()
+  it("carries frames of every size in order, with tasks in flight", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 1, tasks_ahead = 7}
+      local fs, want = {}, {}
+      for i = 1, 300 do
+        local n = (i % 7 == 0) and 100000 or (i % 5 == 0) and 20000 or (i % 3)   -- a ring holds 16 KiB
+        local s = string.rep(string.char(65 + i % 26), n)
+        want[i] = #s + i
+        fs[i] = p:submit(function(x, k) return #x + k, x .. x end, s, i)
+      end
+      for i = 1, 300 do
+        local v, big = fs[i]:get(30)
+        assert(v == want[i], "task " .. i .. " gave " .. tostring(v))
+        assert(#big == 2 * (want[i] - i), "task " .. i .. ": the result lost bytes")
+      end
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+
+  it("runs the tasks held in the ring of a worker killed from outside elsewhere, each once", function()
+    check([[
+      local dir = os.tmpname()
+      local function mark(path) assert(io.open(path, "w")):close() end
+      local function await(path)
+        local t = require("parallel").now() + 20
+        while require("parallel").now() < t do
+          local f = io.open(path)
+          if f then f:close() return end
+          require("parallel").sleep(0.001)
+        end
+        error("never there: " .. path)
+      end
+      local p = parallel.pool{backend = "process", workers = 1, tasks_ahead = 5}
+      -- while this one holds the worker, the next ones queue in the pool,
+      -- then all go to the worker's ring at once
+      local hold = p:submit(function(g, wait) wait(g) end, dir .. ".hold", await)
+      while hold:state() == "pending" do parallel.sleep(0.001) end
+      local victim = p:submit(function(d, m)
+        local f = assert(io.open(d .. ".pid", "w"))
+        f:write(io.open("/proc/self/stat"):read("n")); f:close()
+        m(d .. ".started")
+        while true do end
+      end, dir, mark)
+      local rest = {}
+      for i = 1, 5 do
+        rest[i] = p:submit(function(x, log)
+          local f = assert(io.open(log, "a")); f:write(x, "\n"); f:close()
+          return x
+        end, i, dir .. ".log")
+      end
+      mark(dir .. ".hold")
+      await(dir .. ".started")
+      local pid = assert(io.open(dir .. ".pid")):read("n")
+      os.execute("kill -9 " .. pid)
+      assert(victim:wait(20) and victim:state() == "failed")
+      assert(victim:error() == "worker process died (signal 9, Killed)", victim:error())
+      for i = 1, 5 do assert(rest[i]:get(20) == i) end
+      local seen = {}
+      for l in io.lines(dir .. ".log") do seen[#seen + 1] = l end
+      table.sort(seen)
+      assert(table.concat(seen, ",") == "1,2,3,4,5", table.concat(seen, ","))
+      assert(p:apply(function() return 42 end) == 42)
+      p:shutdown()
+      for _, s in ipairs({"", ".hold", ".pid", ".started", ".log"}) do os.remove(dir .. s) end
+      print("ok")
+    ]])
+  end)
+end)
+
+describe("process pools' spare worker #child", function()
+  it("runs init only in a process that takes over, with init_args", function()
+    check([[
+      local v = parallel.value("int64", 0)
+      local p = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1,
+                              init = function(n) n:add(1) end, init_args = {v}}
+      local pids = {}
+      for i = 1, 4 do
+        local pid = p:apply(function() return io.open("/proc/self/stat"):read("n") end)
+        assert(not pids[pid], "a process ran two tasks")
+        pids[pid] = true
+      end
+      -- five processes took over (the fifth after the fourth task, for
+      -- a next one); a spare may be ready too, but its init waits
+      local t = parallel.now() + 20
+      while v:get() < 5 and parallel.now() < t do parallel.sleep(0.001) end
+      parallel.sleep(0.05)
+      assert(v:get() == 5, "init ran " .. v:get() .. " times")
+      p:shutdown()
+      assert(v:get() == 5, "init ran " .. v:get() .. " times")
+      print("ok")
+    ]])
+  end)
+
+  it("is replaced when it dies while it waits, and the pool goes on", function()
+    check([[
+      local function my_pid() return io.open("/proc/self/stat"):read("n") end
+      local function children()
+        local t = {}
+        local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
+        for pid in ls:read("a"):gmatch("%d+") do t[#t + 1] = tonumber(pid) end
+        ls:close()
+        return t
+      end
+      local function alive(pid)
+        local f = io.open("/proc/" .. pid .. "/stat")
+        if not f then return false end
+        local st = f:read("a"); f:close()
+        return st:match("^%d+ %b() (%a)") ~= "Z"
+      end
+      local p = parallel.pool{backend = "process", workers = 1}
+      local f = p:submit(function() os.exit(1) end)
+      assert(f:wait(20) and f:state() == "failed")
+      local current = p:apply(my_pid)       -- a replacement: the slot keeps a spare from now on
+      local spare
+      local t = parallel.now() + 20
+      while not spare and parallel.now() < t do
+        for _, pid in ipairs(children()) do if pid ~= current and alive(pid) then spare = pid end end
+        parallel.sleep(0.001)
+      end
+      assert(spare, "no spare worker")
+      os.execute("kill -9 " .. spare)
+      f = p:submit(function() os.exit(2) end)
+      assert(f:wait(20) and f:state() == "failed")
+      assert(f:error() == "worker process died (exit status 2)", f:error())
+      local now = p:apply(my_pid)
+      assert(now ~= current and now ~= spare)
+      assert(p:apply(function() return 7 end) == 7)
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+end)
