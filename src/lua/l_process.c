@@ -22,6 +22,13 @@
  * worker dies, the ledger says which task it was running (that one fails)
  * and which never started (those go back to the head of the pool's queue).
  * run returns once nothing is in flight.
+ *
+ * Spare. Starting a process (posix_spawn, the loader, a Lua state, the
+ * facade) takes milliseconds; a slot that has replaced its process once (a
+ * crash, a kill, max_tasks_per_worker) keeps the next one started ahead,
+ * configured but without init, which runs when it takes over (objects in
+ * init_args then go to the process that uses them). A pool that never
+ * loses a worker never starts one.
  */
 #define _GNU_SOURCE
 #include "lua/l_process.h"
@@ -415,7 +422,7 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
       rc = par_wire_flatten_segment(c->peer, stream, seg, &c->out, e);
       par_msg_free(seg);
       if (rc != 0 || send_out(c, e) != 0) { rc = -1; break; }
-      if (proc_chan_wait(c->chan, 0, e) != 0) { rc = -1; break; }
+      if (proc_chan_wait(c->chan, 1, 0, e) != 0) { rc = -1; break; }
     }
   }
   return rc;
@@ -760,7 +767,7 @@ static int wait_io(proc_ctx *c, double deadline) {
   if (ms != 0 && proc_chan_backlog(c->chan) == 0 &&
       par_spin(PAR_WAIT_FUTURE, proc_chan_ready, c->chan, deadline > 0 ? deadline : par_now() + 1))
     ms = 0;
-  if (ms != 0 && !proc_chan_sleep(c->chan)) ms = 0;
+  if (ms != 0 && !proc_chan_sleep(c->chan, 1)) ms = 0;
   p[0].fd = proc_chan_fd(c->chan);
   p[0].events = proc_chan_events(c->chan);
   p[1].fd = c->wake_fd;         /* the worker's bell, the interrupt handler */

@@ -3,7 +3,9 @@
  * worker process (the parallel-worker executable, or an embedding host
  * that calls it first thing in main).
  *
- * One thread. It reads frames (process/frames.h) from descriptor 3, runs
+ * One thread. It reads frames (process/frames.h) from its channel
+ * (process/pchan.h: rings in the ledger's mapping, descriptor 3 the socket,
+ * 5 and 6 the eventfds that wake it and its parent), runs
  * each task with the thread backend's worker code (worker_ops: the same
  * state, init, memory limit and failures), and sends the outcome back.
  * Before a task runs, the ledger (process/ledger.h, descriptor 4) says it
@@ -150,7 +152,7 @@ static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
     if (r == 1 && *len > 0) return 1;
     if (r < 0) return 0;
     if (par_spin(PAR_WAIT_POOL, proc_chan_ready, k->chan, par_now() + 1)) ms = 0;
-    if (proc_chan_wait(k->chan, ms, &e) != 0) {
+    if (proc_chan_wait(k->chan, 1, ms, &e) != 0) {
       r = proc_chan_next(k->chan, fr, len, &e);
       return r == 1 && *len > 0;
     }
@@ -162,7 +164,7 @@ static int send_all(conn *k) {
   par_wire_err e;
   if (proc_chan_send(k->chan, NULL, 0, k->out.data, k->out.len, &e) != 0) return -1;
   while (proc_chan_backlog(k->chan) > 0)
-    if (proc_chan_wait(k->chan, -1, &e) != 0) return -1;
+    if (proc_chan_wait(k->chan, 0, -1, &e) != 0) return -1;
   return 0;
 }
 
@@ -246,7 +248,7 @@ static int link_send(void *ud, const void *body, size_t blen, int cancel, par_wi
   unsigned char type = cancel ? PF_CANCEL : PF_REQUEST;
   if (proc_chan_send(k->chan, &type, 1, body, blen, e) != 0) return -1;
   while (proc_chan_backlog(k->chan) > 0)
-    if (proc_chan_wait(k->chan, -1, e) != 0) return -1;
+    if (proc_chan_wait(k->chan, 0, -1, e) != 0) return -1;
   return 0;
 }
 
@@ -281,7 +283,7 @@ static int link_pump(void *ud, double deadline, par_wire_err *e) {
   int n = take_arrived(k, e), ms;
   if (n != 0) return n < 0 ? -1 : 0;
   ms = (int)((deadline - par_now()) * 1000);
-  if (proc_chan_wait(k->chan, ms > 0 ? ms : 0, e) != 0) {
+  if (proc_chan_wait(k->chan, 1, ms > 0 ? ms : 0, e) != 0) {
     take_arrived(k, e);
     return -1;
   }

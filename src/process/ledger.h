@@ -4,7 +4,7 @@
  * both see, no Lua.
  *
  * The parent keeps up to PROC_SLOTS tasks in flight per worker (one runs,
- * the next ones wait in the worker's socket), so that the worker never
+ * the next ones wait in the worker's ring, pchan.h), so that the worker never
  * idles waiting for the parent. Task number seq uses slot seq %
  * PROC_SLOTS, whose word holds (seq << 8 | state): the number makes a
  * stale compare-and-swap fail, so a slot is reused without ABA.

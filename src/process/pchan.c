@@ -243,13 +243,14 @@ static int room_for_pending(proc_chan *c) {
   return PROC_RING_SIZE - (tail - atomic_load(&r->head)) >= need + skip;
 }
 
-int proc_chan_sleep(proc_chan *c) {
+int proc_chan_sleep(proc_chan *c, int data) {
   int pending = c->pend_off < c->pending.len;
   release(c);
-  atomic_store(c->mine, WANT_DATA | (pending ? WANT_ROOM : 0));
+  if (!data && !pending) return 1;
+  atomic_store(c->mine, (data ? WANT_DATA : 0) | (pending ? WANT_ROOM : 0));
   /* seq_cst loads after the seq_cst store: the peer's publish, then its
    * look at our flag, cannot both miss */
-  if (atomic_load(&c->in->tail) != atomic_load(&c->in->head) ||
+  if ((data && atomic_load(&c->in->tail) != atomic_load(&c->in->head)) ||
       (pending && room_for_pending(c))) {
     atomic_store(c->mine, 0);
     return 0;
@@ -272,9 +273,9 @@ int proc_chan_io(proc_chan *c, short revents, par_wire_err *e) {
   return rc;
 }
 
-int proc_chan_wait(proc_chan *c, int timeout_ms, par_wire_err *e) {
+int proc_chan_wait(proc_chan *c, int data, int timeout_ms, par_wire_err *e) {
   struct pollfd p[2];
-  int r, slept = timeout_ms != 0 && proc_chan_sleep(c);
+  int r, slept = timeout_ms != 0 && proc_chan_sleep(c, data);
   p[0].fd = par_wire_chan_fd(c->sock);
   p[0].events = par_wire_chan_events(c->sock);
   p[1].fd = c->bell_in;

@@ -70,17 +70,19 @@ int proc_chan_ready(void *c);
 
 /* For a poll loop of the caller's: the socket's events; before the poll,
  * proc_chan_sleep says whether to sleep (0: something is there already,
- * poll without waiting) and marks this side asleep; proc_chan_wake
+ * poll without waiting) and marks this side asleep, waiting for room for
+ * its pending frames and, if data, for a frame; proc_chan_wake
  * after it (drains this side's eventfd if bell). proc_chan_io then reads
  * the socket (if the poll saw revents there) and moves pending frames into
  * the ring: 0, or -1 (e filled) when the socket failed or closed. */
 short proc_chan_events(proc_chan *c);
-int proc_chan_sleep(proc_chan *c);
+int proc_chan_sleep(proc_chan *c, int data);
 void proc_chan_wake(proc_chan *c, int bell);
 int proc_chan_io(proc_chan *c, short revents, par_wire_err *e);
 
 /* poll on the socket and this side's eventfd up to timeout_ms (-1: until
- * something happened), then io: 0, or -1 as proc_chan_io. */
-int proc_chan_wait(proc_chan *c, int timeout_ms, par_wire_err *e);
+ * something happened), then io: 0, or -1 as proc_chan_io. data: a frame
+ * to read ends the wait (a writer waiting for its backlog says 0). */
+int proc_chan_wait(proc_chan *c, int data, int timeout_ms, par_wire_err *e);
 
 #endif
