@@ -191,6 +191,35 @@ describe("process pools", function()
     assert.equal("true\tfailed\tpool init failed: interrupted\n", out)
   end)
 
+  -- The worker's channel (descriptor 3) had no close-on-exec: a program
+  -- the task started (os.execute, io.popen) held the socket, so the parent
+  -- never saw the killed worker's channel close and the kill, a
+  -- task_timeout or terminate() waited for that program to exit.
+  it("end a task that started a program as soon as it is killed, timed out or terminated #child", function()
+    local out, err, status = run_lua([[
+      local parallel = require "parallel"
+      local function task() os.execute("exec sleep 6 >/dev/null 2>&1 </dev/null") return "slept" end
+      local p = parallel.pool{backend = "process", workers = 1}
+      local f = p:submit(task)
+      while f:state() == "pending" do parallel.sleep(0.001) end
+      parallel.sleep(0.1)
+      f:kill()
+      print(f:wait(3), f:state(), (f:error()))
+      print(pcall(p.map, p, task, {1}, {task_timeout = 0.2, timeout = 3}))
+      f = p:submit(task)
+      while f:state() == "pending" do parallel.sleep(0.001) end
+      local t0 = parallel.now()
+      p:terminate()
+      print(parallel.now() - t0 < 3, f:state())
+    ]])
+    assert.equal(0, status, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal("true\tfailed\tkilled", lines[1])
+    assert.matches("^false\t.*timeout: the task ran longer than task_timeout", lines[2])
+    assert.equal("true\tfailed", lines[3])
+  end)
+
   it("end items that run past task_timeout", function()
     local t0 = parallel.now()
     local e = support.error_of(pool.map, pool, function(x)

@@ -20,6 +20,7 @@
 #include "lua/l_process.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -462,6 +463,10 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if ((long)getppid() != atol(argv[2])) return 1;   /* the parent is gone already */
   close_inherited();
+  /* The channel came through dup2, which clears close-on-exec: a program a
+   * task starts (os.execute, io.popen) would hold the socket open, and the
+   * parent would not see this process's end until that program's. */
+  fcntl(PROC_CHANNEL_FD, F_SETFD, FD_CLOEXEC);
   /* Ctrl-C is for the parent, which decides what its pool does. */
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
