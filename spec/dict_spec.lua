@@ -66,6 +66,23 @@ describe("parallel.dict", function()
     end)
   end)
 
+  -- The entry that made the table grow was linked to its bucket twice
+  -- (by the rehash, then again: a chain pointing to itself), so a later
+  -- lookup of an absent key in that bucket looped forever (about the
+  -- 3,000th of 8,000 integer keys).
+  it("holds many keys, each found again #child", function()
+    local out, err, status = support.run_lua([[
+      local d = require("parallel").dict()
+      for i = 1, 50000 do d[i] = i end
+      for i = 1, 50000 do assert(d[i] == i) end
+      for i = 50001, 60000 do assert(d[i] == nil) end
+      for i = 1, 50000, 2 do d[i] = nil end
+      print(#d, d[2], d[3])
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("25000\t2\tnil\n", out)
+  end)
+
   describe("#d", function()
     it("counts keys", function()
       local d = parallel.dict()

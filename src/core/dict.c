@@ -90,12 +90,15 @@ static par_dict_entry *insert(par_dict *d, const void *key, size_t klen, uint64_
   e->hash = h;
   e->value = NULL;
   e->updater = 0;
+  /* Grow first: the rehash walks the insertion list, so e must not be on
+   * it yet (it would be linked into its bucket twice, a chain pointing to
+   * itself, and a lookup of an absent key there would never end). */
+  if (d->nentries + 1 > d->nbuckets) grow(d);
   e->next = NULL;
   e->prev = d->last;
   if (d->last) d->last->next = e; else d->first = e;
   d->last = e;
   d->nentries++;
-  if (d->nentries > d->nbuckets) grow(d);
   slot = h & (d->nbuckets - 1);
   e->chain = d->buckets[slot];
   d->buckets[slot] = e;
