@@ -245,6 +245,34 @@ describe("process pools", function()
     assert.equal(1, p:apply(function() return 1 end))
   end)
 
+  -- A message larger than the worker's kernel cap (memory_limit + 64 MiB)
+  -- could not be buffered: the worker retried the read forever and the task
+  -- never ended. A long argument whose segments did not fit made the worker
+  -- exit ("worker process died (exit status 0)"), as did a large one that fit
+  -- its buffer but not the copy made from it.
+  it("fail, and keep the worker, a task whose arguments exceed memory_limit #child", function()
+    local out, err, status = support.run_child{timeout = 60, code = [[
+      local parallel = require "parallel"
+      local p = parallel.pool{backend = "process", workers = 1, memory_limit = 4 * 1024 * 1024}
+      local function pid() return p:apply(function() return io.open("/proc/self/stat"):read("n") end) end
+      local before = pid()
+      local function try(...) print(pcall(function(...) return p:submit(function(a) return #a end, ...):get(30) end, ...)) end
+      try(string.rep("x", 100 * 1024 * 1024))
+      try(string.rep("x", 16 * 1024 * 1024))
+      local t = {}
+      for i = 1, 300000 do t[i] = i end
+      try(t)
+      for i = 1, 300000 do t[i] = string.rep("y", 300) .. i end
+      try(t)
+      print(before == pid())
+    ]]}
+    assert.equal(0, status, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    for i = 1, 4 do assert.matches("^false\t[^\n]*not enough memory", lines[i]) end
+    assert.equal("true", lines[5])
+  end)
+
   it("replace workers after max_tasks_per_worker tasks", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 2}
     local a, b, c = p:apply(my_pid), p:apply(my_pid), p:apply(my_pid)

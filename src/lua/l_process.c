@@ -405,6 +405,14 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
   put(&c->out, &kind, 1);
   put(&c->out, &x->seq, 4);
   put(&c->out, &announce, 1);
+  if (c->cfg->memory_limit && !task->rest && task->len > c->cfg->memory_limit) {
+    /* Decoded, it could not fit the worker's state; and past memory_limit
+     * + PROCESS_OVERHEAD the process could not even buffer the frame.
+     * (Before flattening, which marks what it sends as sent.) */
+    snprintf(e->msg, sizeof e->msg, "not enough memory: the task's arguments take %zu bytes, "
+             "more than memory_limit (%zu)", task->len, c->cfg->memory_limit);
+    return 1;
+  }
   if (par_wire_flatten(c->peer, task, &c->out, &stream, e) != 0) return 1;
   if (send_out(c, e) != 0) return -1;
   if (task->rest) {

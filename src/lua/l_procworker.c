@@ -360,30 +360,78 @@ static int send_releases(conn *k) {
   return send_all(k);
 }
 
+static int out_of_memory(const par_wire_err *e) {
+  return strncmp(e->msg, "not enough memory", 17) == 0;
+}
+
+/* A task this process had no memory to receive: it fails (unless it was
+ * recalled meanwhile), and the worker goes on. 0, or -1 when the channel
+ * failed. */
+static int drop_task(conn *k, uint32_t useq) {
+  static const char text[] = "not enough memory (receiving the task's arguments)";
+  if (k->prestarted == useq) {
+    k->prestarted = 0;
+  } else if (!start(k, useq)) {
+    if (proc_slot_state(k->ledger, useq) == SLOT_KILLED) await_kill();
+    return send_seq(k, PF_SKIPPED, useq);
+  }
+  if (send_releases(k) != 0) return -1;     /* what a half-rebuilt argument held */
+  frame_start(k, PF_ERROR);
+  if (!par_buf_reserve(&k->out, 4 + sizeof text)) return -1;
+  memcpy(k->out.data + k->out.len, &useq, 4);
+  k->out.len += 4;
+  memcpy(k->out.data + k->out.len, text, sizeof text - 1);
+  k->out.len += sizeof text - 1;
+  if (!proc_slot_move(k->ledger, useq, SLOT_STARTED, SLOT_FINISHED)) await_kill();
+  prestart(k);
+  return send_all(k);
+}
+
 /* Rebuilds a task (with all of its segments) and runs it; sends the
  * outcome. -1 when the channel failed. */
 static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
   par_msg *m = NULL;
   par_future *f;
   par_wire_err e;
-  int kind, state, seq, announce;
+  int kind, state, seq, announce, dropped = 0;
   uint32_t useq;
   if (len < 6) return -1;
   kind = p[0];
   memcpy(&useq, p + 1, 4);
   announce = p[5];
   seq = (int)(useq & 0x7fffffff);
-  if (par_wire_rebuild(k->peer, p + 6, len - 6, &m, &e) != PAR_WIRE_MESSAGE) return -1;
+  if (par_wire_rebuild(k->peer, p + 6, len - 6, &m, &e) != PAR_WIRE_MESSAGE) {
+    if (!out_of_memory(&e)) return -1;
+    /* This process cannot hold it (RLIMIT_DATA): the task fails and the
+     * worker goes on. A long argument's stream was not opened: its
+     * segments are skipped up to its end. */
+    if (par_wire_kind(p + 6, len - 6) == PAR_WIRE_K_FIRST) {
+      const unsigned char *fr;
+      size_t n;
+      do {
+        if (!next_frame(k, &fr, &n) || n < 2 || fr[0] != PF_MORE) return -1;
+      } while (par_wire_kind(fr + 1, n - 1) != PAR_WIRE_K_END);
+    }
+    return drop_task(k, useq);
+  }
   while (m->rest && !par_queue_closed((par_queue *)m->rest)) {
     const unsigned char *fr;
     size_t n;
     par_msg *none = NULL;
-    if (!next_frame(k, &fr, &n) || fr[0] != PF_MORE) { par_msg_free(m); return -1; }
+    if (!next_frame(k, &fr, &n) || n < 1 || fr[0] != PF_MORE) { par_msg_free(m); return -1; }
     if (par_wire_rebuild(k->peer, fr + 1, n - 1, &none, &e) == PAR_WIRE_ERROR) {
-      par_msg_free(m);
-      return -1;
+      if (!out_of_memory(&e)) { par_msg_free(m); return -1; }
+      dropped = 1;
     }
     par_msg_free(none);
+    if (dropped) {     /* the segments in so far go: the rest follow them */
+      par_msg *seg;
+      while (par_queue_pop((par_queue *)m->rest, &seg, 0) == PAR_OK) par_msg_free(seg);
+    }
+  }
+  if (dropped) {
+    par_msg_free(m);
+    return drop_task(k, useq);
   }
   if (k->prestarted == useq) {
     k->prestarted = 0;

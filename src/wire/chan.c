@@ -240,7 +240,32 @@ static void read_all(par_wire_chan *c) {
     if (c->in_cap - c->in_len < READ_CHUNK) {
       size_t cap = c->in_cap ? c->in_cap * 2 : 2 * READ_CHUNK;
       unsigned char *p = realloc(c->in, cap);
-      if (!p) return;                        /* read again later */
+      if (!p) {
+        /* Doubling failed (a process under RLIMIT_DATA). Returning to read
+         * later would never make progress (the caller would wait forever
+         * for a frame that cannot arrive): read into the room left, or
+         * grow to just the frame being received, else the channel ends. */
+        size_t need = 0;
+        if (c->in_len >= 4) {
+          const unsigned char *h = c->in;
+          size_t n = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
+          if (4 + n > c->in_len) need = 4 + n;
+          else return;               /* a whole frame first: taking it makes room */
+        } else {
+          need = 4;
+        }
+        if (need <= c->in_cap) {
+          p = c->in;                 /* room for the rest of this frame */
+          cap = c->in_cap;
+        } else if ((p = realloc(c->in, need)) != NULL) {
+          cap = need;
+        } else {
+          c->eof = 1;
+          snprintf(c->why, sizeof c->why,
+                   "not enough memory to receive a message of %zu bytes from the other process", need);
+          return;
+        }
+      }
       c->in = p;
       c->in_cap = cap;
     }
