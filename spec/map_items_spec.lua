@@ -95,4 +95,42 @@ describe("the map family's items", function()
     end)
     assert.is_truthy(e:find("cannot send thread at list[6]", 1, true), e)
   end)
+  -- An item that could not be read or sent raised from the submission
+  -- loop and left the chunks submitted before it running.
+  it("cancels the chunks already submitted when an item cannot be read or sent", function()
+    local ran = parallel.value("int64")
+    local function task(x) ran:add(1) return x end
+    local p <close> = parallel.pool(1)
+    local gate, go = parallel.event(), parallel.event()
+    local busy = p:submit(function(g, s) s:set() g:wait(10) end, go, gate)
+    assert.is_true(gate:wait(10))
+    local list = {}
+    for i = 1, 50 do list[i] = i end
+    list[50] = io.stdout
+    local e = error_of(pool.map, p, task, list, { chunksize = 1 })
+    assert.is_truthy(e:find("cannot send userdata (FILE*) at list[50]", 1, true), e)
+    e = error_of(pool.map, p, task, proxy(50, function(i) if i == 50 then error("no item 50") end return i end))
+    assert.matches("no item 50", e)
+    e = error_of(function()
+      local n = 0
+      for _ in p:imap(task, function() n = n + 1; if n == 2 then error("no item 2") end return n end,
+                      { chunksize = 1 }) do end
+    end)
+    assert.matches("no item 2", e)
+    go:set()
+    busy:get(10)
+    p:shutdown{ wait = true }
+    assert.equal(0, ran:get())
+  end)
+
+  it("refuses a proxy whose length is no count", function()
+    for _, n in ipairs { 2.5, -1, 0 / 0 } do
+      local bad = proxy(n, function(i) return i end)
+      for _, name in ipairs { "map", "starmap", "imap", "map_async" } do
+        local e = error_of(pool[name], pool, function() end, bad)
+        assert.matches("#list must be a non%-negative integer, got " .. tostring(n):gsub("%p", "%%%0"), e)
+      end
+    end
+    assert.equal(3, pool:map(function(x) return x end, proxy(3.0, function(i) return i end)).n)
+  end)
 end)

@@ -44,13 +44,18 @@ end
 -- A table with keys but none of the items 1..n: most likely a dictionary
 -- given where a list is expected (a list with only `n` is an empty list).
 local function check_items(list, n, argn, fname)
-  if n ~= 0 or getmetatable(list) ~= nil then return end
+  local len = math.tointeger(n)
+  if not len or len < 0 then    -- a proxy's __len: 2.5, -5, "3" would make a results.n of it
+    argerror(argn, fname, "#list must be a non-negative integer, got " .. tostring(n), 4)
+  end
+  if n ~= 0 or getmetatable(list) ~= nil then return len end
   local k = next(list)
   if k == "n" then k = next(list, k) end
   if k ~= nil then
     argerror(argn, fname, "list expected, got a table with keys but no items 1..n;"
       .. " put its values in a list (or use pairs and submit)", 4)
   end
+  return len
 end
 
 local function check_open(pool)
@@ -170,8 +175,7 @@ local function map_impl(pool, fname, fn, list, opts, star)
   opts = check_opts(opts, 3, fname)
   local workers, backend = pool_info(pool)
   check_task_timeout(backend, opts, fname)
-  local n = #list
-  check_items(list, n, 2, fname)
+  local n = check_items(list, #list, 2, fname)
   local results = { n = n }
   if n == 0 then return results end
   -- task_timeout bounds each task: one item per task unless chunksize says otherwise
@@ -181,18 +185,26 @@ local function map_impl(pool, fname, fn, list, opts, star)
   -- A list with a metatable (a proxy) is read as list[i] reads it; the C
   -- side reads plain tables raw, which is the same thing and runs no code.
   local proxy = getmetatable(list) ~= nil
-  for first = 1, n, cs do
-    local last = min(first + cs - 1, n)
-    local f
-    if proxy then
-      local items = {}
-      for i = first, last do items[i - first + 1] = list[i] end
-      f = pool:_chunk(fn, items, 1, last - first + 1, star, first, tt)
-    else
-      f = pool:_chunk(fn, list, first, last, star, first, tt)
+  -- An item that cannot be read (a proxy's __index raises) or sent (a
+  -- file handle) raises here: the chunks already submitted are cancelled.
+  local ok, err = pcall(function()
+    for first = 1, n, cs do
+      local last = min(first + cs - 1, n)
+      local f
+      if proxy then
+        local items = {}
+        for i = first, last do items[i - first + 1] = list[i] end
+        f = pool:_chunk(fn, items, 1, last - first + 1, star, first, tt)
+      else
+        f = pool:_chunk(fn, list, first, last, star, first, tt)
+      end
+      futures[#futures + 1] = f
+      firsts[f] = first
     end
-    futures[#futures + 1] = f
-    firsts[f] = first
+  end)
+  if not ok then
+    cancel_all(futures)
+    error(err, 0)
   end
   local deadline = opts.timeout and now() + opts.timeout
   local report = progress.new(opts.progress, n)
@@ -224,9 +236,9 @@ function Pool:map(fn, list, opts) return map_impl(self, "map", fn, list, opts, f
 function Pool:starmap(fn, arglists, opts) return map_impl(self, "starmap", fn, arglists, opts, true) end
 
 -- A source of items: a list, or an iterator function read lazily.
-local function item_source(list)
+local function item_source(list, total)
   if type(list) == "table" then
-    local i, n = 0, #list
+    local i, n = 0, total
     return function()
       if i >= n then return nil, true end
       i = i + 1
@@ -251,11 +263,10 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
   opts = check_opts(opts, 3, fname)
   local workers, backend = pool_info(pool)
   check_task_timeout(backend, opts, fname)
-  local total = type(list) == "table" and #list or nil
+  local total = type(list) == "table" and check_items(list, #list, 2, fname) or nil
   local tt = opts.task_timeout
-  if total then check_items(list, total, 2, fname) end
   local cs = opts.chunksize or (tt and 1) or (total and default_chunksize(total, workers)) or 16
-  local next_item = item_source(list)
+  local next_item = item_source(list, total)
   local window = 2 * workers
   local inflight, head, tail = {}, 1, 0      -- ordered: FIFO of futures
   local firsts = {}
@@ -326,14 +337,24 @@ local function imap_impl(pool, fname, fn, list, opts, ordered)
     return true
   end
 
-  fill()
+  -- An item that cannot be read or sent (the iterator raises, a file
+  -- handle) raises from here: the chunks in flight are cancelled.
+  local function refill()
+    local ok, err = pcall(fill)
+    if not ok then
+      give_up()
+      error(err, 0)
+    end
+  end
+
+  refill()
   local function iterate()
     while bufpos >= buflen do
       if not next_chunk() then
         if report then report(delivered, total or delivered, true) end
         return nil
       end
-      fill()
+      refill()
     end
     bufpos = bufpos + 1
     delivered = delivered + 1
@@ -727,8 +748,7 @@ local function map_async_impl(pool, fname, fn, list, opts, star)
   check(list, "table", 2, fname)
   opts = check_async_opts(opts, 3, fname, true)
   check_open(pool)
-  local n = #list
-  check_items(list, n, 2, fname)
+  local n = check_items(list, #list, 2, fname)
   local g = core._group()
   local ok, err = pcall(function()
     if n == 0 then return end
