@@ -273,6 +273,29 @@ describe("process pools", function()
     assert.equal("true", lines[5])
   end)
 
+  -- A pool made with no descriptor to spare: the owner's wake pipe failed
+  -- and every task failed for good with "not enough memory", even once
+  -- descriptors were free again.
+  it("say a worker cannot start for want of descriptors, and start it once they are back #child", function()
+    local out, err, status = support.run_child{prelude = "ulimit -n 20;", code = [[
+      local parallel = require "parallel"
+      local files = {}
+      while true do local f = io.open("/dev/null") if not f then break end files[#files + 1] = f end
+      for _ = 1, 3 do table.remove(files):close() end
+      local p = parallel.pool{backend = "process", workers = 2}
+      local f = p:submit(function() return 1 end)
+      print(f:wait(10), f:state(), (f:error()))
+      for _, x in ipairs(files) do x:close() end
+      local fs = {}
+      for i = 1, 4 do fs[i] = p:submit(function() return "back" end) end
+      for i = 1, 4 do print(fs[i]:get(10)) end
+      p:shutdown()
+    ]]}
+    assert.equal(0, status, err)
+    assert.equal("true\tfailed\tcannot start a worker process (Too many open files)\n"
+      .. ("back\n"):rep(4), out)
+  end)
+
   it("replace workers after max_tasks_per_worker tasks", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 2}
     local a, b, c = p:apply(my_pid), p:apply(my_pid), p:apply(my_pid)

@@ -141,6 +141,7 @@ struct proc_ctx {
   _Atomic int *interrupted;  /* the pool worker's flag: an interrupt is asked */
   par_buf out;               /* a frame being built */
   char fatal[600];           /* set: no worker can run here; tasks fail with it */
+  int unprepared;            /* fatal only until prepare() succeeds */
 };
 
 /* ------------------------------------------------------------ failures */
@@ -900,10 +901,13 @@ static void run_flights(proc_ctx *c) {
   keep_spare(c);
 }
 
+static int prepare(proc_ctx *c);
+
 static void process_run(void *ctx, par_future *f) {
   proc_ctx *c = (proc_ctx *)ctx;
   char why[400];
   if (!c) { par_future_finish(f, PAR_FAILED, NULL); return; }
+  if (c->unprepared) prepare(c);
   if (c->fatal[0]) { fail(c, f, c->fatal); return; }
   /* A worker that died while idle (the OOM killer, a kill from outside)
    * is found when the task is sent: it never started there, so it goes
@@ -944,6 +948,44 @@ static int open_codec(lua_State *L) {
   return 0;
 }
 
+/* What this side needs to run worker processes, made here or, for what
+ * could not be made (descriptors or memory short: a pool made under a low
+ * ulimit -n), again by the next task. 0, or -1 with c->unprepared and
+ * c->fatal saying why. */
+static int prepare(proc_ctx *c) {
+  int err = 0;
+  const char *what = NULL;
+  if (!c->L) {
+    c->L = luaL_newstate();
+    if (c->L) {
+      lua_pushcfunction(c->L, open_codec);
+      if (lua_pcall(c->L, 0, 0, 0) != LUA_OK) { lua_close(c->L); c->L = NULL; }
+    }
+    if (!c->L) what = "not enough memory";
+  }
+  if (!c->peer) {
+    if (!c->remote && !(c->remote = par_remote_owner_new((uint64_t)getpid()))) err = errno;
+    if (!c->shm && !(c->shm = par_shm_via_new(0)) && !err) err = errno;
+    if (c->remote && c->shm) {
+      par_wire_objects hooks;
+      c->vias.n = 0;
+      par_remote_owner_attach(&c->vias, c->remote);
+      par_shm_via_attach(c->shm, &c->vias);
+      par_wire_vias_hooks(&c->vias, &hooks);
+      if (!(c->peer = par_wire_peer_new(&hooks))) what = "not enough memory";
+    }
+  }
+  if (!c->ledger && !(c->ledger = proc_ledger_new(&c->ledger_fd)) && !err) err = errno;
+  if (c->wake_fd < 0 && (c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 && !err) err = errno;
+  if (c->bell_fd < 0 && (c->bell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 && !err) err = errno;
+  c->unprepared = what || err || !c->peer || !c->ledger || c->wake_fd < 0 || c->bell_fd < 0;
+  if (!c->unprepared) { c->fatal[0] = '\0'; return 0; }
+  if (what) snprintf(c->fatal, sizeof c->fatal, "%s", what);
+  else snprintf(c->fatal, sizeof c->fatal, "cannot start a worker process (%s)",
+                strerror(err ? err : ENOMEM));
+  return -1;
+}
+
 static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   proc_ctx *c = calloc(1, sizeof *c);
   char why[400];
@@ -956,32 +998,8 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   c->sp.ledger_fd = c->sp.bell_fd = -1;
   pthread_mutex_init(&c->pid_mu, NULL);
   par_buf_init(&c->out);
-  c->L = luaL_newstate();
-  if (c->L) {
-    lua_pushcfunction(c->L, open_codec);
-    if (lua_pcall(c->L, 0, 0, 0) != LUA_OK) { lua_close(c->L); c->L = NULL; }
-  }
   par_buf_init(&c->rbuf);
-  c->remote = par_remote_owner_new((uint64_t)getpid());
-  if (c->remote) par_remote_owner_attach(&c->vias, c->remote);
-  {
-    par_wire_objects hooks;
-    c->shm = par_shm_via_new(0);
-    if (c->shm) par_shm_via_attach(c->shm, &c->vias);
-    par_wire_vias_hooks(&c->vias, &hooks);
-    c->peer = par_wire_peer_new(&hooks);
-  }
-  c->ledger = proc_ledger_new(&c->ledger_fd);
-  c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  c->bell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (!c->L || !c->remote || !c->peer || !c->shm) {
-    snprintf(c->fatal, sizeof c->fatal, "not enough memory");
-    return c;
-  }
-  if (!c->ledger || c->wake_fd < 0 || c->bell_fd < 0) {
-    snprintf(c->fatal, sizeof c->fatal, "cannot start a worker process (%s)", strerror(errno));
-    return c;
-  }
+  if (prepare(c) != 0) return c;
   /* A launch that fails is tried again by the next task. */
   if (launch(c, why, sizeof why) != 0) { /* idem */ }
   return c;
