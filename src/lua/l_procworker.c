@@ -511,10 +511,14 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if ((long)getppid() != atol(argv[2])) return 1;   /* the parent is gone already */
   close_inherited();
-  /* The channel came through dup2, which clears close-on-exec: a program a
-   * task starts (os.execute, io.popen) would hold the socket open, and the
-   * parent would not see this process's end until that program's. */
-  fcntl(PROC_CHANNEL_FD, F_SETFD, FD_CLOEXEC);
+  /* The channel, ledger and eventfds came through dup2, which clears
+   * close-on-exec: a program a task starts (os.execute, io.popen) would
+   * hold the socket open, and the parent would not see this process's end
+   * until that program's. */
+  {
+    int fd;
+    for (fd = PROC_CHANNEL_FD; fd <= PROC_PARENT_BELL_FD; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
   /* Ctrl-C is for the parent, which decides what its pool does. */
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
