@@ -277,7 +277,7 @@ describe("process pools", function()
   -- and every task failed for good with "not enough memory", even once
   -- descriptors were free again.
   it("say a worker cannot start for want of descriptors, and start it once they are back #child", function()
-    local out, err, status = support.run_child{prelude = "ulimit -n 20;", code = [[
+    local out, err, status = support.run_child{prelude = "ulimit -n 64;", code = [[
       local parallel = require "parallel"
       local files = {}
       while true do local f = io.open("/dev/null") if not f then break end files[#files + 1] = f end
