@@ -91,7 +91,47 @@ static par_future *pop_head(par_pool *p) {
   return f;
 }
 
-static par_future *take(par_pool *p) {
+/* Takes w off the idle list (p->mu held). */
+static void unlist(par_pool *p, par_worker *w) {
+  par_worker **at = &p->idle;
+  while (*at != w) at = &(*at)->next_idle;
+  *at = w->next_idle;
+  w->listed = 0;
+  p->listed--;
+}
+
+/* With p->mu held: the idle worker to wake for one task, taken off the
+ * list with its word bumped (wake it after unlocking), or NULL. See
+ * pool.h: the latest to park on this CPU, else the latest. */
+static par_worker *pick_idle(par_pool *p) {
+  par_worker *w = p->idle, *pick = p->idle;
+  int cpu = p->listed > 1 ? sched_getcpu() : -1, looked = 0;
+  for (; cpu >= 0 && w && looked < 8; w = w->next_idle, looked++)
+    if (w->cpu == cpu) { pick = w; break; }
+  if (pick) {
+    unlist(p, pick);
+    atomic_fetch_add(&pick->park_word, 1);
+  }
+  return pick;
+}
+
+/* With p->mu held: every listed worker is to wake (wake_all_after). */
+static void unlist_all(par_pool *p) {
+  while (p->idle) {
+    atomic_fetch_add(&p->idle->park_word, 1);
+    unlist(p, p->idle);
+  }
+}
+
+/* After unlist_all, p->mu let go: each word bumped is woken; a worker
+ * woken for nothing looks again and parks again. */
+static void wake_all_after(par_pool *p) {
+  int i;
+  for (i = 0; i < p->nworkers; i++) par_park_wake(&p->workers[i].park_word, 0);
+}
+
+static par_future *take(par_worker *w) {
+  par_pool *p = w->pool;
   par_future *f = NULL;
   int spun = 0;
   if (!has_work(p)) {
@@ -103,14 +143,19 @@ static par_future *take(par_pool *p) {
   pthread_mutex_lock(&p->mu);
   if (spun) atomic_fetch_sub(&p->spinning, 1);
   while (p->count == 0 && !atomic_load(&p->closed)) {
-    /* read under mu: a submit after this bumps it before waking */
-    int seq = atomic_load(&p->wake_seq);
+    /* read under mu: whoever unlists this worker bumps it before waking */
+    int seq = atomic_load(&w->park_word);
+    w->cpu = sched_getcpu();
+    w->next_idle = p->idle;
+    p->idle = w;
+    w->listed = 1;
+    p->listed++;
     p->sleeping++;
     pthread_mutex_unlock(&p->mu);
-    par_park_wait(&p->wake_seq, seq, PAR_FOREVER);
+    par_park_wait(&w->park_word, seq, PAR_FOREVER);
     pthread_mutex_lock(&p->mu);
     p->sleeping--;
-    if (p->woken > 0) p->woken--;
+    if (w->listed) unlist(p, w);   /* back without a wake-up */
   }
   if (p->count > 0) {
     f = pop_head(p);
@@ -196,7 +241,7 @@ static void *worker_main(void *arg) {
   sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
   pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
   open_ctx(w);
-  while ((f = take(p)) != NULL) {
+  while ((f = take(w)) != NULL) {
     double t0;
     if (!par_future_claim(f)) {      /* cancelled while queued */
       par_object_release(&f->hdr);
@@ -239,7 +284,6 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   p->notify_fd = -1;
   pthread_mutex_init(&p->mu, NULL);
   pthread_mutex_init(&p->join_mu, NULL);
-  atomic_init(&p->wake_seq, 0);
   p->workers = calloc((size_t)n, sizeof *p->workers);
   p->cap = 64;
   p->fifo = malloc(p->cap * sizeof *p->fifo);
@@ -284,6 +328,7 @@ static int pool_interrupt(par_object *owner, par_future *f);
 static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt };
 
 int par_pool_submit(par_pool *p, par_future *f) {
+  par_worker *woke = NULL;
   int wake;
   pthread_mutex_lock(&p->mu);
   if (atomic_load(&p->closed)) {
@@ -306,22 +351,16 @@ int par_pool_submit(par_pool *p, par_future *f) {
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
   /* A spinner decrements `spinning` under mu before it looks at count: one
-   * counted here will take a task without being woken; so will a sleeper
-   * already woken (`woken`: it stays counted in `sleeping` until it has the
-   * mutex again, and a submit loop must not make a system call a task for
-   * it). Each wake-up sent makes at least one counted sleeper return: the
-   * one it wakes, or every one that sees wake_seq changed before it parks.
-   * A sleeper that returns settles one; were it not the woken one, the
-   * count only runs low: a spare wake-up later, never a missed one. */
-  wake = p->sleeping > p->woken &&
-         p->count > (size_t)atomic_load(&p->spinning) + (size_t)p->woken;
-  if (wake) {
-    p->woken++;
-    atomic_fetch_add(&p->wake_seq, 1);
-  }
+   * counted here will take a task without being woken; so will a worker
+   * already woken (sleeping - listed: it stays counted in `sleeping` until
+   * it has the mutex again, and a submit loop must not make a system call
+   * a task for it). */
+  wake = p->listed > 0 &&
+         p->count > (size_t)atomic_load(&p->spinning) + (size_t)(p->sleeping - p->listed);
+  if (wake) woke = pick_idle(p);
   pthread_mutex_unlock(&p->mu);
   /* after unlocking: the woken worker does not run into the held mutex */
-  if (wake) par_park_wake(&p->wake_seq, 0);
+  if (woke) par_park_wake(&woke->park_word, 0);
   return PAR_OK;
 }
 
@@ -372,9 +411,9 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
       atomic_store(&p->queued, 0);
     }
   }
-  atomic_fetch_add(&p->wake_seq, 1);
+  unlist_all(p);
   pthread_mutex_unlock(&p->mu);
-  par_park_wake(&p->wake_seq, 1);
+  wake_all_after(p);
   for (i = 0; i < ndrop; i++) {
     par_future_cancel(drop[i]);
     par_object_release(&drop[i]->hdr);
@@ -443,13 +482,10 @@ void par_pool_give_back(par_future **fs, size_t n) {
     p->count++;
   }
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
-  wake = p->sleeping > 0;
-  if (wake) {
-    p->woken = p->sleeping;
-    atomic_fetch_add(&p->wake_seq, 1);
-  }
+  wake = p->listed > 0;
+  unlist_all(p);
   pthread_mutex_unlock(&p->mu);
-  if (wake) par_park_wake(&p->wake_seq, 1);
+  if (wake) wake_all_after(p);
 }
 
 void par_pool_now_running(par_future *f) {
