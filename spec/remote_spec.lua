@@ -563,6 +563,23 @@ describe("shared objects in process pools", function()
       assert.equal("10\n", out)
     end)
 
+    -- A request the owner could not take in (out of memory reading its
+    -- item) stops the worker, whose task failed as "worker process died
+    -- (exit status 0)": now it says why.
+    ;(sanitized and pending or it)("say why a worker was stopped when a request could not be served #child", function()
+      for _, limit in ipairs { 22000, 25000, 28000, 34000 } do
+        local out, err = run_lua([[
+          local parallel = require "parallel"
+          local pool = parallel.pool{backend = "process", workers = 1}
+          local q = parallel.queue()
+          local f = pool:submit(function(q) for i = 1, 1000 do q:push(string.rep("x", 10000)) end return #q end, q)
+          print(f:wait(30), f:state(), (f:error()))
+        ]], "ulimit -v " .. limit .. ";")
+        assert.is_falsy(out:find("exit status 0", 1, true), out .. err)
+        assert.is_truthy(out == "" or out:find("^true\tdone") or out:find("not enough memory", 1, true), out .. err)
+      end
+    end)
+
     it("terminate() stops a task waiting on a remote pop #child", function()
       local out, err, status = run_lua([[
         local parallel = require "parallel"

@@ -142,6 +142,7 @@ struct proc_ctx {
   par_buf out;               /* a frame being built */
   char fatal[600];           /* set: no worker can run here; tasks fail with it */
   int unprepared;            /* fatal only until prepare() succeeds */
+  char broke[300];           /* why this side stopped the conversation, if it did */
 };
 
 /* ------------------------------------------------------------ failures */
@@ -453,8 +454,12 @@ static int serve_request(proc_ctx *c, const unsigned char *p, size_t len) {
   par_wire_err e;
   int r;
   par_buf_reset(&c->rbuf);
+  e.msg[0] = '\0';
   r = par_remote_serve(c->remote, c->peer, p, len, &c->rbuf, &e);
   if (r == 1) send_reply(c);
+  if (r < 0)     /* the worker is stopped: its task says why, not "exit status 0" */
+    snprintf(c->broke, sizeof c->broke, "stopped by this process, which could not serve "
+             "a request of its task (%.200s)", e.msg);
   return r < 0 ? -1 : 0;
 }
 
@@ -824,6 +829,10 @@ static void on_death(proc_ctx *c, int fatal) {
   flight *order[PROC_SLOTS];
   size_t nback = 0, n = 0, i, j;
   finish_process(c, STOP_GRACE, why, sizeof why);
+  if (c->broke[0]) {
+    snprintf(why, sizeof why, "%s", c->broke);
+    c->broke[0] = '\0';
+  }
   for (i = 0; i < PROC_SLOTS; i++)
     if (c->fl[i].f) order[n++] = &c->fl[i];
   for (i = 1; i < n; i++)              /* oldest first */
