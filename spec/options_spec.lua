@@ -33,6 +33,11 @@ describe("option tables", function()
     local p <close> = parallel.pool { workers = 1, init = function(...) N_INIT_ARGS = select("#", ...) end,
       init_args = table.pack(1, nil, nil) }
     assert.equal(3, p:submit(function() return N_INIT_ARGS end):get())
+    -- a negative n is no argument, as table.unpack(t, 1, n) and starmap give
+    -- (it raised "too many init_args")
+    local q <close> = parallel.pool { workers = 1, init = function(...) N_INIT_ARGS = select("#", ...) end,
+      init_args = { 1, 2, n = -1 } }
+    assert.equal(0, q:submit(function() return N_INIT_ARGS end):get())
   end)
 
   it("reject an unknown key and a bad value in shutdown", function()

@@ -160,7 +160,8 @@ static int l_pool_new(lua_State *L) {
         if (lua_getfield(L, t, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) len = lua_tointeger(L, -1);
         else len = (lua_Integer)lua_rawlen(L, t);
         lua_pop(L, 1);
-        if (len < 0 || len > 200000) luaL_argerror(L, 1, "too many init_args");
+        if (len < 0) len = 0;     /* as table.unpack(t, 1, n) and starmap: no argument */
+        if (len > 200000) luaL_argerror(L, 1, "too many init_args");
         k = (int)len;
         luaL_checkstack(L, k, "too many init_args");
         for (j = 1; j <= k; j++) lua_rawgeti(L, t, j);
