@@ -123,6 +123,17 @@ describe("the map family's items", function()
     assert.equal(0, ran:get())
   end)
 
+  -- The timeout started after every chunk was submitted: a map of 3,000,000
+  -- items with timeout = 0.05 encoded for seconds, then returned its results.
+  it("counts the submission in the timeout, and submits no more once it passed", function()
+    local p <close> = parallel.pool(1)
+    local list = {}
+    for i = 1, 300000 do list[i] = { i } end
+    local e = error_of(p.map, p, function(x) return x[1] end, list, { timeout = 0, chunksize = 100 })
+    assert.matches("timeout", e)
+    assert.is_true(p:stats().submitted < 3000, "submitted " .. p:stats().submitted)
+  end)
+
   it("refuses a proxy whose length is no count", function()
     for _, n in ipairs { 2.5, -1, 0 / 0 } do
       local bad = proxy(n, function(i) return i end)

@@ -185,10 +185,15 @@ local function map_impl(pool, fname, fn, list, opts, star)
   -- A list with a metatable (a proxy) is read as list[i] reads it; the C
   -- side reads plain tables raw, which is the same thing and runs no code.
   local proxy = getmetatable(list) ~= nil
-  -- An item that cannot be read (a proxy's __index raises) or sent (a
-  -- file handle) raises here: the chunks already submitted are cancelled.
+  -- The timeout counts the submission too (a long list takes seconds to
+  -- encode). An item that cannot be read (a proxy's __index raises) or
+  -- sent (a file handle) raises here: the chunks already submitted are
+  -- cancelled.
+  local deadline = opts.timeout and now() + opts.timeout
+  local late = false
   local ok, err = pcall(function()
     for first = 1, n, cs do
+      if deadline and now() > deadline then late = true; return end
       local last = min(first + cs - 1, n)
       local f
       if proxy then
@@ -206,8 +211,12 @@ local function map_impl(pool, fname, fn, list, opts, star)
     cancel_all(futures)
     error(err, 0)
   end
-  local deadline = opts.timeout and now() + opts.timeout
   local report = progress.new(opts.progress, n)
+  if late then
+    cancel_all(futures)
+    if report then report(0, n, true) end
+    error("timeout", 2)
+  end
   local ws = pool:_waitset(futures)
   local done = 0
   for _ = 1, #futures do
