@@ -68,6 +68,16 @@ static void check_crossing(lua_State *L, par_msg *m, const char *what) {
   }
 }
 
+/* What every worker state of a pool gets (cfg takes init). */
+static void set_worker_config(lua_State *L, worker_config *cfg, par_msg *init, lua_Integer limit,
+                              lua_Integer max_tasks) {
+  cfg->init = init;
+  cfg->memory_limit = (size_t)limit;
+  cfg->max_tasks = (long)max_tasks;
+  cfg->path = dup_field(L, "path");
+  cfg->cpath = dup_field(L, "cpath");
+}
+
 /* The process backend's settings; raises (freeing init) when it cannot
  * run here. */
 static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limit,
@@ -82,12 +92,8 @@ static proc_config *process_config(lua_State *L, par_msg *init, lua_Integer limi
   cfg = calloc(1, sizeof *cfg);
   if (!cfg) { par_msg_free(init); luaL_error(L, "not enough memory"); return NULL; }
   snprintf(cfg->exe, sizeof cfg->exe, "%.*s", (int)sizeof cfg->exe - 1, why);
-  cfg->init = init;
-  cfg->memory_limit = (size_t)limit;
-  cfg->max_tasks = (long)max_tasks;
+  set_worker_config(L, &cfg->w, init, limit, max_tasks);
   cfg->ahead = ahead;
-  cfg->path = dup_field(L, "path");
-  cfg->cpath = dup_field(L, "cpath");
   return cfg;
 }
 
@@ -96,11 +102,7 @@ static worker_config *thread_config(lua_State *L, par_msg *init, lua_Integer lim
                                     lua_Integer max_tasks) {
   worker_config *cfg = calloc(1, sizeof *cfg);
   if (!cfg) { par_msg_free(init); luaL_error(L, "not enough memory"); return NULL; }
-  cfg->init = init;
-  cfg->memory_limit = (size_t)limit;
-  cfg->max_tasks = (long)max_tasks;
-  cfg->path = dup_field(L, "path");
-  cfg->cpath = dup_field(L, "cpath");
+  set_worker_config(L, cfg, init, limit, max_tasks);
   return cfg;
 }
 

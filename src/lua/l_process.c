@@ -191,18 +191,18 @@ static void start_frame(proc_ctx *c, unsigned char type) {
 
 static int send_config(proc_ctx *c, proc_chan *ch, par_wire_err *e) {
   proc_config *cfg = c->cfg;
-  uint64_t limit = cfg->memory_limit;
+  uint64_t limit = cfg->w.memory_limit;
   uint32_t index = (uint32_t)c->index;
-  uint32_t np = cfg->path ? (uint32_t)strlen(cfg->path) : 0;
-  uint32_t nc = cfg->cpath ? (uint32_t)strlen(cfg->cpath) : 0;
-  unsigned char has_init = cfg->init != NULL;
+  uint32_t np = cfg->w.path ? (uint32_t)strlen(cfg->w.path) : 0;
+  uint32_t nc = cfg->w.cpath ? (uint32_t)strlen(cfg->w.cpath) : 0;
+  unsigned char has_init = cfg->w.init != NULL;
   start_frame(c, PF_HELLO);
   if (par_wire_hello(&c->out) != 0 ||
       proc_chan_send(ch, NULL, 0, c->out.data, c->out.len, e) != 0)
     return -1;
   start_frame(c, PF_CONFIG);
   if (!put(&c->out, &limit, 8) || !put(&c->out, &index, 4) || !put(&c->out, &np, 4) ||
-      !put(&c->out, &nc, 4) || !put(&c->out, cfg->path, np) || !put(&c->out, cfg->cpath, nc) ||
+      !put(&c->out, &nc, 4) || !put(&c->out, cfg->w.path, np) || !put(&c->out, cfg->w.cpath, nc) ||
       !put(&c->out, &has_init, 1)) {
     snprintf(e->msg, sizeof e->msg, "not enough memory");
     return -1;
@@ -212,9 +212,9 @@ static int send_config(proc_ctx *c, proc_chan *ch, par_wire_err *e) {
 
 /* The init call, to the process that takes over (c->peer was reset). */
 static int send_init(proc_ctx *c, par_wire_err *e) {
-  if (!c->cfg->init) return 0;
+  if (!c->cfg->w.init) return 0;
   start_frame(c, PF_INIT);
-  if (par_wire_flatten(c->peer, c->cfg->init, &c->out, NULL, e) != 0) return -1;
+  if (par_wire_flatten(c->peer, c->cfg->w.init, &c->out, NULL, e) != 0) return -1;
   return send_out(c, e);
 }
 
@@ -407,12 +407,12 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
   put(&c->out, &kind, 1);
   put(&c->out, &x->seq, 4);
   put(&c->out, &announce, 1);
-  if (c->cfg->memory_limit && !task->rest && task->len > c->cfg->memory_limit) {
+  if (c->cfg->w.memory_limit && !task->rest && task->len > c->cfg->w.memory_limit) {
     /* Decoded, it could not fit the worker's state; and past memory_limit
      * + PROCESS_OVERHEAD the process could not even buffer the frame.
      * (Before flattening, which marks what it sends as sent.) */
     snprintf(e->msg, sizeof e->msg, "not enough memory: the task's arguments take %zu bytes, "
-             "more than memory_limit (%zu)", task->len, c->cfg->memory_limit);
+             "more than memory_limit (%zu)", task->len, c->cfg->w.memory_limit);
     return 1;
   }
   if (par_wire_flatten(c->peer, task, &c->out, &stream, e) != 0) return 1;
@@ -566,7 +566,7 @@ static int ahead_ok(par_future *f) {
 /* Sends tasks ahead while the worker may take more. -1 when the channel
  * failed. */
 static int fill(proc_ctx *c) {
-  long max = c->cfg->max_tasks;
+  long max = c->cfg->w.max_tasks;
   int ahead = c->cfg->ahead;
   flight *run = running_flight(c);
   if (ahead < 0)
@@ -902,7 +902,7 @@ static void run_flights(proc_ctx *c) {
       on_death(c, r == OUTCOME_FATAL);
     }
   }
-  if (c->chan && c->cfg->max_tasks && c->ntasks >= c->cfg->max_tasks) {
+  if (c->chan && c->cfg->w.max_tasks && c->ntasks >= c->cfg->w.max_tasks) {
     char why[400];
     finish_process(c, STOP_GRACE, NULL, 0);
     if (launch(c, why, sizeof why) != 0) { /* the next task says why */ }
@@ -1043,11 +1043,8 @@ static void process_stop(void *ctx) {
 }
 
 static void process_free_config(void *ud) {
-  proc_config *cfg = (proc_config *)ud;
-  par_msg_free(cfg->init);
-  free(cfg->path);
-  free(cfg->cpath);
-  free(cfg);
+  worker_config_clear(&((proc_config *)ud)->w);
+  free(ud);
 }
 
 const par_pool_ops process_ops = {

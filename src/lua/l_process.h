@@ -19,13 +19,13 @@
 #include "lua.h"
 #include "core/msg.h"
 #include "core/pool.h"
+#include "lua/l_worker.h"
 
 typedef struct proc_config {
-  char *path, *cpath;     /* the creator's package.path / cpath */
-  size_t memory_limit;    /* bytes per worker process; 0: none */
-  long max_tasks;         /* replace a worker after this many tasks; 0: never */
+  /* what a worker process's state gets (init, paths, memory limit: the
+   * kernel's too); max_tasks replaces the process */
+  worker_config w;
   int ahead;              /* tasks sent beyond the one running; -1: by their recent time */
-  par_msg *init;          /* init function and its arguments, or NULL */
   char exe[PATH_MAX];     /* the worker executable */
 } proc_config;
 

@@ -494,9 +494,7 @@ static int serve(conn *k) {
     }
   }
   if (ctx) worker_ops.stop(ctx);
-  par_msg_free(cfg.init);
-  free(cfg.path);
-  free(cfg.cpath);
+  worker_config_clear(&cfg);
   return status;
 }
 

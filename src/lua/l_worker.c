@@ -402,12 +402,17 @@ static int worker_spent(void *ctx) {
   return w->cfg->max_tasks > 0 && w->ntasks >= w->cfg->max_tasks;
 }
 
-static void worker_free_config(void *ud) {
-  worker_config *cfg = (worker_config *)ud;
+void worker_config_clear(worker_config *cfg) {
   par_msg_free(cfg->init);
   free(cfg->path);
   free(cfg->cpath);
-  free(cfg);
+  cfg->init = NULL;
+  cfg->path = cfg->cpath = NULL;
+}
+
+static void worker_free_config(void *ud) {
+  worker_config_clear((worker_config *)ud);
+  free(ud);
 }
 
 const par_pool_ops worker_ops = {

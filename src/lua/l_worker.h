@@ -21,6 +21,10 @@ typedef struct worker_config {
   long max_tasks;         /* a fresh state after this many tasks; 0: never */
 } worker_config;
 
+/* Frees what cfg holds (init, the paths), not cfg itself: a pool's config,
+ * a process pool's (l_process.h) and a worker process's. */
+void worker_config_clear(worker_config *cfg);
+
 extern const par_pool_ops worker_ops;
 
 int luaopen_parallel_core(lua_State *L);
