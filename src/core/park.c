@@ -7,28 +7,50 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <stdint.h>
 #include <time.h>
 
-#if defined(__linux__) && !defined(PAR_NO_FUTEX)
+#ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int par_park_wait(_Atomic int *word, int expected, double deadline) {
+/* The one futex wait: FUTEX_WAIT_BITSET for an absolute deadline on
+ * CLOCK_MONOTONIC; `private` for words of this process only. */
+static int futex_wait(void *word, uint32_t val, int private, uint32_t bits, double deadline) {
   struct timespec ts;
   long r;
   if (!isinf(deadline) && par_now() >= deadline) return PAR_TIMEOUT;
   ts = par_timespec(deadline);
   par_wait_sleep_begin();
-  /* FUTEX_WAIT_BITSET: an absolute deadline on CLOCK_MONOTONIC */
-  r = syscall(SYS_futex, (int *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected,
-              isinf(deadline) ? NULL : &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+  r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | (private ? FUTEX_PRIVATE_FLAG : 0),
+              val, isinf(deadline) ? NULL : &ts, NULL, bits);
   par_wait_sleep_end();
   return r == -1 && errno == ETIMEDOUT ? PAR_TIMEOUT : PAR_OK;
 }
 
+static void futex_wake(void *word, int private, int n, uint32_t bits) {
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET | (private ? FUTEX_PRIVATE_FLAG : 0), n,
+          NULL, NULL, bits);
+}
+
+int par_futex_wait(_Atomic uint32_t *word, uint32_t val, uint32_t bits, double deadline) {
+  return futex_wait(word, val, 0, bits, deadline);
+}
+
+void par_futex_wake(_Atomic uint32_t *word, int n, uint32_t bits) {
+  futex_wake(word, 0, n, bits);
+}
+#endif
+
+#if defined(__linux__) && !defined(PAR_NO_FUTEX)
+int par_park_wait(_Atomic int *word, int expected, double deadline) {
+  return futex_wait(word, (uint32_t)expected, 1, FUTEX_BITSET_MATCH_ANY, deadline);
+}
+
 void par_park_wake(_Atomic int *word, int all) {
-  syscall(SYS_futex, (int *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, all ? INT_MAX : 1, NULL, NULL, 0);
+  futex_wake(word, 1, all ? INT_MAX : 1, FUTEX_BITSET_MATCH_ANY);
 }
 
 #else

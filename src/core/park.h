@@ -16,6 +16,7 @@
 #define PAR_PARK_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 /* Sleeps while *word == expected, until woken or the absolute deadline
  * (clock.h; PAR_FOREVER: none): PAR_TIMEOUT once it has passed, else
@@ -24,5 +25,14 @@
 int par_park_wait(_Atomic int *word, int expected, double deadline);
 /* Wakes one sleeper on word, or all of them. */
 void par_park_wake(_Atomic int *word, int all);
+
+#ifdef __linux__
+/* Futexes shared between processes (words in shared memory, shm.h): the
+ * same futex wait and wake without the private flag. deadline: par_now()
+ * scale, PAR_FOREVER allowed. PAR_OK (woken, or the word was not val) or
+ * PAR_TIMEOUT. bits: FUTEX_BITSET-style wake-up classes (~0u: all). */
+int par_futex_wait(_Atomic uint32_t *word, uint32_t val, uint32_t bits, double deadline);
+void par_futex_wake(_Atomic uint32_t *word, int n, uint32_t bits);
+#endif
 
 #endif

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,7 +15,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -478,29 +476,4 @@ void par_shm_block_drop(par_shm_block *b, par_object *o) {
   if (b->foreign) par_shm_unmap(&b->loc);
   else par_shm_free(b->hdr, b->size, &b->loc);
   b->hdr = NULL;
-}
-
-/* ------------------------------------------------------------ futexes */
-
-int par_futex_wait(_Atomic uint32_t *word, uint32_t val, uint32_t bits, double deadline) {
-  struct timespec ts, *tp = NULL;
-  long r;
-  if (!isinf(deadline)) {
-    double s = floor(deadline);
-    if (deadline <= par_now()) return PAR_TIMEOUT;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((deadline - s) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
-    tp = &ts;
-  }
-  par_wait_sleep_begin();
-  /* absolute CLOCK_MONOTONIC deadline: FUTEX_WAIT_BITSET without CLOCK_REALTIME */
-  r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val, tp, NULL, bits);
-  par_wait_sleep_end();
-  if (r != 0 && errno == ETIMEDOUT) return PAR_TIMEOUT;
-  return PAR_OK;
-}
-
-void par_futex_wake(_Atomic uint32_t *word, int n, uint32_t bits) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET, n, NULL, NULL, bits);
 }

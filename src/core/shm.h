@@ -29,8 +29,8 @@
  *
  * Threads: any; one process-wide mutex guards the chunk lists, the free
  * lists and the registry (never held while waiting).
- * Futexes: par_futex_wait/wake on 32-bit words in shared memory (not the
- * private kind: they work between processes).
+ * Futexes: par_futex_wait/wake (park.h) on 32-bit words in shared memory
+ * (not the private kind: they work between processes).
  */
 #ifndef PAR_SHM_H
 #define PAR_SHM_H
@@ -90,12 +90,6 @@ int par_shm_loc_relay(const par_shm_loc *loc, pid_t dest, par_shm_loc *out);
 void par_shm_loc_local(par_shm_loc *loc);
 /* Drops one par_shm_map of loc's chunk. */
 void par_shm_unmap(const par_shm_loc *loc);
-
-/* Futexes shared between processes. deadline: par_now() scale, PAR_FOREVER
- * allowed. PAR_OK (woken, or the word was not val) or PAR_TIMEOUT. bits:
- * FUTEX_BITSET-style wake-up classes (~0u: all). */
-int par_futex_wait(_Atomic uint32_t *word, uint32_t val, uint32_t bits, double deadline);
-void par_futex_wake(_Atomic uint32_t *word, int n, uint32_t bits);
 
 /* The kinds of blocks (par_shm_hdr.kind). */
 enum {

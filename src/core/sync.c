@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "clock.h"
+#include "park.h"
 #include "wait.h"
 
 uintptr_t par_thread_id(void) {
