@@ -134,6 +134,28 @@ describe("the map family's items", function()
     assert.is_true(p:stats().submitted < 3000, "submitted " .. p:stats().submitted)
   end)
 
+  -- The C side read a list of futures raw: a proxy gave as_completed no
+  -- future, gather an "attempt to index a nil value", and wait returned at
+  -- once with the pending ones in not_done.
+  it("reads a proxy list of futures in wait, as_completed and gather", function()
+    local p <close> = parallel.pool(1)
+    local go = parallel.event()
+    local fs = { p:submit(function(g) g:wait(10) return 1 end, go), p:submit(function() return 2 end) }
+    local px = proxy(2, function(i) return fs[i] end)
+    local done, not_done = parallel.wait(px, { timeout = 0 })
+    assert.equal(2, #done + #not_done)
+    go:set()
+    done, not_done = parallel.wait(px, { timeout = 10 })
+    assert.equal(2, #done)
+    assert.equal(0, #not_done)
+    local n = 0
+    for _ in parallel.as_completed(px, 10) do n = n + 1 end
+    assert.equal(2, n)
+    assert.same({ 1, 2, n = 2 }, parallel.gather(px))
+    local e = error_of(parallel.gather, proxy(1.5, function() return fs[1] end))
+    assert.matches("#futures must be a non%-negative integer", e)
+  end)
+
   it("refuses a proxy whose length is no count", function()
     for _, n in ipairs { 2.5, -1, 0 / 0 } do
       local bad = proxy(n, function(i) return i end)

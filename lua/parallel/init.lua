@@ -394,9 +394,23 @@ function Pool:apply(fn, ...)
   return self:submit(fn, ...):get()
 end
 
+-- The C side reads a list of futures raw: a proxy (__index, __len) is
+-- read here as a loop over 1..#t would, into a plain list.
+local function future_list(futures, fname)
+  check(futures, "table", 1, fname)
+  if getmetatable(futures) == nil then return futures end
+  local n = math.tointeger(#futures)
+  if not n or n < 0 then
+    argerror(1, fname, "#futures must be a non-negative integer, got " .. tostring(#futures), 4)
+  end
+  local copy = {}
+  for i = 1, n do copy[i] = futures[i] end
+  return copy
+end
+
 --- parallel.as_completed(futures [, timeout]) --> iterator over futures as they finish
 function M.as_completed(futures, timeout)
-  check(futures, "table", 1, "as_completed")
+  futures = future_list(futures, "as_completed")
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     argerror(2, "as_completed", "timeout must be a non-negative number")
   end
@@ -415,7 +429,7 @@ local WAIT_OPTIONS = { timeout = "seconds", return_when = "all|first|first_error
 --- parallel.wait(futures, {timeout =, return_when = "all" | "first" | "first_error"})
 -- --> done, not_done
 function M.wait(futures, opts)
-  check(futures, "table", 1, "wait")
+  futures = future_list(futures, "wait")
   opts = core._options(opts, 2, "wait", WAIT_OPTIONS, 2) or {}
   local when = opts.return_when or "all"
   local ws = core._waitset(futures)
@@ -442,7 +456,7 @@ end
 
 --- parallel.gather(futures) --> list of first results; raises the first error
 function M.gather(futures)
-  check(futures, "table", 1, "gather")
+  futures = future_list(futures, "gather")
   local ws = core._waitset(futures)
   for _ = 1, #futures do
     local f = ws:next()
