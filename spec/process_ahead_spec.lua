@@ -110,6 +110,37 @@ describe("process pools with tasks in flight", function()
     assert.is_false(a:cancel())            -- over
   end)
 
+  it("cancel tasks while they are being sent ahead; the sender keeps their arguments #child", function()
+    -- A cancel used to free the task's message while the worker thread was
+    -- still flattening it (a use after free under ASan, a race under TSan).
+    local out, err, status = support.run_child{ timeout = 120, code = [[
+      local parallel = require "parallel"
+      local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 4}
+      local big = string.rep("x", 4 << 20)
+      local job = function(s) return #s end
+      local cancelled, done = 0, 0
+      for round = 1, 10 do
+        local fs = {}
+        for i = 1, 8 do
+          fs[i] = p:submit(job, big)
+          if i > 1 and fs[i - 1]:cancel() then cancelled = cancelled + 1 end
+        end
+        for i = 1, 8 do
+          if fs[i]:state() ~= "cancelled" then
+            assert(fs[i]:get(60) == #big)
+            done = done + 1
+          end
+        end
+      end
+      assert(cancelled + done == 80)
+      assert(p:stats().cancelled == cancelled)
+      print("ok")
+    ]] }
+    assert.equal("", err)
+    assert.equal(0, status)
+    assert.equal("ok\n", out)
+  end)
+
   it("cancel none of them once they started", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, tasks_ahead = 2}
     local go = parallel.event()

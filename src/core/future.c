@@ -54,6 +54,7 @@ par_future *par_future_new(int kind, par_msg *task) {
   atomic_init(&f->state, PAR_PENDING);
   f->kind = kind;
   f->task = task;
+  f->segmented = task && task->rest;
   pthread_mutex_init(&f->mu, NULL);
   atomic_init(&f->nwaiters, 0);
   return f;
@@ -96,6 +97,15 @@ par_msg *par_future_take_task(par_future *f) {
   par_msg *m = f->task;
   f->task = NULL;
   return m;
+}
+
+void par_future_drop_task(par_future *f) {
+  par_msg *m;
+  pthread_mutex_lock(&f->mu);
+  m = f->task;
+  f->task = NULL;
+  pthread_mutex_unlock(&f->mu);
+  par_msg_free(m);
 }
 
 int par_future_is_terminal(int state) {
@@ -184,8 +194,8 @@ static int group_cancel(par_future *g) {
 }
 
 int par_future_cancel(par_future *f) {
-  int expected = PAR_PENDING, sleepers;
-  par_msg *task;
+  int expected = PAR_PENDING, sleepers, held;
+  par_msg *task = NULL;
   par_future *g;
   if (f->kind == PAR_KIND_GROUP) return group_cancel(f);
   if (atomic_load(&f->state) != PAR_PENDING) return 0;
@@ -197,12 +207,17 @@ int par_future_cancel(par_future *f) {
     pthread_mutex_unlock(&f->mu);
     return 0;
   }
+  /* A runner that held f may still be reading its task (sending it
+   * ahead): the task stays for it to free (par_future_drop_task). */
+  held = f->recall != NULL;
   f->recall = NULL;
   pthread_mutex_unlock(&f->mu);
   if (f->sink) f->sink->count(f->owner, PAR_CANCELLED);
   pthread_mutex_lock(&f->mu);
-  task = f->task;
-  f->task = NULL;
+  if (!held) {
+    task = f->task;
+    f->task = NULL;
+  }
   if (f->sink) f->sink->notice(f->owner, f, PAR_CANCELLED);
   sleepers = wake_all(f);
   g = take_group(f);

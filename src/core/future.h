@@ -66,6 +66,7 @@ struct par_future {
   pthread_mutex_t mu;
   _Atomic int nwaiters;      /* threads parked on state (park.h) */
   par_msg *task;             /* function and arguments */
+  int segmented;             /* task had more segments to come (task->rest), set at creation */
   par_recall *recall;        /* held unclaimed by its runner (mu), or NULL */
   par_msg *result;           /* results, or the error and its traceback */
   par_sub *subs;
@@ -118,6 +119,10 @@ int par_future_cancel(par_future *f);
 /* The runner holds pending f unclaimed (r), or no longer (NULL): 0 if f
  * is no longer pending (cancelled meanwhile). */
 int par_future_hold(par_future *f, par_recall *r);
+/* Frees f's task (under f's mutex): the runner's, once done with a future
+ * it held unclaimed that is no longer pending (a cancel of a held future
+ * leaves the task, which the runner may have been reading). */
+void par_future_drop_task(par_future *f);
 /* The runner takes back pending f it held (its recall says it will not
  * start where it was sent): 1, and f is no longer held; 0 if it started. */
 int par_future_take_back(par_future *f);

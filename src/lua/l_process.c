@@ -346,6 +346,7 @@ static void resolve(proc_ctx *c, flight *x, int release) {
   set_flight(c, x, NULL);
   c->nflight--;
   if (x->claimed) par_msg_free(par_future_take_task(f));
+  else if (atomic_load(&f->state) != PAR_PENDING) par_future_drop_task(f);   /* cancelled */
   if (release && x->taken) par_object_release(&f->hdr);
 }
 
@@ -559,8 +560,9 @@ static double rebalance(proc_ctx *c) {
   return 0;
 }
 
+/* Not f->task: a cancel may free it meanwhile (it is not held yet). */
 static int ahead_ok(par_future *f) {
-  return f->task && !f->task->rest;
+  return atomic_load(&f->state) == PAR_PENDING && !f->segmented;
 }
 
 /* Sends tasks ahead while the worker may take more. -1 when the channel
