@@ -61,6 +61,27 @@ describe("shared objects across ranks", function()
     end, fut, threads):get(30)})
   end)
 
+  it("a thread pool of rank 0 maps from a task on another rank; its futures take callbacks", function()
+    local threads <close> = parallel.pool(2)
+    local r = table.pack(pool:submit(function(p)
+      local parallel = require "parallel"
+      local out = {}
+      for i, v in p:imap_unordered(function(x) return x * x end, {1, 2, 3, 4}) do out[i] = v end
+      local seen
+      local f = p:submit(function() return "cb" end)
+      f:add_done_callback(function(g) seen = g:get() end)
+      f:wait(30)
+      parallel.poll()
+      local ok, err = pcall(p.map, p, function(x) if x == 2 then error("two") end return x end,
+                            {1, 2, 3}, {chunksize = 1})
+      return p:map(function(x) return x + 1 end, {1, 2, 3}), out, seen, not ok and err:match("^[^\n]*")
+    end, threads):get(30))
+    assert.same({2, 3, 4, n = 3}, r[1])
+    assert.same({1, 4, 9, 16}, r[2])
+    assert.equal("cb", r[3])
+    assert.matches("^item 2: .*two$", r[4])
+  end)
+
   it("comes back as the very object", function()
     local q = parallel.queue()
     assert.is_true(rawequal(q, pool:submit(function(q) return q end, q):get(30)))
