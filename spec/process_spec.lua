@@ -296,6 +296,29 @@ describe("process pools", function()
       .. ("back\n"):rep(4), out)
   end)
 
+  -- A spare that took over and died before the task it was given started
+  -- (killed while it waited, as the OOM killer would: not yet seen dead at
+  -- the take-over; here its init exits) failed that task, although the
+  -- task never ran: it goes to a fresh process, once.
+  it("run a task elsewhere when the spare given it died before it started #child", function()
+    local out, err, status = support.run_child{timeout = 30, code = [[
+      local parallel = require "parallel"
+      local v = parallel.value("int64")
+      local p = parallel.pool{backend = "process", workers = 1,
+        init = function(v) if v:add(1) == 3 then os.exit(7) end end, init_args = {v}}
+      assert(p:submit(function() return "a" end):get(10) == "a")
+      for _ = 1, 2 do p:submit(function() os.exit(1) end):wait(10) end
+      local g = p:submit(function() return "c" end)
+      print(g:wait(10), g:state(), g:error() or g:get())
+      -- a process whose init always fails still fails the task (no loop)
+      local q = parallel.pool{backend = "process", workers = 1, init = function() os.exit(9) end}
+      local h = q:submit(function() return 1 end)
+      print(h:wait(10), h:state(), (h:error()))
+    ]]}
+    assert.equal(0, status, err)
+    assert.equal("true\tdone\tc\ntrue\tfailed\tworker process died (exit status 9)\n", out)
+  end)
+
   it("replace workers after max_tasks_per_worker tasks", function()
     local p <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 2}
     local a, b, c = p:apply(my_pid), p:apply(my_pid), p:apply(my_pid)

@@ -142,6 +142,7 @@ struct proc_ctx {
   par_buf out;               /* a frame being built */
   char fatal[600];           /* set: no worker can run here; tasks fail with it */
   int unprepared;            /* fatal only until prepare() succeeds */
+  int took_spare;            /* the process was a spare, ready before it took over */
   char broke[300];           /* why this side stopped the conversation, if it did */
 };
 
@@ -272,10 +273,13 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   par_wire_err e;
   proc_ledger *l;
   int fd;
+  int ready;
   if (c->sp.pid > 0 && waitpid(c->sp.pid, NULL, WNOHANG) != 0) {
     c->sp.pid = 0;                 /* it died waiting (or is not ours) */
     drop_spare(c);
   }
+  /* A spare killed just now may not look dead yet: see on_death. */
+  ready = c->sp.pid > 0;
   if (c->sp.pid <= 0 && spawn_spare(c, why, size) != 0) return -1;
   /* The spare takes over; the resources of the process before (reaped)
    * are kept for the next spare. */
@@ -291,6 +295,7 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   fd = c->bell_fd; c->bell_fd = c->sp.bell_fd; c->sp.bell_fd = fd;
   par_wire_peer_reset(c->peer);
   c->ntasks = 0;
+  c->took_spare = ready;
   c->sent = 0;
   if (send_init(c, &e) != 0) {
     /* The channel broke at once: the next task finds the process gone. */
@@ -855,9 +860,12 @@ static void on_death(proc_ctx *c, int fatal) {
     }
     if (!x->claimed) mark_started(c, x);
     /* The pool's task never started on a worker that had run tasks (it
-     * died idle): it goes to the replacement. One that dies before its
-     * first task fails it, or a worker that cannot start would loop. */
-    if (!began && !x->streamed && !fatal && !x->why_killed && c->ntasks > 0) continue;
+     * died idle), or on a spare that had waited ready (it died waiting,
+     * killed as it was taken over): it goes to the replacement, a fresh
+     * process. One that dies before its first task fails it, or a worker
+     * that cannot start would loop. */
+    if (!began && !x->streamed && !fatal && !x->why_killed && (c->ntasks > 0 || c->took_spare))
+      continue;
     fail(c, x->f, death_text(c, x, fatal, why, text, sizeof text));
     resolve(c, x, 1);
   }
