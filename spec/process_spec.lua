@@ -198,16 +198,24 @@ describe("process pools", function()
   it("end a task that started a program as soon as it is killed, timed out or terminated #child", function()
     local out, err, status = run_lua([[
       local parallel = require "parallel"
-      local function task() os.execute("exec sleep 6 >/dev/null 2>&1 </dev/null") return "slept" end
+      -- the program runs (it holds what the worker did not close) once started is set
+      local function task(started)
+        local program = io.popen("exec sleep 6 2>/dev/null </dev/null")
+        if started ~= 1 then started:set() end
+        program:read("a")
+        program:close()
+        return "slept"
+      end
       local p = parallel.pool{backend = "process", workers = 1}
-      local f = p:submit(task)
-      while f:state() == "pending" do parallel.sleep(0.001) end
-      parallel.sleep(0.1)
+      local started = parallel.event()
+      local f = p:submit(task, started)
+      assert(started:wait(10), "the program did not start")
       f:kill()
       print(f:wait(3), f:state(), (f:error()))
       print(pcall(p.map, p, task, {1}, {task_timeout = 0.2, timeout = 3}))
-      f = p:submit(task)
-      while f:state() == "pending" do parallel.sleep(0.001) end
+      started:clear()
+      f = p:submit(task, started)
+      assert(started:wait(10), "the program did not start")
       local t0 = parallel.now()
       p:terminate()
       print(parallel.now() - t0 < 3, f:state())
