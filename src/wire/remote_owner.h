@@ -55,6 +55,8 @@ struct par_remote_owner {
   rreq *outbox, *outbox_tail; /* finished, reply not yet flattened */
   int helpers;
   int wake[2];                /* the outbox is not empty: [0] readable */
+  int woken;                  /* a byte is in wake[] (mu): one write per
+                                 burst, and no read() when none is there */
   held *held;                 /* dict keys being updated by the other end */
   size_t nheld, capheld;
   uint64_t next_token;
