@@ -369,6 +369,78 @@ describe("shared objects in process pools", function()
       l:release()
     end)
 
+    it("are freed in the worker once the parent no longer uses them: many tasks, no growth #child", function()
+      -- an 800 KB array has a memfd of its own in the worker that made it
+      local out, err, status = support.run_child{ timeout = 60, code = [[
+        local parallel = require "parallel"
+        local pool <close> = parallel.pool{backend = "process", workers = 1}
+        local function make()
+          collectgarbage()
+          local n = 0
+          for _ in io.popen("ls /proc/$PPID/fd"):lines() do n = n + 1 end
+          return parallel.array("double", 100000), n
+        end
+        local first, last
+        for i = 1, 40 do
+          local a, n = pool:submit(make):get(10)
+          a[1] = i
+          first = first or n
+          last = n
+          a = nil
+          collectgarbage() collectgarbage()
+        end
+        io.write("grew ", last - first, "\n")
+        -- one kept here stays the same memory, as the worker goes on making others
+        local kept = pool:submit(make):get(10)
+        kept[1] = 7
+        for _ = 1, 5 do pool:submit(make):get(10) collectgarbage() end
+        io.write("kept ", kept[1], " ", pool:submit(function(a) return a[1] end, kept):get(10), "\n")
+      ]] }
+      assert.equal(0, status, err)
+      local grew = tonumber(out:match("grew (%-?%d+)"))
+      assert.is_true(grew ~= nil and grew <= 2, out)  -- 40 if the worker kept them all
+      assert.matches("kept 7 7\n", out)
+    end)
+
+    it("are not freed by their maker while another worker still has them", function()
+      local function pid() return io.open("/proc/self/stat"):read("n") end
+      for _ = 1, 3 do
+        -- the holder takes one worker first, so the array is made by the other
+        local q, go, has = parallel.queue(), parallel.event(), parallel.event()
+        local holder = pool:submit(function(q, go, has, pid)
+          local a = q:pop(10)
+          has:set()
+          assert(go:wait(10))
+          return a[1], pid()
+        end, q, go, has, pid)
+        local a, maker = pool:submit(function(pid) return parallel.array("int64", 1), pid() end, pid):get(10)
+        a[1] = 42
+        q:push(a)
+        assert.is_true(has:wait(10))
+        a = nil
+        collectgarbage() collectgarbage()
+        -- its maker makes more (and takes freed blocks again) while the holder has it
+        for i = 1, 10 do
+          local b = pool:submit(function(i)
+            collectgarbage()
+            local t = {}    -- more than were freed here since: a freed block is taken again
+            for j = 1, 20 * i do
+              t[j] = parallel.array("int64", 1)
+              t[j][1] = -i
+            end
+            return t[1]
+          end, i):get(10)
+          assert.equal(-i, b[1])
+          b = nil
+          collectgarbage()
+        end
+        go:set()
+        local v, held_by = holder:get(10)
+        assert.equal(42, v)
+        assert.are_not.equal(maker, held_by)
+      end
+    end)
+
     it("queues, dicts, pools and futures are refused at the send, saying what to do", function()
       for _, make in ipairs{"queue", "dict"} do
         local f = pool:submit(function(make) return parallel[make]() end, make)

@@ -64,6 +64,7 @@ static uint64_t next_serial = 1;
 static entry **table;
 static size_t nbuckets, nentries;
 _Atomic pid_t par_shm_pid_cache;
+static _Atomic unsigned long drops;  /* wrappers of other processes' blocks gone */
 
 /* A fork's child (without exec) is another process: its own pid. */
 static void reset_pid(void) { atomic_store(&par_shm_pid_cache, getpid()); }
@@ -427,6 +428,8 @@ void par_shm_loc_local(par_shm_loc *loc) {
   pthread_mutex_unlock(&mu);
 }
 
+unsigned long par_shm_drops(void) { return atomic_load_explicit(&drops, memory_order_relaxed); }
+
 void par_shm_counts(size_t *nown, size_t *nmapped) {
   chunk *c;
   size_t a = 0, b = 0;
@@ -473,7 +476,10 @@ void *par_shm_block_import(par_shm_block *b, const par_shm_loc *loc, uint32_t ki
 void par_shm_block_drop(par_shm_block *b, par_object *o) {
   if (!b->hdr) return;
   par_shm_unregister(&b->loc, o);
-  if (b->foreign) par_shm_unmap(&b->loc);
+  if (b->foreign) {
+    par_shm_unmap(&b->loc);
+    atomic_fetch_add_explicit(&drops, 1, memory_order_relaxed);
+  }
   else par_shm_free(b->hdr, b->size, &b->loc);
   b->hdr = NULL;
 }

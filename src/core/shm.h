@@ -116,6 +116,10 @@ void *par_shm_block_import(par_shm_block *b, const par_shm_loc *loc, uint32_t ki
 /* From the object's destroy: unregisters it, frees or unmaps the block. */
 void par_shm_block_drop(par_shm_block *b, par_object *o);
 
+/* How many objects standing for other processes' blocks were dropped so
+ * far (a cheap test of whether any import went since the last look). */
+unsigned long par_shm_drops(void);
+
 /* Counters for tests: chunks owned, chunks mapped from other processes. */
 void par_shm_counts(size_t *own, size_t *mapped);
 

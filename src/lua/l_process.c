@@ -399,6 +399,26 @@ static int kill_flight(proc_ctx *c, flight *x, int why) {
   return 1;
 }
 
+/* Lets the worker free what it made and sent here that nobody here uses
+ * any more (with a task: the worker reads it before the task). 0, or -1
+ * when the channel failed. */
+static int send_releases(proc_ctx *c, par_wire_err *e) {
+  uint32_t none = 0, n;
+  size_t at;
+  int r;
+  if (!c->shm) return 0;
+  start_frame(c, PF_RELEASE);
+  put(&c->out, &none, 4);
+  at = c->out.len;
+  put(&c->out, &none, 4);
+  if (c->out.len != at + 4) return 0;
+  r = par_shm_via_releases(c->shm, &c->out);
+  if (r <= 0) return 0;
+  n = (uint32_t)r;
+  memcpy(c->out.data + at, &n, 4);
+  return send_out(c, e);
+}
+
 /* Sends x's task, with the rest of its segments if it went in segments:
  * 0; 1 when the task cannot leave this process (e says why; the worker
  * is fine); -1 when the channel failed (the worker is gone). */
@@ -409,6 +429,7 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
   uint32_t stream = 0;
   par_msg *task = f->task;
   int rc = 0;
+  if (send_releases(c, e) != 0) return -1;
   start_frame(c, PF_TASK);
   put(&c->out, &kind, 1);
   put(&c->out, &x->seq, 4);

@@ -387,6 +387,25 @@ static int drop_task(conn *k, uint32_t useq) {
   return send_all(k);
 }
 
+/* The parent no longer uses these of the objects this process made and
+ * sent it (frames.h): 0, or -1 when malformed. */
+static int take_releases(conn *k, const unsigned char *p, size_t len) {
+  uint32_t n, i;
+  if (len < 8 || get32(p) != 0) return -1;
+  n = get32(p + 4);
+  p += 8; len -= 8;
+  if (len / 24 < n) return -1;
+  for (i = 0; i < n; i++, p += 24) {
+    par_shm_loc loc;
+    uint64_t h;
+    memcpy(&loc.owner, p, 8);
+    memcpy(&loc.id, p + 8, 8);
+    memcpy(&h, p + 16, 8);
+    par_shm_via_release(k->shm, &loc, h);
+  }
+  return 0;
+}
+
 /* Rebuilds a task (with all of its segments) and runs it; sends the
  * outcome. -1 when the channel failed. */
 static int serve_task(conn *k, void *ctx, const unsigned char *p, size_t len) {
@@ -488,6 +507,8 @@ static int serve(conn *k) {
       if (run_init(k, fr + 1, len - 1, &cfg, ctx) != 0) { status = 4; break; }
     } else if (fr[0] == PF_TASK && configured) {
       if (serve_task(k, ctx, fr + 1, len - 1) != 0) break;
+    } else if (fr[0] == PF_RELEASE) {
+      if (take_releases(k, fr + 1, len - 1) != 0) { status = 4; break; }
     } else {
       status = 4;
       break;

@@ -19,6 +19,9 @@
  *     PF_MORE   payload: a later segment or the end of that stream
  *     (closing the channel: stop once idle)
  *     PF_REPLY  the reply to a request (wire/remote.h)
+ *     PF_RELEASE as the worker's below, with n = 0: the arrays, locks...
+ *               the worker made and sent that this side no longer uses
+ *               (sent before a task, when there is any)
  *   worker -> parent
  *     PF_HELLO   wire hello payload
  *     PF_STARTED u32 task number: a task sent ahead started (not sent when

@@ -31,8 +31,9 @@ struct par_shm_via {
   pthread_mutex_t mu;
   kept *slots;               /* open addressing, by pointer; o NULL: empty */
   size_t cap, n;
-  got *gots;                 /* up: the other side's objects imported here */
+  got *gots;                 /* the other side's objects imported here */
   size_t ngots, capgots;
+  unsigned long drops;       /* par_shm_drops() when gots were looked at last */
 };
 
 static const par_type *const types[] = {
@@ -127,7 +128,7 @@ static int via_export(void *ud, par_object *o, par_wire_handle *h, par_wire_err 
    * block, freed here once its last reference goes) kept until it exits */
   if (!v->up || !b->foreign) {
     pthread_mutex_lock(&v->mu);
-    r = keep(v, o, v->up);
+    r = keep(v, o, 0);
     pthread_mutex_unlock(&v->mu);
     if (r != 0) return refuse(e, "%s", "not enough memory");
   }
@@ -173,7 +174,8 @@ static int via_import(void *ud, const par_wire_handle *h, par_object **out, par_
       return refuse(e, "%s", "not enough memory");
     }
   }
-  if (v->up && block_of(*out)->foreign) {
+  if (block_of(*out)->foreign &&
+      (v->up || par_shm_loc_pid(&loc) == (pid_t)atomic_load(&v->dest))) {
     /* counted, to be let go once its last reference here is gone */
     size_t i;
     pthread_mutex_lock(&v->mu);
@@ -200,7 +202,13 @@ static int via_import(void *ud, const par_wire_handle *h, par_object **out, par_
 int par_shm_via_releases(par_shm_via *v, par_buf *out) {
   size_t i = 0;
   int n = 0;
+  unsigned long d = par_shm_drops();
   pthread_mutex_lock(&v->mu);
+  if (d == v->drops) {          /* nothing imported went since */
+    pthread_mutex_unlock(&v->mu);
+    return 0;
+  }
+  v->drops = d;
   while (i < v->ngots) {
     par_object *o = par_shm_lookup(&v->gots[i].loc);
     if (o) {
@@ -208,7 +216,7 @@ int par_shm_via_releases(par_shm_via *v, par_buf *out) {
       i++;
       continue;
     }
-    if (!par_buf_reserve(out, 24)) { n = -1; break; }
+    if (!par_buf_reserve(out, 24)) { n = -1; v->drops = d - 1; break; }
     memcpy(out->data + out->len, &v->gots[i].loc.owner, 8);
     memcpy(out->data + out->len + 8, &v->gots[i].loc.id, 8);
     memcpy(out->data + out->len + 16, &v->gots[i].n, 8);

@@ -17,10 +17,14 @@
  *   gone, the locks in the set that it held are marked free, their holder
  *   dead (par_lock_recover): the next acquire gets them.
  *   A lock, rlock or condition the worker made and sent up is kept too,
- *   so that the same recovery frees it if the worker dies holding it.
+ *   so that the same recovery frees it if the worker dies holding it
+ *   (pinned: until the worker is gone).
  * - up (a worker process to its pool): an object the worker made is kept
- *   alive in the set until the worker exits, so its block is never freed
- *   and reused under the other side; once it has exited, the block lives
+ *   alive in the set, so its block is never freed and reused under the
+ *   other side, until the pool let go of every handle of it sent (the
+ *   same counting the other way: the pool lets go only once it has no
+ *   wrapper left, and it keeps its wrapper while it relays the object to
+ *   another worker) or the worker exits. After the exit, the block lives
  *   on in the processes that mapped it (a memfd lives while mapped), and
  *   the pool relays it to the other workers through its own descriptor
  *   (core/shm.h: par_shm_loc_relay).
@@ -58,14 +62,14 @@ void par_shm_via_free(par_shm_via *v);
  * the check a submit makes before it queues a task. */
 int par_shm_via_carries(par_object *o, par_wire_err *e);
 
-/* Up: the objects of the other side that this process imported and has
+/* The objects the other side made that this process imported and has
  * since dropped (no reference left here): appends (u64 owner, u64 id, u64
  * handles received) for each to out and forgets them. How many, or -1 on
- * out of memory. */
+ * out of memory. Cheap when no import was dropped since the last call. */
 int par_shm_via_releases(par_shm_via *v, par_buf *out);
-/* Down: the other side let go of n handles of the block name names; the
+/* The other side let go of n handles of the block name names; the
  * object is let go once every handle sent is (unless pinned: a lock the
- * worker made). */
+ * worker made, kept by the pool). */
 void par_shm_via_release(par_shm_via *v, const par_shm_loc *name, uint64_t n);
 
 /* Objects kept alive for the other side (tests). */
