@@ -15,8 +15,9 @@
 #include <unistd.h>
 
 #define DEFAULT_CAP_NS 20000     /* ~ one futex wake-up on a virtual machine */
-#define FLOOR_NS 1000            /* below this a kind only probes */
+#define MIN_SPIN_NS 2000         /* the shortest limit of a kind that spins */
 #define PROBE_EVERY 32
+#define FAIL_ONE 256             /* fail_rate of a kind whose spins all fail */
 #define SAMPLE_NS 10000000LL     /* /proc/loadavg at most every 10 ms */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -32,7 +33,8 @@ static _Atomic long long sample_at = 0;       /* ns, par_now() scale */
 static _Atomic int machine_x16 = -16;         /* smoothed runnable * 16; < 0 unknown */
 
 typedef struct {
-  _Alignas(64) _Atomic long limit_ns;
+  _Alignas(64) _Atomic long avg_ns;     /* successful spins' length, moving average */
+  _Atomic int fail_rate;                 /* spins that failed, moving average, of FAIL_ONE */
   _Atomic unsigned probes;
   _Alignas(64) _Atomic unsigned long spins;   /* spins begun (parallel.waiting) */
 } kind_state;
@@ -94,7 +96,10 @@ static void init(void) {
   /* one CPU: whoever we wait for needs the one we would spin on */
   if (cpus < 2) cap_ns = 0;
   loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-  for (i = 0; i < PAR_WAIT_KINDS; i++) atomic_init(&kinds[i].limit_ns, cap_ns);
+  for (i = 0; i < PAR_WAIT_KINDS; i++) {
+    atomic_init(&kinds[i].avg_ns, cap_ns / 4);
+    atomic_init(&kinds[i].fail_rate, 0);
+  }
 }
 
 /* Refreshes the machine's smoothed runnable count when the sample is old. */
@@ -129,15 +134,36 @@ static int cpus_free(double now) {
   return m < 0 || m <= online * 16;
 }
 
+/* A kind's spin limit now: 0 while most of its spins fail. */
+static long limit_of(kind_state *k) {
+  long limit = 4 * atomic_load_explicit(&k->avg_ns, memory_order_relaxed);
+  if (atomic_load_explicit(&k->fail_rate, memory_order_relaxed) >= FAIL_ONE / 2) return 0;
+  if (limit < MIN_SPIN_NS) limit = MIN_SPIN_NS;
+  return limit < cap_ns ? limit : cap_ns;
+}
+
+/* One spin's outcome into the kind's averages (relaxed races: a lost
+ * update only shifts a heuristic). */
+static void count_spin(kind_state *k, int ok, long took_ns) {
+  int f = atomic_load_explicit(&k->fail_rate, memory_order_relaxed);
+  if (ok) {
+    long avg = atomic_load_explicit(&k->avg_ns, memory_order_relaxed);
+    atomic_store_explicit(&k->avg_ns, avg + (took_ns - avg) / 8, memory_order_relaxed);
+    atomic_store_explicit(&k->fail_rate, f - f / 8, memory_order_relaxed);
+  } else {
+    atomic_store_explicit(&k->fail_rate, f + (FAIL_ONE - f + 7) / 8, memory_order_relaxed);
+  }
+}
+
 int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline) {
   kind_state *k = &kinds[kind];
-  long limit, old;
+  long limit;
   double start, stop, now;
   int i;
   pthread_once(&once, init);
   if (cap_ns == 0 || !atomic_load_explicit(&spin_on, memory_order_relaxed)) return 0;
-  limit = old = atomic_load_explicit(&k->limit_ns, memory_order_relaxed);
-  if (limit < FLOOR_NS) {
+  limit = limit_of(k);
+  if (limit == 0) {
     if (atomic_fetch_add_explicit(&k->probes, 1, memory_order_relaxed) % PROBE_EVERY) return 0;
     limit = cap_ns;
   }
@@ -149,10 +175,7 @@ int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline) 
   for (;;) {
     for (i = 0; i < 32; i++) {
       if (ready(ud)) {
-        long want = (long)((par_now() - start) * 2e9) + FLOOR_NS;
-        long cur = atomic_load_explicit(&k->limit_ns, memory_order_relaxed);
-        if (want > cap_ns) want = cap_ns;
-        if (want > cur) atomic_store_explicit(&k->limit_ns, want, memory_order_relaxed);
+        count_spin(k, 1, (long)((par_now() - start) * 1e9));
         return 1;
       }
       par_cpu_relax();
@@ -161,8 +184,7 @@ int par_spin(par_wait_kind kind, par_ready_fn ready, void *ud, double deadline) 
     if (now >= stop) break;
   }
   /* A spin cut short by the caller's deadline says nothing of the pattern. */
-  if (stop < deadline)
-    atomic_store_explicit(&k->limit_ns, (limit < old ? limit : old) / 2, memory_order_relaxed);
+  if (stop < deadline) count_spin(k, 0, 0);
   return 0;
 }
 
@@ -188,8 +210,8 @@ void par_wait_get_info(par_wait_info *info) {
   m = atomic_load(&machine_x16);
   info->machine_runnable = m < 0 ? -1 : m / 16.0;
   for (i = 0; i < PAR_WAIT_KINDS; i++) {
-    long l = atomic_load(&kinds[i].limit_ns);
-    info->limit_us[i] = info->enabled && l >= FLOOR_NS ? (double)l / 1000 : 0;
+    long l = limit_of(&kinds[i]);
+    info->limit_us[i] = info->enabled ? (double)l / 1000 : 0;
     info->spins[i] = atomic_load(&kinds[i].spins);
   }
 }

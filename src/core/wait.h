@@ -27,11 +27,16 @@
  *    locks too: a spinner keeps two threads contending for the lock's
  *    cache line, while a sleeper lets the holder run on with it (measured:
  *    a 2 us lock spin under load made the lock counter 2-2.4 x slower);
- *  - not after spins of this kind have recently failed: each kind of waiter
- *    keeps a spin limit; a spin that ends without its predicate halves it, a
- *    spin that succeeds after t raises it to cover 2t. Below 1 us the kind
- *    stops spinning but probes one wait in 32 so a change of pattern (short
- *    tasks again) is noticed;
+ *  - not after spins of this kind have mostly failed of late: each kind of
+ *    waiter keeps a moving average of how long its successful spins took
+ *    and of how often its spins failed (each new spin weighs 1/8). It spins
+ *    up to four times that average (and at least 2 us) while fewer than
+ *    half failed; past that it sleeps at once but probes one wait in 32 (a
+ *    spin to the cap) so a change of pattern (short tasks again) is
+ *    noticed. The first version halved a limit on each failure and never
+ *    raised it past twice the last success, so a few outliers in a row (a
+ *    garbage collection between two submits) turned spinning off for a
+ *    submit -> get loop that had every reason to spin;
  *  - never longer than a wake-up costs: the limit never exceeds the cap
  *    (20 us by default, PARALLEL_SPIN to change it), nor the deadline.
  *
