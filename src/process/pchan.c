@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,16 +33,6 @@ struct proc_chan {
   size_t pend_off;
   char why[160];       /* set: the ring is corrupt */
 };
-
-static int fail(par_wire_err *e, const char *fmt, ...) {
-  if (e) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 static uint64_t rec_size(size_t len) { return sizeof(rec) + ((len + 7) & ~(size_t)7); }
 
@@ -144,11 +133,11 @@ int proc_chan_send(proc_chan *c, const void *head, size_t hlen, const void *body
                    par_wire_err *e) {
   size_t total = hlen + blen;
   if (total <= PROC_RING_FRAME) {
-    if (put(c, REC_FRAME, head, hlen, body, blen) != 0) return fail(e, "not enough memory");
+    if (put(c, REC_FRAME, head, hlen, body, blen) != 0) return par_wire_fail(e, "not enough memory");
     return 0;
   }
   /* the marker first: the reader then waits on the socket for the frame */
-  if (put(c, REC_MARKER, NULL, 0, NULL, 0) != 0) return fail(e, "not enough memory");
+  if (put(c, REC_MARKER, NULL, 0, NULL, 0) != 0) return par_wire_fail(e, "not enough memory");
   return par_wire_chan_send(c->sock, head, hlen, body, blen, e);
 }
 
@@ -167,14 +156,14 @@ static void release(proc_chan *c) {
 static int corrupt(proc_chan *c, par_wire_err *e) {
   if (!c->why[0])
     snprintf(c->why, sizeof c->why, "corrupt message from the other process (a bad ring record)");
-  return fail(e, "%s", c->why);
+  return par_wire_fail(e, "%s", c->why);
 }
 
 static int take(proc_chan *c, const unsigned char **frame, size_t *len, par_wire_err *e,
                 int consume) {
   proc_ring *r = c->in;
   release(c);
-  if (c->why[0]) return fail(e, "%s", c->why);
+  if (c->why[0]) return par_wire_fail(e, "%s", c->why);
   for (;;) {
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
@@ -283,6 +272,6 @@ int proc_chan_wait(proc_chan *c, int data, int timeout_ms, par_wire_err *e) {
   p[0].revents = p[1].revents = 0;
   r = poll(p, 2, slept ? timeout_ms : 0);
   proc_chan_wake(c, r > 0 && p[1].revents);
-  if (r < 0 && errno != EINTR) return fail(e, "poll failed (%s)", strerror(errno));
+  if (r < 0 && errno != EINTR) return par_wire_fail(e, "poll failed (%s)", strerror(errno));
   return proc_chan_io(c, r > 0 ? p[0].revents : 0, e);
 }

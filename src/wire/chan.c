@@ -46,7 +46,7 @@ struct par_wire_chan {
   char why[160];          /* what broke it */
 };
 
-static int fail(par_wire_err *e, const char *fmt, ...) {
+int par_wire_fail(par_wire_err *e, const char *fmt, ...) {
   if (e) {
     va_list ap;
     va_start(ap, fmt);
@@ -188,7 +188,7 @@ int par_wire_chan_send(par_wire_chan *c, const void *head, size_t hlen, const vo
   size_t total = hlen + blen, done = 0;
   int i, rc = 0;
   if (total > c->max_frame || total < hlen)
-    return fail(e, "cannot send a frame of %zu bytes to another process (the limit is %zu)", total,
+    return par_wire_fail(e, "cannot send a frame of %zu bytes to another process (the limit is %zu)", total,
                 c->max_frame);
   for (i = 0; i < 4; i++) len4[i] = (unsigned char)(total >> (8 * i));
   iov[0].iov_base = len4; iov[0].iov_len = 4;
@@ -196,15 +196,15 @@ int par_wire_chan_send(par_wire_chan *c, const void *head, size_t hlen, const vo
   iov[2].iov_base = (void *)body; iov[2].iov_len = blen;
   pthread_mutex_lock(&c->mu);
   if (c->broken) {
-    rc = fail(e, "%s", c->why);
+    rc = par_wire_fail(e, "%s", c->why);
   } else {
     if (c->out_off == c->out_len) {        /* nothing waits: straight out, as far as it goes */
       ssize_t r = write_now(c, iov, 3);
-      if (r < 0) rc = fail(e, "%s", c->why);
+      if (r < 0) rc = par_wire_fail(e, "%s", c->why);
       else done = (size_t)r;
     }
     if (rc == 0 && done < 4 + total) {
-      if (backlog_add(c, iov, 3, done) != 0) rc = fail(e, "not enough memory");
+      if (backlog_add(c, iov, 3, done) != 0) rc = par_wire_fail(e, "not enough memory");
       else flush_backlog(c);
     }
   }
@@ -288,8 +288,8 @@ static void read_all(par_wire_chan *c) {
 static int io_locked(par_wire_chan *c, par_wire_err *e) {
   read_all(c);
   flush_backlog(c);
-  if (c->broken) return fail(e, "%s", c->why);
-  if (c->eof) return fail(e, "%s", c->why[0] ? c->why : "the other process closed the connection");
+  if (c->broken) return par_wire_fail(e, "%s", c->why);
+  if (c->eof) return par_wire_fail(e, "%s", c->why[0] ? c->why : "the other process closed the connection");
   return 0;
 }
 
@@ -309,7 +309,7 @@ int par_wire_chan_wait(par_wire_chan *c, int timeout_ms, par_wire_err *e) {
   pf.events = par_wire_chan_events(c);
   pf.revents = 0;
   r = poll(&pf, 1, timeout_ms);
-  if (r < 0 && errno != EINTR) return fail(e, "poll failed (%s)", strerror(errno));
+  if (r < 0 && errno != EINTR) return par_wire_fail(e, "poll failed (%s)", strerror(errno));
   if (r <= 0) return 0;
   return par_wire_chan_io(c, pf.revents, e);
 }
@@ -336,7 +336,7 @@ static int next_frame(par_wire_chan *c, const unsigned char **frame, size_t *len
     const unsigned char *p = c->in + c->in_off;
     size_t n = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
     if (n > c->max_frame) {
-      rc = fail(e, "corrupt message from the other process (a frame of %zu bytes, over the limit of %zu)",
+      rc = par_wire_fail(e, "corrupt message from the other process (a frame of %zu bytes, over the limit of %zu)",
                 n, c->max_frame);
     } else if (avail - 4 >= n) {
       *frame = p + 4;
@@ -346,8 +346,8 @@ static int next_frame(par_wire_chan *c, const unsigned char **frame, size_t *len
     }
   }
   if (rc == 0 && c->eof) {
-    if (avail == 0) rc = fail(e, "%s", c->why[0] ? c->why : "the other process closed the connection");
-    else rc = fail(e, "the other process closed the connection in the middle of a frame");
+    if (avail == 0) rc = par_wire_fail(e, "%s", c->why[0] ? c->why : "the other process closed the connection");
+    else rc = par_wire_fail(e, "the other process closed the connection in the middle of a frame");
   }
   pthread_mutex_unlock(&c->mu);
   return rc;

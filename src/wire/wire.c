@@ -14,7 +14,6 @@
 #include "wire/wire.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,18 +41,8 @@ struct par_wire_peer {
 
 /* ------------------------------------------------------------ errors */
 
-static int fail(par_wire_err *e, const char *fmt, ...) {
-  if (e) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
 static int corrupt(par_wire_err *e, const char *what) {
-  return fail(e, "corrupt message from the other process (%s)", what);
+  return par_wire_fail(e, "corrupt message from the other process (%s)", what);
 }
 
 /* ------------------------------------------------------------ content ids */
@@ -241,7 +230,7 @@ static int flatten(par_wire_peer *p, int kind, uint32_t stream, const par_msg *m
   writer w;
   int rc = -1;
   if (m->nrefs > PLAN_STACK && !(plan = malloc(m->nrefs * sizeof *plan)))
-    return fail(e, "not enough memory");
+    return par_wire_fail(e, "not enough memory");
   /* First decide every reference (the only step that may refuse), and
    * only then write and mark prototypes sent: a refused message leaves
    * the peer as it was. */
@@ -263,18 +252,18 @@ static int flatten(par_wire_peer *p, int kind, uint32_t stream, const par_msg *m
       }
       need += 1 + 8;
     } else if (!p->objs.export_obj) {
-      fail(e, "cannot send %s to another process", o->type->name);
+      par_wire_fail(e, "cannot send %s to another process", o->type->name);
       goto done;
     } else {
       memset(&plan[i].h, 0, sizeof plan[i].h);
       if (p->objs.export_obj(p->objs.ud, o, &plan[i].h, e) != 0) goto done;
-      if (!plan[i].h.type) { fail(e, "cannot send %s to another process", o->type->name); goto done; }
+      if (!plan[i].h.type) { par_wire_fail(e, "cannot send %s to another process", o->type->name); goto done; }
       plan[i].kind = WIRE_REF_HANDLE;
       need += 1 + WIREFMT_SIZE_MAX * 3 + strlen(plan[i].h.type);
     }
   }
   if (!par_buf_reserve(out, need) || (fresh && !sent_reserve(p, fresh))) {
-    fail(e, "not enough memory");
+    par_wire_fail(e, "not enough memory");
     goto done;
   }
   w.p = out->data + out->len;
@@ -338,7 +327,7 @@ int par_wire_flatten_segment(par_wire_peer *p, uint32_t stream, const par_msg *s
 int par_wire_flatten_end(par_wire_peer *p, uint32_t stream, par_buf *out, par_wire_err *e) {
   unsigned char *q;
   (void)p;
-  if (!par_buf_reserve(out, 1 + WIREFMT_SIZE_MAX)) return fail(e, "not enough memory");
+  if (!par_buf_reserve(out, 1 + WIREFMT_SIZE_MAX)) return par_wire_fail(e, "not enough memory");
   q = out->data + out->len;
   *q = PAR_WIRE_K_END;
   out->len += 1 + wirefmt_put_size(q + 1, stream);
@@ -402,10 +391,10 @@ static int rebuild_ref(par_wire_peer *p, reader *r, par_wire_err *e) {
       p->stats.dumps_received++;
       if (!pr) {
         pr = proto_from_dump(dump, (size_t)n);
-        if (!pr) return fail(e, "not enough memory");
+        if (!pr) return par_wire_fail(e, "not enough memory");
         if (!recv_put(p, id, pr)) {
           par_object_release(&pr->hdr);
-          return fail(e, "not enough memory");
+          return par_wire_fail(e, "not enough memory");
         }
       }
     } else {
@@ -424,7 +413,7 @@ static int rebuild_ref(par_wire_peer *p, reader *r, par_wire_err *e) {
     if (r_size(r, &h.owner) != 0 || r_size(r, &h.id) != 0) return corrupt(e, "truncated");
     h.type = type;
     if (!p->objs.import_obj)
-      return fail(e, "cannot receive %s from another process", type);
+      return par_wire_fail(e, "cannot receive %s from another process", type);
     o = p->objs.import_obj(p->objs.ud, &h, e);
     if (!o) return -1;
   } else {
@@ -432,7 +421,7 @@ static int rebuild_ref(par_wire_peer *p, reader *r, par_wire_err *e) {
   }
   if (!par_buf_add_ref(&p->scratch, o)) {
     par_object_release(o);
-    return fail(e, "not enough memory");
+    return par_wire_fail(e, "not enough memory");
   }
   return 0;
 }
@@ -450,12 +439,12 @@ static int rebuild_msg(par_wire_peer *p, reader *r, par_msg **out, par_wire_err 
     corrupt(e, len > (uint64_t)(r->end - r->p) ? "truncated" : "bytes after its end");
     goto fail;
   }
-  if (!par_buf_reserve(b, (size_t)len)) { fail(e, "not enough memory"); goto fail; }
+  if (!par_buf_reserve(b, (size_t)len)) { par_wire_fail(e, "not enough memory"); goto fail; }
   if (len) memcpy(b->data, r->p, (size_t)len);
   b->len = (size_t)len;
   r->p += len;
   *out = par_buf_finish(b);
-  if (!*out) { fail(e, "not enough memory"); goto fail; }
+  if (!*out) { par_wire_fail(e, "not enough memory"); goto fail; }
   return 0;
 fail:
   par_buf_reset(b);
@@ -488,7 +477,7 @@ static int rebuild(par_wire_peer *p, reader *r, par_msg **out, par_wire_err *e) 
   if (kind == PAR_WIRE_K_FIRST && p->nstreams == p->capstreams) {
     size_t cap = p->capstreams ? p->capstreams * 2 : 4;
     stream_slot *n = realloc(p->streams, cap * sizeof *n);
-    if (!n) return fail(e, "not enough memory");
+    if (!n) return par_wire_fail(e, "not enough memory");
     p->streams = n;
     p->capstreams = cap;
   }
@@ -496,13 +485,13 @@ static int rebuild(par_wire_peer *p, reader *r, par_msg **out, par_wire_err *e) 
   if (kind == PAR_WIRE_K_SEGMENT) {
     if (par_queue_push(s->q, m, 0) != PAR_OK) {
       par_msg_free(m);
-      return fail(e, "not enough memory");
+      return par_wire_fail(e, "not enough memory");
     }
     return PAR_WIRE_CONSUMED;
   }
   if (kind == PAR_WIRE_K_FIRST) {
     par_queue *q = par_queue_new(0);
-    if (!q) { par_msg_free(m); return fail(e, "not enough memory"); }
+    if (!q) { par_msg_free(m); return par_wire_fail(e, "not enough memory"); }
     m->rest = par_object_retain((par_object *)q);
     p->streams[p->nstreams].id = (uint32_t)stream;
     p->streams[p->nstreams].q = q;

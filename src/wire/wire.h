@@ -60,6 +60,10 @@ typedef struct par_wire_err {
   char msg[512];
 } par_wire_err;
 
+/* Fills e (if any) with the printf-formatted reason; returns -1, so that
+ * a failing path can `return par_wire_fail(e, ...)`. */
+int par_wire_fail(par_wire_err *e, const char *fmt, ...);
+
 /* ------------------------------------------------------------ fingerprint */
 
 /* This process's fingerprint: a short text naming the Lua version, the
