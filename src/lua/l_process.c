@@ -727,17 +727,7 @@ static int take_releases(proc_ctx *c, const unsigned char *p, size_t len) {
   }
   if (len < 4) return -1;
   n = get32(p);
-  p += 4; len -= 4;
-  if (len / 24 < n) return -1;
-  for (i = 0; i < n; i++, p += 24) {
-    par_shm_loc loc;
-    uint64_t k;
-    memcpy(&loc.owner, p, 8);
-    memcpy(&loc.id, p + 8, 8);
-    memcpy(&k, p + 16, 8);
-    if (c->shm) par_shm_via_release(c->shm, &loc, k);
-  }
-  return 0;
+  return par_shm_via_take_releases(c->shm, p + 4, len - 4, n) < 0 ? -1 : 0;
 }
 
 /* Takes the frames that arrived: 0 when none is left, OUTCOME_GONE /

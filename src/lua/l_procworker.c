@@ -390,20 +390,10 @@ static int drop_task(conn *k, uint32_t useq) {
 /* The parent no longer uses these of the objects this process made and
  * sent it (frames.h): 0, or -1 when malformed. */
 static int take_releases(conn *k, const unsigned char *p, size_t len) {
-  uint32_t n, i;
+  uint32_t n;
   if (len < 8 || get32(p) != 0) return -1;
   n = get32(p + 4);
-  p += 8; len -= 8;
-  if (len / 24 < n) return -1;
-  for (i = 0; i < n; i++, p += 24) {
-    par_shm_loc loc;
-    uint64_t h;
-    memcpy(&loc.owner, p, 8);
-    memcpy(&loc.id, p + 8, 8);
-    memcpy(&h, p + 16, 8);
-    par_shm_via_release(k->shm, &loc, h);
-  }
-  return 0;
+  return par_shm_via_take_releases(k->shm, p + 8, len - 8, n) < 0 ? -1 : 0;
 }
 
 /* Rebuilds a task (with all of its segments) and runs it; sends the

@@ -228,6 +228,20 @@ int par_shm_via_releases(par_shm_via *v, par_buf *out) {
   return n;
 }
 
+long par_shm_via_take_releases(par_shm_via *v, const unsigned char *p, size_t len, uint32_t n) {
+  uint32_t i;
+  if (len / 24 < n) return -1;
+  for (i = 0; v && i < n; i++, p += 24) {
+    par_shm_loc loc;
+    uint64_t k;
+    memcpy(&loc.owner, p, 8);
+    memcpy(&loc.id, p + 8, 8);
+    memcpy(&k, p + 16, 8);
+    par_shm_via_release(v, &loc, k);
+  }
+  return (long)n * 24;
+}
+
 void par_shm_via_release(par_shm_via *v, const par_shm_loc *name, uint64_t n) {
   par_shm_loc loc = *name;
   par_object *o, *gone = NULL;

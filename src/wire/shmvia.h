@@ -71,6 +71,10 @@ int par_shm_via_releases(par_shm_via *v, par_buf *out);
  * object is let go once every handle sent is (unless pinned: a lock the
  * worker made, kept by the pool). */
 void par_shm_via_release(par_shm_via *v, const par_shm_loc *name, uint64_t n);
+/* Reads n records as par_shm_via_releases wrote them from p (len bytes
+ * there) and lets each go (v NULL: only reads past them). The bytes read,
+ * or -1 when fewer than n records are there (nothing let go). */
+long par_shm_via_take_releases(par_shm_via *v, const unsigned char *p, size_t len, uint32_t n);
 
 /* Objects kept alive for the other side (tests). */
 size_t par_shm_via_kept(par_shm_via *v);
