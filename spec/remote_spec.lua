@@ -425,8 +425,9 @@ describe("shared objects in process pools", function()
   end)
 
   it("refuse a queue made in the worker at the send back, naming it", function()
-    assert_raises("parallel.queue created in a worker process cannot leave it (create it in the "
-      .. "parent and pass it to the task: it works from every worker)",
+    assert_raises("parallel.queue created in a worker process cannot leave it (make it with "
+      .. "{owner = \"parent\"}, e.g. parallel.queue(n, {owner = \"parent\"}), or create it in the "
+      .. "parent and pass it to the task)",
       function() return pool:apply(function() return require("parallel").queue() end) end)
   end)
 

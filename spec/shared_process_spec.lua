@@ -444,8 +444,9 @@ describe("shared objects in process pools", function()
     it("queues, dicts, pools and futures are refused at the send, saying what to do", function()
       for _, make in ipairs{"queue", "dict"} do
         local f = pool:submit(function(make) return parallel[make]() end, make)
-        assert.equal("parallel." .. make .. " created in a worker process cannot leave it (create "
-          .. "it in the parent and pass it to the task: it works from every worker)", failure(f))
+        assert.equal("parallel." .. make .. " created in a worker process cannot leave it (make "
+          .. "it with {owner = \"parent\"}, e.g. parallel.queue(n, {owner = \"parent\"}), or "
+          .. "create it in the parent and pass it to the task)", failure(f))
       end
       local f = pool:submit(function()
         local p = parallel.pool{workers = 1}

@@ -14,6 +14,7 @@
 #include "lua/l_object.h"
 #include "lua/l_wait.h"
 #include "core/dict.h"
+#include "wire/remote.h"
 
 static par_dict *checkdict(lua_State *L) {
   return (par_dict *)l_object_check(L, 1, &par_dict_type);
@@ -79,8 +80,11 @@ void l_dict_pushkey(lua_State *L, const unsigned char *p, size_t len) {
   }
 }
 
+/* parallel.dict([{owner = "parent"}]) */
 static int l_dict_new(lua_State *L) {
-  par_dict *d = par_dict_new();
+  par_dict *d;
+  if (l_remote_make(L, 1, PR_KIND_DICT, 0)) return 1;
+  d = par_dict_new();
   if (!d) return luaL_error(L, "not enough memory");
   l_object_push(L, (par_object *)d);
   return 1;

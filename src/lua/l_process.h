@@ -36,6 +36,12 @@ extern const par_pool_ops process_ops;
  * refuses the others at once, naming them. */
 int process_can_send(const par_object *o);
 
+/* The parent's objects as a worker process's task sees them (wire/remote.h):
+ * the client that reaches the pool's process, on the thread that runs
+ * the tasks; NULL in any other process or thread (its channel is that
+ * thread's alone). *worker says whether this is a worker process. */
+struct par_remote_client *l_process_home(int *worker);
+
 /* Serves as a worker when argv says so (the worker executable's main, or
  * an embedding host's); see include/parallel.h. */
 int parallel_worker_main(int argc, char **argv);

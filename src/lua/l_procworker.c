@@ -20,6 +20,7 @@
 #include "lua/l_process.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -223,16 +224,23 @@ static int run_init(conn *k, const unsigned char *p, size_t len, worker_config *
 
 /* The last via: a queue, pipe end, dict, pool or future this process made
  * would need this process to serve requests for it, which a worker (one
- * thread, running tasks) does not: refused with what to do instead. */
+ * thread, running tasks) does not: refused with what to do instead. A
+ * queue, pipe or dict made with {owner = "parent"} is the parent's and
+ * never comes here. */
 static int refuse_own(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e) {
   (void)ud; (void)h;
   if (!par_remote_claims(o)) return 1;
   if (o->type == &par_future_type)
     snprintf(e->msg, sizeof e->msg, "parallel.future created in a worker process cannot leave "
              "it (send its result instead, or submit to a pool the task was given)");
+  else if (o->type == &par_pool_type)
+    snprintf(e->msg, sizeof e->msg, "parallel.pool created in a worker process cannot leave it "
+             "(its workers belong to that process: create the pool in the parent and pass "
+             "it to the task)");
   else
-    snprintf(e->msg, sizeof e->msg, "%s created in a worker process cannot leave it (create it "
-             "in the parent and pass it to the task: it works from every worker)", o->type->name);
+    snprintf(e->msg, sizeof e->msg, "%s created in a worker process cannot leave it (make it "
+             "with {owner = \"parent\"}, e.g. parallel.queue(n, {owner = \"parent\"}), or "
+             "create it in the parent and pass it to the task)", o->type->name);
   return -1;
 }
 
@@ -242,11 +250,30 @@ static int import_none(void *ud, const par_wire_handle *h, par_object **out, par
 }
 
 
+/* The client and the thread whose channel it uses (l_process_home). */
+static par_remote_client *home;
+static pthread_t home_thread;
+
+struct par_remote_client *l_process_home(int *worker) {
+  *worker = home != NULL;
+  return home && pthread_equal(pthread_self(), home_thread) ? home : NULL;
+}
+
+/* The channel is the task thread's: a thread of a pool the task made
+ * reading or writing it too would corrupt it. */
+static int off_thread(par_wire_err *e) {
+  if (pthread_equal(pthread_self(), home_thread)) return 0;
+  return par_wire_fail(e, "objects of the parent process can be used only by the task's own "
+                       "thread in a worker process, not by a thread pool the task made (use "
+                       "them in the task, or pass the threads what they need)");
+}
+
 /* A request (or a cancel) of the running task to the parent; written out
  * before the task waits for the reply. */
 static int link_send(void *ud, const void *body, size_t blen, int cancel, par_wire_err *e) {
   conn *k = (conn *)ud;
   unsigned char type = cancel ? PF_CANCEL : PF_REQUEST;
+  if (off_thread(e)) return -1;
   if (proc_chan_send(k->chan, &type, 1, body, blen, e) != 0) return -1;
   while (proc_chan_backlog(k->chan) > 0)
     if (proc_chan_wait(k->chan, 0, -1, e) != 0) return -1;
@@ -281,7 +308,9 @@ static int take_arrived(conn *k, par_wire_err *e) {
  * interrupt, ends it early). 0, or -1 once the channel is gone. */
 static int link_pump(void *ud, double deadline, par_wire_err *e) {
   conn *k = (conn *)ud;
-  int n = take_arrived(k, e), ms;
+  int n, ms;
+  if (off_thread(e)) return -1;
+  n = take_arrived(k, e);
   if (n != 0) return n < 0 ? -1 : 0;
   ms = (int)((deadline - par_now()) * 1000);
   if (proc_chan_wait(k->chan, 1, ms > 0 ? ms : 0, e) != 0) {
@@ -567,6 +596,8 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   par_buf_init(&k.out);
   if (!k.chan || !k.peer || !k.remote || !k.ledger || !k.shm) return 1;
   par_remote_client_releases(k.remote, &k.out);   /* from now on, collected proxies count */
+  home_thread = pthread_self();
+  home = k.remote;
   status = serve(&k);
   proc_chan_free(k.chan);
   par_wire_peer_free(k.peer);

@@ -17,6 +17,7 @@
 #include "lua/l_wait.h"
 #include "core/clock.h"
 #include "core/pipe.h"
+#include "wire/remote.h"
 
 /*
  * Integers of up to 62 bits (on a 64-bit machine) and booleans travel as
@@ -281,10 +282,13 @@ static par_queue *checkqueue(lua_State *L) {
   return (par_queue *)l_object_check(L, 1, &par_queue_type);
 }
 
+/* parallel.queue([capacity] [, {owner = "parent"}]), or queue(options) */
 static int l_queue_new(lua_State *L) {
-  lua_Integer cap = luaL_optinteger(L, 1, 0);
+  int opts = lua_istable(L, 1) ? 1 : 2;
+  lua_Integer cap = opts == 1 ? 0 : luaL_optinteger(L, 1, 0);
   par_queue *q;
   luaL_argcheck(L, cap >= 0, 1, "capacity must be non-negative");
+  if (l_remote_make(L, opts, PR_KIND_QUEUE, cap)) return 1;
   q = par_queue_new((size_t)cap);
   if (!q) return luaL_error(L, "not enough memory");
   l_object_push(L, (par_object *)q);
@@ -401,8 +405,10 @@ static par_pipe *checkpipe(lua_State *L) {
   return (par_pipe *)l_object_check(L, 1, &par_pipe_type);
 }
 
+/* parallel.pipe([{owner = "parent"}]) --> two connected ends */
 static int l_pipe_new(lua_State *L) {
   par_pipe *a, *b;
+  if (l_remote_make(L, 1, PR_KIND_PIPE, 0)) return 2;
   if (!par_pipe_new(&a, &b)) return luaL_error(L, "not enough memory");
   l_object_push(L, &a->hdr);
   l_object_push(L, &b->hdr);

@@ -23,6 +23,7 @@
 #include "core/future.h"
 #include "lua/l_object.h"
 #include "lua/l_options.h"
+#include "lua/l_process.h"
 #include "lua/l_wait.h"
 #include "lua/l_worker.h"
 #include "wire/remote.h"
@@ -724,6 +725,67 @@ static int rpool_shutdown(lua_State *L) {
   return 0;
 }
 
+/* ------------------------------------------------- made at the parent */
+
+static const l_option make_options[] = {{"owner", "here|parent"}, {NULL, NULL}};
+
+int l_remote_make(lua_State *L, int idx, int kind, lua_Integer capacity) {
+  par_remote_client *client;
+  par_remote_obj at;
+  par_remote_part *parts;
+  rcall *c;
+  size_t n, i, want = kind == PR_KIND_PIPE ? 2 : 1;
+  int worker, parent, rc;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  l_check_options(L, idx, idx, make_options);
+  lua_getfield(L, idx, "owner");
+  parent = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "parent") == 0;
+  lua_pop(L, 1);
+  if (!parent) return 0;
+  client = l_process_home(&worker);
+  if (!client) {
+    if (!worker) return 0;    /* this process is the parent */
+    return luaL_error(L, "owner = \"parent\" works in a task's own thread of a worker process, "
+                      "not in a thread pool the task made (make the object in the task and "
+                      "pass it to the threads)");
+  }
+  memset(&at, 0, sizeof at);
+  par_object_init(&at.hdr, &par_remote_types[kind]);
+  at.client = client;
+  at.kind = kind;
+  c = rcall_new(L);
+  if (kind == PR_KIND_QUEUE) {
+    uint64_t cap = (uint64_t)capacity;
+    par_remote_part *p = add_part(L, c, 'B');
+    p->bytes = (unsigned char *)malloc(sizeof cap);
+    if (!p->bytes) return luaL_error(L, "not enough memory");
+    memcpy(p->bytes, &cap, sizeof cap);
+    p->len = sizeof cap;
+  }
+  parts = c->parts;
+  n = c->n;
+  c->parts = NULL;
+  c->n = c->cap = 0;
+  rc = par_remote_call(&at, PR_CREATE, 0, kind, parts, n, &c->reply, should_stop, L);
+  c->have_reply = rc == 0;
+  if (rc != 0 || c->reply.status == PR_FAILED) return luaL_error(L, "%s", c->reply.error);
+  if (c->reply.status == PAR_NOMEM) return luaL_error(L, "not enough memory");
+  if (c->reply.status == PAR_INTERRUPTED) return l_wait_raise(L);
+  if (c->reply.status != PAR_OK || c->reply.nparts != want) return luaL_error(L, "a malformed reply");
+  for (i = 0; i < want; i++)
+    if (c->reply.parts[i].tag != 'H') return luaL_error(L, "a malformed reply");
+  for (i = 0; i < want; i++) push_part(L, c, i);
+  return (int)want;
+}
+
+/* core._remote_exports() --> how many objects this process exports to
+ * others now (a check that none leaks) */
+static int l_remote_exports(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)par_remote_exports_live());
+  return 1;
+}
+
 /* ------------------------------------------------------------- opening */
 
 static const luaL_Reg queue_methods[] = {
@@ -771,4 +833,6 @@ void l_remote_open(lua_State *L) {
   lua_pushcclosure(L, rd_index, L_OBJECT_NUPVALUES + 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  lua_pushcfunction(L, l_remote_exports);
+  lua_setfield(L, -2, "_remote_exports");
 }

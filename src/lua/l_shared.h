@@ -48,5 +48,11 @@ void l_dict_pushkey(lua_State *L, const unsigned char *p, size_t len);
 
 /* The worker side of shared objects owned by another process (l_remote.c). */
 void l_remote_open(lua_State *L);
+/* A constructor's options at idx ({owner = "here" | "parent"}; none or
+ * nil: "here"). With owner = "parent" in a worker process, the pool's
+ * process makes the object (kind: wire/remote.h's PR_KIND_QUEUE, _DICT or
+ * _PIPE) and its proxies are pushed: how many; 0 when it is to be made
+ * here (not a worker process, or "here"). */
+int l_remote_make(lua_State *L, int idx, int kind, lua_Integer capacity);
 
 #endif

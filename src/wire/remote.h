@@ -24,6 +24,12 @@
  *     this connection; the reply's value is the index of one that is done.
  *   PR_INFO (on a pool): value = 2 * workers + (shut down), part 0 ('B')
  *     the backend's name ("process" when it can kill a task, "threads").
+ *   PR_CREATE (id 0, no object): the owner makes a new object of kind
+ *     arg (PR_KIND_QUEUE: part 0 ('B') its u64 capacity; PR_KIND_DICT;
+ *     PR_KIND_PIPE) on the requester's behalf and replies its handle
+ *     (a pipe: both ends), exported as any other: the object lives at the
+ *     owner, so it can go wherever the owner's objects go and outlives
+ *     the requester (a worker made with {owner = "parent"}).
  * Reply:   u32 rid, u8 status (PAR_OK... or PR_FAILED: part 0 is the text),
  *          i64 value, u32 nparts, parts.
  * Cancel:  u32 rid (the requester was interrupted: a blocking request ends
@@ -66,6 +72,7 @@ enum {
   PR_WAIT, PR_STATE, PR_CANCEL, PR_INTERRUPT, PR_KILL,        /* futures */
   PR_SUBMIT, PR_SHUT_DOWN,                                    /* pools */
   PR_WAIT_ANY, PR_INFO,     /* futures: the first of several done; pools: what map needs */
+  PR_CREATE,                /* no object: make one at the owner */
   PR_METHODS
 };
 
@@ -109,6 +116,9 @@ int par_remote_owner_attach(par_wire_vias *v, par_remote_owner *o);
 void par_remote_owner_release(par_remote_owner *o, uint64_t id, uint64_t n);
 /* Whether o is of a kind this module carries (to refuse the others early). */
 int par_remote_claims(const par_object *o);
+/* How many objects all owners of this process export now (held for
+ * another process): for tests that check nothing leaks. */
+long par_remote_exports_live(void);
 /* Readable when a reply waits for par_remote_next_reply; -1 if none. */
 int par_remote_owner_fd(par_remote_owner *o);
 
@@ -173,6 +183,9 @@ typedef struct par_remote_reply {
 /* Whether the caller's wait must stop (an interrupt); then the request is
  * cancelled and its final reply awaited. */
 typedef int (*par_remote_stop_fn)(void *ud);
+
+/* A call that names no object (PR_CREATE) uses a par_remote_obj of id 0
+ * on the stack, whose client and kind say where and what. */
 
 /* Sends method on o with the given parts (taken over, even on failure) and
  * waits for the reply. 0 with *r filled (its status may be PAR_INTERRUPTED

@@ -30,6 +30,12 @@ static int kind_of_name(const char *name) {
 
 int par_remote_claims(const par_object *o) { return ro_kind_of(o) >= 0; }
 
+static _Atomic long live_exports;
+
+void ro_count_exports(long n) { atomic_fetch_add(&live_exports, n); }
+
+long par_remote_exports_live(void) { return atomic_load(&live_exports); }
+
 /* -------------------------------------------------------------- exports */
 
 static int owner_export(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e) {
@@ -47,6 +53,7 @@ static int owner_export(void *ud, par_object *o, par_wire_handle *h, par_wire_er
     i = hole;
     own->exp[i] = par_object_retain(o);
     own->sent[i] = 0;
+    ro_count_exports(1);
   } else if (i == own->nexp) {
     if (own->nexp == own->capexp) {
       size_t cap = own->capexp ? own->capexp * 2 : 16;
@@ -63,6 +70,7 @@ static int owner_export(void *ud, par_object *o, par_wire_handle *h, par_wire_er
     }
     own->sent[own->nexp] = 0;
     own->exp[own->nexp++] = par_object_retain(o);
+    ro_count_exports(1);
   }
   own->sent[i]++;
   pthread_mutex_unlock(&own->mu);
@@ -116,5 +124,8 @@ void par_remote_owner_release(par_remote_owner *o, uint64_t id, uint64_t n) {
     }
   }
   pthread_mutex_unlock(&o->mu);
-  if (gone) par_object_release(gone);
+  if (gone) {
+    ro_count_exports(-1);
+    par_object_release(gone);
+  }
 }

@@ -360,6 +360,40 @@ static int serve_pool(rreq *r) {
   }
 }
 
+int ro_create(rreq *r) {
+  const par_remote_part *cap = arg_part(r, 0, 'B');
+  switch (r->arg) {
+    case PR_KIND_QUEUE: {
+      uint64_t n;
+      par_queue *q;
+      if (!cap || cap->len != sizeof n) return ro_fail(r, "a malformed request");
+      memcpy(&n, cap->bytes, sizeof n);
+      if (n > SIZE_MAX / 2) return ro_fail(r, "a malformed request");
+      q = par_queue_new((size_t)n);
+      if (!q) return PAR_NOMEM;
+      return add_out(r, 'H', NULL, NULL, 0, (par_object *)q);
+    }
+    case PR_KIND_DICT: {
+      par_dict *d = par_dict_new();
+      if (!d) return PAR_NOMEM;
+      return add_out(r, 'H', NULL, NULL, 0, (par_object *)d);
+    }
+    case PR_KIND_PIPE: {
+      par_pipe *a, *b;
+      int st;
+      if (!par_pipe_new(&a, &b)) return PAR_NOMEM;
+      st = add_out(r, 'H', NULL, NULL, 0, &a->hdr);
+      if (st != PAR_OK) {
+        par_object_release(&b->hdr);
+        return st;
+      }
+      return add_out(r, 'H', NULL, NULL, 0, &b->hdr);
+    }
+    default:
+      return ro_fail(r, "a malformed request");
+  }
+}
+
 /* One try of r, waiting until deadline at most (0: not at all). */
 int ro_attempt(rreq *r, double deadline) {
   switch (r->kind) {

@@ -67,11 +67,15 @@ struct par_remote_owner {
 int ro_kind_of(const par_object *o);
 /* Exports o for a reply's 'H' part: 0, or -1 with e filled. */
 int ro_export_part(void *ud, par_object *o, par_wire_handle *h, par_wire_err *e);
+/* Counts exported objects (par_remote_exports_live): +1 or -1 each. */
+void ro_count_exports(long n);
 
 /* remote_methods.c */
 /* One try of r, waiting until deadline at most (0: not at all): a PAR_*
  * status, or PR_FAILED with r->err filled. */
 int ro_attempt(rreq *r, double deadline);
+/* PR_CREATE: a new object of kind r->arg made here, its handle(s) in r->out. */
+int ro_create(rreq *r);
 /* Whether method may wait (then a helper thread retries it). */
 int ro_may_block(int method);
 /* PR_FAILED, with text as r's error. */

@@ -80,7 +80,10 @@ void par_remote_owner_reset(par_remote_owner *o) {
   }
   free(hs);
   for (i = 0; i < nexp; i++)
-    if (exp[i]) par_object_release(exp[i]);
+    if (exp[i]) {
+      ro_count_exports(-1);
+      par_object_release(exp[i]);
+    }
   free(exp);
 }
 
@@ -206,7 +209,8 @@ int par_remote_serve(par_remote_owner *o, par_wire_peer *peer, const unsigned ch
     ro_request_free(r);
     return -1;
   }
-  if (!obj) r->status = ro_fail(r, "an object this process never sent");
+  if (id == 0 && r->method == PR_CREATE) r->status = ro_create(r);
+  else if (!obj || r->method == PR_CREATE) r->status = ro_fail(r, "an object this process never sent");
   else if (r->method == PR_END_UPDATE && r->kind != PR_KIND_DICT) r->status = ro_fail(r, "a malformed request");
   else r->status = ro_attempt(r, 0);
   if (r->status == PAR_TIMEOUT && timeout != 0 && ro_may_block(r->method)) {
