@@ -344,6 +344,93 @@ describe("shared objects in process pools", function()
     end)
   end)
 
+  describe("futures of a pool of this process in a worker: as_completed, wait, gather", function()
+    local other
+    lazy_setup(function() other = parallel.pool{backend = "process", workers = 2} end)
+    lazy_teardown(function() other:shutdown() end)
+
+    it("take them as they take local futures", function()
+      local r = table.pack(pool:apply(function(p)
+        local parallel = require "parallel"
+        local function make()
+          local fs = {}
+          for i = 1, 6 do fs[i] = p:submit(function(i) return i * 10 end, i) end
+          return fs
+        end
+        local seen = 0
+        for f in parallel.as_completed(make(), 20) do seen = seen + f:get() end
+        local done, not_done = parallel.wait(make(), {timeout = 20})
+        local g = parallel.gather(make())
+        return seen, #done, #not_done, g
+      end, other))
+      assert.equal(210, r[1])
+      assert.equal(6, r[2])
+      assert.equal(0, r[3])
+      assert.same({10, 20, 30, 40, 50, 60, n = 6}, r[4])
+    end)
+
+    it("mixed with local futures and those of two owners' pools, in one call", function()
+      local r = table.pack(pool:apply(function(p, q)
+        local parallel = require "parallel"
+        local mine = parallel.pool(1)
+        local fs = {
+          p:submit(function() return 1 end), mine:submit(function() return 2 end),
+          q:submit(function() return 3 end), p:submit(function() return 4 end),
+        }
+        local sum = 0
+        for f in parallel.as_completed(fs, 20) do sum = sum + f:get() end
+        local g = parallel.gather(fs)
+        mine:shutdown()
+        return sum, g
+      end, other, parallel.pool(1)))
+      assert.equal(10, r[1])
+      assert.same({1, 2, 3, 4, n = 4}, r[2])
+    end)
+
+    it("wait's return_when and timeout, and gather's first error", function()
+      local r = table.pack(pool:apply(function(p, go)
+        local parallel = require "parallel"
+        local slow = p:submit(function(go) go:wait(20) return "slow" end, go)
+        local quick = p:submit(function() return "quick" end)
+        local done, not_done = parallel.wait({slow, quick}, {return_when = "first", timeout = 20})
+        local first = done[1]:get()
+        local ok, err = pcall(function()
+          for _ in parallel.as_completed({slow}, 0.05) do end
+        end)
+        local d2, nd2 = parallel.wait({slow}, {timeout = 0.05})
+        go:set()
+        local bad = p:submit(function() error("boom", 0) end)
+        local ok2, err2 = pcall(parallel.gather, {slow, bad})
+        return first, #not_done, ok, err, #d2, #nd2, ok2, err2
+      end, other, parallel.event()))
+      assert.equal("quick", r[1])
+      assert.equal(1, r[2])
+      assert.is_false(r[3])
+      assert.matches("timeout$", r[4])
+      assert.equal(0, r[5])
+      assert.equal(1, r[6])
+      assert.is_false(r[7])
+      assert.matches("boom", tostring(r[8]))
+    end)
+
+    it("a list with something else in it raises, naming the index", function()
+      local err = pool:apply(function(p)
+        local parallel = require "parallel"
+        return select(2, pcall(parallel.gather, {p:submit(function() end), "x"}))
+      end, other)
+      assert.equal("bad argument #1 (futures[2] is not a future)", err)
+    end)
+
+    it("here: futures a worker sends back are this process's own, and wait takes them", function()
+      local fs = {pool:apply(function(p)
+        return p:submit(function() return "a" end), p:submit(function() return "b" end)
+      end, other)}
+      assert.same({"a", "b", n = 2}, parallel.gather(fs))
+      local done = parallel.wait(fs)
+      assert.equal(2, #done)
+    end)
+  end)
+
   describe("a future of this process in a worker: add_done_callback", function()
     it("runs at once when the future is done, else at the worker's next wait or poll", function()
       local threads <close> = parallel.pool(1)

@@ -408,13 +408,95 @@ local function future_list(futures, fname)
   return copy
 end
 
+-- A waitset over futures of this process and remote ones (of a pool handed
+-- to this task), for as_completed, wait and gather: the local ones in
+-- core._waitset, the remote ones by the link to their owner, each group
+-- asked about in one request (future:_wait_any). One group alone waits at
+-- its owner; a mix waits in slices (1 ms doubling to 50 ms) on the local
+-- set, or on the first group, checking the others between slices.
+local REMOTE_FUTURE = "parallel.future (remote)"
+local MixedWaitset = {}
+MixedWaitset.__index = MixedWaitset
+
+local function waitset_of(futures)
+  local locals, groups, by_link = {}, {}, {}
+  for i = 1, #futures do
+    local f = futures[i]
+    local mt = type(f) == "userdata" and getmetatable(f)
+    if type(mt) == "table" and mt.__name == REMOTE_FUTURE then
+      local link = f:_link()
+      local g = by_link[link]
+      if not g then
+        g = {}
+        by_link[link] = g
+        groups[#groups + 1] = g
+      end
+      g[#g + 1] = f
+    else
+      if not (type(mt) == "table" and mt.__name == "parallel.future") then
+        error(("bad argument #1 (futures[%d] is not a future)"):format(i), 0)
+      end
+      locals[#locals + 1] = f
+    end
+  end
+  if #groups == 0 then return core._waitset(futures) end
+  return setmetatable({ws = core._waitset(locals), nlocal = #locals, groups = groups}, MixedWaitset)
+end
+
+-- The first future of group gi done within wait seconds (nil: no limit), taken out.
+function MixedWaitset:_take(gi, wait)
+  local g = self.groups[gi]
+  local i = g[1]:_wait_any(g, wait)
+  if not i then return nil end
+  local f = g[i]
+  g[i] = g[#g]
+  g[#g] = nil
+  if #g == 0 then table.remove(self.groups, gi) end
+  return f
+end
+
+function MixedWaitset:_local(wait)
+  if self.nlocal == 0 then return nil end
+  local f = self.ws:next(wait)
+  if f then self.nlocal = self.nlocal - 1 end
+  return f
+end
+
+function MixedWaitset:next(timeout)
+  local deadline = timeout and now() + timeout
+  local slice = 0.001
+  while true do
+    local f = self:_local(0)
+    if f then return f end
+    local groups = self.groups
+    if #groups == 0 then return nil end
+    if #groups == 1 and self.nlocal == 0 then
+      f = self:_take(1, remaining(deadline))
+      if f then return f end
+      return nil, "timeout"
+    end
+    for gi = #groups, 1, -1 do
+      f = self:_take(gi, 0)
+      if f then return f end
+    end
+    local left = remaining(deadline)
+    if left and left <= 0 then return nil, "timeout" end
+    local w = left and min(left, slice) or slice
+    if self.nlocal > 0 then f = self:_local(w) else f = self:_take(1, w) end
+    if f then return f end
+    slice = min(slice * 2, 0.05)
+  end
+end
+
+function MixedWaitset:close() self.ws:close() end
+
 --- parallel.as_completed(futures [, timeout]) --> iterator over futures as they finish
 function M.as_completed(futures, timeout)
   futures = future_list(futures, "as_completed")
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     argerror(2, "as_completed", "timeout must be a non-negative number")
   end
-  local ws = core._waitset(futures)
+  local ws = waitset_of(futures)
   local deadline = timeout and now() + timeout
   return function()
     local f, err = ws:next(remaining(deadline))
@@ -432,7 +514,7 @@ function M.wait(futures, opts)
   futures = future_list(futures, "wait")
   opts = core._options(opts, 2, "wait", WAIT_OPTIONS, 2) or {}
   local when = opts.return_when or "all"
-  local ws = core._waitset(futures)
+  local ws = waitset_of(futures)
   local deadline = opts.timeout and now() + opts.timeout
   local done, is_done = {}, {}
   while true do
@@ -457,7 +539,7 @@ end
 --- parallel.gather(futures) --> list of first results; raises the first error
 function M.gather(futures)
   futures = future_list(futures, "gather")
-  local ws = core._waitset(futures)
+  local ws = waitset_of(futures)
   for _ = 1, #futures do
     local f = ws:next()
     if f:state() ~= "done" then
