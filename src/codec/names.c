@@ -192,7 +192,16 @@ void codec_push_module(lua_State *L, const char *name, size_t len) {
     lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushlstring(L, name, len);
-    lua_call(L, 1, 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      /* require's "module 'x' not found: <where it looked>" alone does not
+       * say why x was wanted here, nor what to do; other errors (the
+       * module's own, an interrupt) go on as they are */
+      const char *e = lua_tostring(L, -1);
+      if (lua_type(L, -1) != LUA_TSTRING || strncmp(e, "module '", 8) != 0) lua_error(L);
+      luaL_error(L, "cannot receive module '%s' (a loaded module travels by name, and is required"
+                 " by the receiver): %s\nmake it loadable here: on package.path/cpath, or in"
+                 " package.preload (set by the pool's init)", lua_pushlstring(L, name, len), e);
+    }
   }
   lua_remove(L, -2);
 }

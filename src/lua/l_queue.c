@@ -124,13 +124,18 @@ typedef struct batch {
   par_msg **ms;
   size_t n;          /* entries in ms */
   size_t done;       /* ms[0..done) were handed over */
+  par_queue *q;      /* a pop's batch being decoded: give_back on an error */
 } batch;
 
 static const char batch_key = 0;
 
+static void give_back(batch *b);
+
 static int batch_close(lua_State *L) {
   batch *b = (batch *)lua_touserdata(L, 1);
   size_t i;
+  if (b->q && b->ms && b->done < b->n) give_back(b);
+  b->q = NULL;
   if (b->ms) {
     for (i = b->done; i < b->n; i++) par_msg_free(b->ms[i]);
     free(b->ms);
@@ -144,6 +149,7 @@ static batch *batch_new(lua_State *L) {
   batch *b = (batch *)lua_newuserdatauv(L, sizeof *b, 0);
   b->ms = NULL;
   b->n = b->done = 0;
+  b->q = NULL;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &batch_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
@@ -231,6 +237,21 @@ static int pop_many_try(void *ud, double deadline) {
   return r;
 }
 
+/* An item that cannot be decoded here (a module this state cannot require,
+ * no memory) fails the pop_many that takes it as it would fail pop(), and
+ * must not take the others of its batch with it: they go back to the front
+ * of the queue, in order, those decoded before it included. Called by the
+ * batch's __close while the error unwinds; bad = b->done, the failed one. */
+static void give_back(batch *b) {
+  size_t i = b->n, bad = b->done;
+  while (i-- > 0) {
+    if (i == bad) continue;
+    if (par_queue_unpop(b->q, b->ms[i]) != PAR_OK) par_msg_free(b->ms[i]);   /* no memory */
+  }
+  par_msg_free(b->ms[bad]);
+  b->n = b->done = 0;
+}
+
 /* Pops up to max items into a new list: the list, or nil and "timeout" /
  * "closed" (closed and drained). */
 static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout) {
@@ -250,22 +271,20 @@ static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout)
     lua_pushstring(L, r == PAR_CLOSED ? "closed" : "timeout");
     return 2;
   }
+  b->q = q;   /* until every item is decoded: an error gives the batch back */
   luaL_checkstack(L, 4, NULL);
   lua_createtable(L, b->n < INT_MAX ? (int)b->n : INT_MAX, 0);
   for (i = 0; i < b->n; i++) {
     uintptr_t x = (uintptr_t)b->ms[i];
-    if ((x & 3u) == IMM_INT) {
-      lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
-    } else if ((x & 3u) == IMM_BOOL) {
-      lua_pushboolean(L, (int)(x >> 2));
-    } else {
-      codec_decode(L, b->ms[i]);   /* may raise: the batch still owns it */
-      par_msg_free(b->ms[i]);
-    }
-    b->done = i + 1;
+    b->done = i;
+    if ((x & 3u) == IMM_INT) lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
+    else if ((x & 3u) == IMM_BOOL) lua_pushboolean(L, (int)(x >> 2));
+    else codec_decode(L, b->ms[i]);   /* may raise: give_back then */
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lua_closeslot(L, top + 1);   /* the batch, emptied now */
+  b->q = NULL;
+  b->done = 0;                 /* all decoded: the batch frees every message */
+  lua_closeslot(L, top + 1);
   lua_replace(L, top + 1);
   return 1;
 }

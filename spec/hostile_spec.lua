@@ -1,0 +1,58 @@
+-- Hostile use: what users do that no other spec foresaw (an adversarial
+-- sweep). Each case names the symptom it once had.
+local support = require "spec.support"
+local parallel = require "parallel"
+local assert_raises_containing = support.assert_raises_containing
+
+describe("an item the receiver cannot decode", function()
+  -- A loaded module travels by name; a receiver that cannot require it
+  -- cannot decode the item. That item fails the pop that takes it.
+  local pool
+  before_each(function()
+    package.loaded.hostile_unloadable = { x = 1 }
+    pool = parallel.pool(1)
+  end)
+  after_each(function()
+    pool:shutdown()
+    package.loaded.hostile_unloadable = nil
+  end)
+
+  -- pop_many took the whole batch with it (5 values lost for 1 bad one)
+  it("fails pop_many, and the rest of its batch stays in the queue, in order", function()
+    local q = parallel.queue()
+    q:push_all({ 1, "two", { 3 }, { m = package.loaded.hostile_unloadable }, 5, { 6 } })
+    local got = pool:submit(function(q)
+      local out = {}
+      for _ = 1, 3 do
+        local ok, r = pcall(q.pop_many, q, 10, 0)
+        if not ok then out[#out + 1] = "error"
+        elseif r then
+          for _, v in ipairs(r) do out[#out + 1] = type(v) == "table" and "{" .. v[1] .. "}" or tostring(v) end
+        end
+      end
+      return table.concat(out, " ")
+    end, q):get(10)
+    assert.equal("error 1 two {3} 5 {6}", got)
+    assert.equal(0, #q)
+  end)
+
+  it("does the same for a pipe's recv_many", function()
+    local a, b = parallel.pipe()
+    a:send_all({ { m = package.loaded.hostile_unloadable }, "kept" })
+    local got = pool:submit(function(b)
+      local ok = pcall(b.recv_many, b, 10, 0)
+      local r = b:recv_many(10, 0)
+      return ok, r and r[1], r and #r
+    end, b)
+    assert.same({ false, "kept", 1 }, { got:get(10) })
+  end)
+
+  it("says which module, why it was wanted and what to do", function()
+    local q = parallel.queue()
+    q:push({ m = package.loaded.hostile_unloadable })
+    local f = pool:submit(function(q) return q:pop(0) end, q)
+    assert_raises_containing("cannot receive module 'hostile_unloadable' (a loaded module travels by name, "
+      .. "and is required by the receiver): module 'hostile_unloadable' not found", f.get, f, 10)
+    assert_raises_containing("make it loadable here", f.get, f, 10)
+  end)
+end)
