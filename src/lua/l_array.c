@@ -31,10 +31,22 @@ static const char *elemname(const par_array *a) {
 }
 
 /* The Lua value at idx as an element of type elem (argument arg). */
-static par_scalar toscalar(lua_State *L, int idx, int elem, int arg) {
+/* The value at idx, as an element: argument arg itself (item 0), or item
+ * `item` of the list that argument arg is. */
+static par_scalar toscalar_item(lua_State *L, int idx, int elem, int arg, lua_Integer item) {
   par_scalar s;
   int isint;
-  if (lua_type(L, idx) != LUA_TNUMBER) luaL_typeerror(L, arg, "number");
+  if (lua_type(L, idx) != LUA_TNUMBER) {
+    if (item == 0) luaL_typeerror(L, arg, "number");
+    luaL_argerror(L, arg, lua_pushfstring(L, "item %I is %s, not a number: give a list of numbers",
+                                          item, lua_isnil(L, idx) ? "nil" : luaL_typename(L, idx)));
+  }
+  if (item != 0 && !par_elem_is_float(elem) && !lua_isinteger(L, idx)) {
+    lua_Number f = lua_tonumber(L, idx);
+    if (f != floor(f))
+      luaL_argerror(L, arg, lua_pushfstring(L, "item %I (%f) has no integer representation for %s",
+                                            item, f, par_elem_names[elem]));
+  }
   if (par_elem_is_float(elem)) {
     s.f = lua_tonumber(L, idx);
     if (!par_elem_fits_float(elem, s.f))
@@ -54,6 +66,10 @@ static par_scalar toscalar(lua_State *L, int idx, int elem, int arg) {
   if (!par_elem_fits_int(elem, s.i))
     luaL_error(L, "value %I out of range for %s", (lua_Integer)s.i, par_elem_names[elem]);
   return s;
+}
+
+static par_scalar toscalar(lua_State *L, int idx, int elem, int arg) {
+  return toscalar_item(L, idx, elem, arg, 0);
 }
 
 /* An add/cas delta: any integer for integer types, any number for floats. */
@@ -98,7 +114,7 @@ static void fill_from_table(lua_State *L, par_array *a, int t) {
   size_t k;
   for (k = 0; k < a->n; k++) {
     lua_geti(L, t, (lua_Integer)k + 1);
-    par_array_set(a, k, toscalar(L, -1, a->elem, t));
+    par_array_set(a, k, toscalar_item(L, -1, a->elem, t, (lua_Integer)k + 1));
     lua_pop(L, 1);
   }
 }
@@ -268,12 +284,12 @@ static int l_array_set(lua_State *L) {
   /* check every value first, so that a bad one writes nothing */
   for (k = 1; k <= n; k++) {
     lua_geti(L, 2, k);
-    toscalar(L, -1, a->elem, 2);
+    toscalar_item(L, -1, a->elem, 2, k);
     lua_pop(L, 1);
   }
   for (k = 1; k <= n; k++) {
     lua_geti(L, 2, k);
-    par_array_set(a, (size_t)(off + k - 1), toscalar(L, -1, a->elem, 2));
+    par_array_set(a, (size_t)(off + k - 1), toscalar_item(L, -1, a->elem, 2, k));
     lua_pop(L, 1);
   }
   return 0;
