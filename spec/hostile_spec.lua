@@ -56,3 +56,31 @@ describe("an item the receiver cannot decode", function()
     assert_raises_containing("make it loadable here", f.get, f, 10)
   end)
 end)
+
+describe("a shared array filled from a list with a hole or a non-number", function()
+  -- said "number expected, got table": the type of the list, not of the item
+  it("names the item and what it is", function()
+    local a = parallel.array("int64", 4)
+    assert_raises_containing("bad argument #1 to 'set' (item 2 is nil, not a number: give a list of numbers)",
+      function() a:set({ 1, nil, 3 }) end)
+    assert_raises_containing("bad argument #1 to 'set' (item 3 is string, not a number",
+      function() a:set({ 1, 2, "x" }) end)
+    assert_raises_containing("bad argument #2 to 'array' (item 2 is nil, not a number",
+      function() parallel.array("double", { 1, nil, 3 }) end)
+    assert_raises_containing("bad argument #2 to 'array' (item 2 (2.5) has no integer representation for int32)",
+      function() parallel.array("int32", { 1, 2.5 }) end)
+    assert.same({ 0, 0, 0, 0 }, a:totable())
+  end)
+end)
+
+describe("a closed parallel object sent", function()
+  -- said "open or create it in the thread that uses it", as for a FILE*
+  it("says it was closed and to send it while it is open", function()
+    local ev = parallel.event()
+    getmetatable(ev).__close(ev)
+    local msg = "cannot send userdata (parallel.event) at %s: it was closed (close, __close or __gc) "
+      .. "before it was sent; send it while it is open"
+    assert_raises_containing(msg:format("item"), function() parallel.queue():push(ev) end)
+    assert_raises_containing(msg:format("args[1]"), function() parallel.submit(print, ev) end)
+  end)
+end)

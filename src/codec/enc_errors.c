@@ -8,6 +8,7 @@
 
 #include "lauxlib.h"
 #include "codec/internal.h"
+#include "lua/l_object.h"
 
 /* Ends the encode's hold on its buffer, dropping what it holds (the
  * encode raises next). */
@@ -128,7 +129,9 @@ void codec_enc_fail_local(enc *e, int idx) {
         what = "userdata";
       hint = task ? "open or create it inside the task or in the pool's init"
                   : "open or create it in the thread that uses it";
-      if (strcmp(what, "userdata (FILE*)") == 0)
+      if (l_object_test_closed(L, idx))
+        hint = "it was closed (close, __close or __gc) before it was sent; send it while it is open";
+      else if (strcmp(what, "userdata (FILE*)") == 0)
         hint = task ? "open it inside the task or in the pool's init"
                     : "open it in the thread that uses it";
       break;

@@ -121,6 +121,15 @@ par_object *l_object_test(lua_State *L, int idx) {
   return o;
 }
 
+int l_object_test_closed(lua_State *L, int idx) {
+  int closed = 0;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
+  if (lua_rawgetp(L, -1, &marker_key) == LUA_TBOOLEAN)
+    closed = ((l_proxy *)lua_touserdata(L, idx))->obj == NULL;
+  lua_pop(L, 2);
+  return closed;
+}
+
 int l_object_gc(lua_State *L) {
   l_proxy *p = (l_proxy *)lua_touserdata(L, 1);
   if (p && lua_rawlen(L, 1) == sizeof *p && p->obj) {

@@ -62,6 +62,8 @@ int l_object_closed_error(lua_State *L, int idx);
 
 /* Any parallel object at idx, or NULL (no error). */
 par_object *l_object_test(lua_State *L, int idx);
+/* Whether idx is the handle of a parallel object that was closed. */
+int l_object_test_closed(lua_State *L, int idx);
 
 /*
  * Creates the metatable for t: __name, the marker, __index = a table of
