@@ -88,17 +88,43 @@ describe("process pools' spare worker #child", function()
       local v = parallel.value("int64", 0)
       local p = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1,
                               init = function(n) n:add(1) end, init_args = {v}}
+      local function my_pid() return io.open("/proc/self/stat"):read("n") end
       local pids = {}
       for i = 1, 4 do
-        local pid = p:apply(function() return io.open("/proc/self/stat"):read("n") end)
+        local pid = p:apply(my_pid)
         assert(not pids[pid], "a process ran two tasks")
         pids[pid] = true
       end
       -- five processes took over (the fifth after the fourth task, for
-      -- a next one); a spare may be ready too, but its init waits
+      -- a next one); a spare is started too, but its init waits
       local t = parallel.now() + 20
       while v:get() < 5 and parallel.now() < t do parallel.sleep(0.001) end
-      parallel.sleep(0.05)
+      -- Once both wait for a frame (blocked in poll), each has taken every
+      -- frame sent to it: the spare's configuration, an init if it got one.
+      local function children()
+        local t = {}
+        local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
+        for pid in ls:read("a"):gmatch("%d+") do
+          local f = io.open("/proc/" .. pid .. "/cmdline")   -- worker processes only
+          if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
+          if f then f:close() end
+        end
+        ls:close()
+        return t
+      end
+      local function polling(pid)
+        local f = io.open("/proc/" .. pid .. "/wchan")
+        local w = f and f:read("a") or ""
+        if f then f:close() end
+        return w:find("poll") ~= nil
+      end
+      local waiting = 0
+      while waiting < 2 and parallel.now() < t do
+        waiting = 0
+        for _, pid in ipairs(children()) do if polling(pid) then waiting = waiting + 1 end end
+        if waiting < 2 then parallel.sleep(0.001) end
+      end
+      assert(waiting == 2, "the worker and its spare never waited for a frame")
       assert(v:get() == 5, "init ran " .. v:get() .. " times")
       p:shutdown()
       assert(v:get() == 5, "init ran " .. v:get() .. " times")
