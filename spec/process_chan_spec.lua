@@ -132,6 +132,39 @@ describe("process pools' spare worker #child", function()
     ]])
   end)
 
+  it("is ready from the slot's first task: the pool's first crash is a take-over", function()
+    check([[
+      local function my_pid() return io.open("/proc/self/stat"):read("n") end
+      local function children()
+        local t = {}
+        local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
+        for pid in ls:read("a"):gmatch("%d+") do
+          local f = io.open("/proc/" .. pid .. "/cmdline")   -- worker processes only
+          if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
+          if f then f:close() end
+        end
+        ls:close()
+        return t
+      end
+      local p = parallel.pool{backend = "process", workers = 1}
+      local first = p:apply(my_pid)
+      local spare
+      local t = parallel.now() + 10
+      while not spare and parallel.now() < t do
+        for _, pid in ipairs(children()) do if pid ~= first then spare = pid end end
+        if not spare then parallel.sleep(0.001) end
+      end
+      assert(spare, "no spare worker after the slot's first task")
+      local f = p:submit(function() os.exit(1) end)
+      assert(f:wait(20) and f:state() == "failed")
+      assert(f:error() == "worker process died (exit status 1)", f:error())
+      local now = p:apply(my_pid)
+      assert(now == spare, "the first crash was not replaced by the spare")
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+
   it("is replaced when it dies while it waits, and the pool goes on", function()
     check([[
       local function my_pid() return io.open("/proc/self/stat"):read("n") end

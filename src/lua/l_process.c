@@ -24,11 +24,11 @@
  * run returns once nothing is in flight.
  *
  * Spare. Starting a process (posix_spawn, the loader, a Lua state, the
- * facade) takes milliseconds; a slot that has replaced its process once (a
- * crash, a kill, max_tasks_per_worker) keeps the next one started ahead,
- * configured but without init, which runs when it takes over (objects in
- * init_args then go to the process that uses them). A pool that never
- * loses a worker never starts one.
+ * facade) takes milliseconds; a slot that has been given a task keeps the
+ * next process started ahead, configured but without init, which runs
+ * when it takes over (objects in init_args then go to the process that
+ * uses them). So the first crash of a pool is a take-over too; a slot that
+ * never runs a task starts no spare.
  */
 #define _GNU_SOURCE
 #include "lua/l_process.h"
@@ -89,6 +89,7 @@ typedef struct proc_ctx proc_ctx;
  * uses of the same kind. */
 typedef struct spare {
   pid_t pid;                 /* 0: none */
+  proc_spawning *spawning;   /* its posix_spawn, still on its thread: pid not known yet */
   proc_chan *chan;
   proc_ledger *ledger;       /* its ledger and rings (kept for the next one) */
   int ledger_fd;
@@ -127,7 +128,8 @@ struct proc_ctx {
   int ledger_fd;
   int wake_fd;               /* an eventfd the interrupt handler and the worker write */
   int bell_fd;               /* the worker's eventfd: this side writes it */
-  spare sp;                  /* a process ready to take over, once one was replaced */
+  spare sp;                  /* a process ready to take over, once a task came */
+  proc_spawner *spawner;     /* starts the spares (outlives every process it started) */
   long launches;             /* processes this slot has started */
   flight fl[PROC_SLOTS];     /* by task number % PROC_SLOTS */
   int nflight;
@@ -226,19 +228,25 @@ int process_can_send(const par_object *o) {
 /* ----------------------------------------------------- the worker's life */
 
 /* Starts a worker process into c->sp and sends it its configuration
- * (its state gets ready; init waits for the take-over): 0, or -1 with why. */
-static int spawn_spare(proc_ctx *c, char *why, size_t size) {
+ * (its state gets ready; init waits for the take-over): 0, or -1 with why.
+ * async: posix_spawn runs on a thread of its own (spare_pid joins it). */
+static int spawn_spare(proc_ctx *c, int async, char *why, size_t size) {
   spare *s = &c->sp;
   int fd, give[PROC_GIVE_FDS];
   par_wire_err e;
-  pid_t pid;
+  pid_t pid = 0;
   if (!s->ledger && !(s->ledger = proc_ledger_new(&s->ledger_fd))) goto failed;
   if (s->bell_fd < 0 && (s->bell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) goto failed;
   give[0] = s->ledger_fd;
   give[1] = s->bell_fd;
   give[2] = c->wake_fd;
   memset(s->ledger, 0, sizeof *s->ledger);      /* the process before is reaped */
-  pid = proc_spawn(c->cfg->exe, &fd, give);
+  if (async) {
+    if (!c->spawner && !(c->spawner = proc_spawner_new())) pid = -1;
+    else if (!(s->spawning = proc_spawn_begin(c->spawner, c->cfg->exe, &fd, give))) pid = -1;
+  } else {
+    pid = proc_spawn(c->cfg->exe, &fd, give);
+  }
   if (pid < 0) {
     snprintf(why, size, "cannot start a worker process (%.200s: %s)", c->cfg->exe, strerror(errno));
     return -1;
@@ -246,13 +254,16 @@ static int spawn_spare(proc_ctx *c, char *why, size_t size) {
   s->chan = proc_chan_new(s->ledger, PROC_PARENT, fd, c->wake_fd, s->bell_fd);
   if (!s->chan) {
     close(fd);
-    proc_reap(pid, 0, NULL, 0);
+    if (s->spawning) pid = proc_spawn_end(s->spawning);
+    s->spawning = NULL;
+    if (pid > 0) proc_reap(pid, 0, NULL, 0);
     snprintf(why, size, "cannot start a worker process (not enough memory)");
     return -1;
   }
   s->pid = pid;
   c->launches++;
-  /* A channel broken at once: the next task finds the process gone. */
+  /* A channel broken at once: the next task finds the process gone. (The
+   * frames wait in the ring and the socket until the process reads them.) */
   if (send_config(c, s->chan, &e) != 0) { /* idem */ }
   return 0;
 failed:
@@ -260,11 +271,27 @@ failed:
   return -1;
 }
 
+/* The spare's pid once its spawn is done (0: none, or its spawn failed). */
+static pid_t spare_pid(proc_ctx *c) {
+  if (c->sp.spawning) {
+    pid_t pid = proc_spawn_end(c->sp.spawning);
+    c->sp.spawning = NULL;
+    if (pid < 0) {
+      proc_chan_free(c->sp.chan);     /* closes the socket: the child never came */
+      c->sp.chan = NULL;
+      pid = 0;
+    }
+    c->sp.pid = pid;
+  }
+  return c->sp.pid;
+}
+
 /* Ends the spare (it never ran anything of the pool's). */
 static void drop_spare(proc_ctx *c) {
+  pid_t pid = spare_pid(c);
   if (c->sp.chan) proc_chan_free(c->sp.chan);
   c->sp.chan = NULL;
-  if (c->sp.pid > 0) proc_reap(c->sp.pid, 0, NULL, 0);
+  if (pid > 0) proc_reap(pid, 0, NULL, 0);
   c->sp.pid = 0;
 }
 
@@ -274,13 +301,13 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   proc_ledger *l;
   int fd;
   int ready;
-  if (c->sp.pid > 0 && waitpid(c->sp.pid, NULL, WNOHANG) != 0) {
+  if (spare_pid(c) > 0 && waitpid(c->sp.pid, NULL, WNOHANG) != 0) {
     c->sp.pid = 0;                 /* it died waiting (or is not ours) */
     drop_spare(c);
   }
   /* A spare killed just now may not look dead yet: see on_death. */
   ready = c->sp.pid > 0;
-  if (c->sp.pid <= 0 && spawn_spare(c, why, size) != 0) return -1;
+  if (c->sp.pid <= 0 && spawn_spare(c, 0, why, size) != 0) return -1;
   /* The spare takes over; the resources of the process before (reaped)
    * are kept for the next spare. */
   pthread_mutex_lock(&c->pid_mu);
@@ -304,13 +331,17 @@ static int launch(proc_ctx *c, char *why, size_t size) {
   return 0;
 }
 
-/* A slot that has replaced a process keeps a spare ready, so that the
- * next replacement (a crash, a kill, max_tasks_per_worker) does not wait
- * for a process to start. */
+/* A slot that runs tasks keeps a spare ready, so that a replacement (a
+ * crash, a kill, max_tasks_per_worker), the first one included, does not
+ * wait for a process to start. Started once the slot has a task, not with
+ * the pool (a pool that never runs a task starts no more than its
+ * workers); posix_spawn runs on a thread of its own, as it holds its
+ * caller until the exec (about a millisecond), which a result would wait
+ * for. */
 static void keep_spare(proc_ctx *c) {
   char why[400];
-  if (c->launches > 1 && c->sp.pid <= 0 && c->chan && !par_pool_aborting())
-    if (spawn_spare(c, why, sizeof why) != 0) { /* a launch starts one then */ }
+  if (c->sp.pid <= 0 && !c->sp.spawning && c->chan && !par_pool_aborting())
+    if (spawn_spare(c, 1, why, sizeof why) != 0) { /* a launch starts one then */ }
 }
 
 /* Ends the worker process (closing the channel tells it to stop; after
@@ -917,7 +948,13 @@ static void run_flights(proc_ctx *c) {
     }
     sweep(c);
     if (c->nflight == 0) break;
-    if (fill(c) != 0 || wait_io(c, earliest(expire(c), rebalance(c))) != 0) {
+    if (fill(c) != 0) {
+      r = take_frames(c, &closed);
+      on_death(c, r == OUTCOME_FATAL);
+      continue;
+    }
+    keep_spare(c);          /* the slot's first task on: a crash is a take-over */
+    if (wait_io(c, earliest(expire(c), rebalance(c))) != 0) {
       /* closed: the frames that came first count, then the death */
       r = take_frames(c, &closed);
       on_death(c, r == OUTCOME_FATAL);
@@ -1051,6 +1088,7 @@ static void process_stop(void *ctx) {
   par_shm_via_free(c->shm);
   if (c->L) lua_close(c->L);
   drop_spare(c);
+  proc_spawner_free(c->spawner);     /* the processes it started are reaped */
   proc_ledger_unmap(c->ledger);
   proc_ledger_unmap(c->sp.ledger);
   if (c->ledger_fd >= 0) close(c->ledger_fd);

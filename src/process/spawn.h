@@ -15,7 +15,8 @@
  * thread that started it, even when this process is killed with SIGKILL.
  * That thread is the pool's worker thread that owns the process.
  *
- * Threads: proc_spawn, proc_reap run on the owning thread; proc_kill may
+ * Threads: proc_spawn, proc_spawn_begin/end, proc_reap run on the owning
+ * thread (proc_spawn_begin's posix_spawn on the spawner's); proc_kill may
  * run on any thread (the caller makes sure the pid is not reaped
  * meanwhile).
  */
@@ -47,6 +48,22 @@ int proc_worker_path(char *buf, size_t size);
  * blocking); give[i] (if >= 0) becomes the worker's PROC_CHANNEL_FD + 1 + i.
  * Returns the pid, or -1 with errno set. */
 pid_t proc_spawn(const char *exe, int *fd, const int give[PROC_GIVE_FDS]);
+
+/* The same, with posix_spawn on a spawner's thread: it holds its caller
+ * until the exec (about a millisecond), which the owning thread must not
+ * wait for while results arrive (a spare started while tasks run). *fd is
+ * usable at once (what is sent waits in the socket); proc_spawn_end waits
+ * for the spawn and returns the pid, or -1 with errno set (the caller
+ * then closes *fd). NULL (errno set, nothing open) when it could not
+ * begin. A spawner's thread must outlive the processes it started: the
+ * worker's PR_SET_PDEATHSIG fires when the thread that started it ends. */
+typedef struct proc_spawner proc_spawner;
+typedef struct proc_spawning proc_spawning;
+proc_spawner *proc_spawner_new(void);
+void proc_spawner_free(proc_spawner *sp);      /* its processes reaped first */
+proc_spawning *proc_spawn_begin(proc_spawner *sp, const char *exe, int *fd,
+                                const int give[PROC_GIVE_FDS]);
+pid_t proc_spawn_end(proc_spawning *s);
 
 /* Waits for pid to end, killing it (SIGKILL) once `grace` seconds have
  * passed (0: at once), and describes how it ended: "exit status 3",
