@@ -413,6 +413,29 @@ describe("shared objects in process pools", function()
       assert.matches("boom", tostring(r[8]))
     end)
 
+    it("an interrupt stops a task waiting in wait, as_completed or gather on them", function()
+      for _, how in ipairs{"wait", "as_completed", "gather", "mixed"} do
+        local go, waiting = parallel.event(), parallel.event()
+        local f = pool:submit(function(p, go, waiting, how)
+          local parallel = require "parallel"
+          local fs = {p:submit(function(go) go:wait(30) end, go)}
+          if how == "mixed" then fs[2] = parallel.pool(1):submit(function(go) go:wait(30) end, go) end
+          waiting:set()
+          if how == "wait" or how == "mixed" then parallel.wait(fs)
+          elseif how == "as_completed" then for _ in parallel.as_completed(fs) do end
+          else parallel.gather(fs) end
+          return "not interrupted"
+        end, other, go, waiting, how)
+        assert.is_true(waiting:wait(10))
+        -- the worker is in the wait by now, most often: were it not interruptible
+        -- there, f:wait(10) would time out (go is set only after it)
+        f:interrupt()
+        assert.is_true(f:wait(10), how)
+        assert.matches("interrupted", tostring(f:error()), nil, true)
+        go:set()
+      end
+    end)
+
     it("a list with something else in it raises, naming the index", function()
       local err = pool:apply(function(p)
         local parallel = require "parallel"

@@ -199,6 +199,45 @@ describe("objects made in a worker process with {owner = \"parent\"}", function(
     assert.equal(512 * 1024, #q:pop(0))
   end)
 
+  it("closed by another process's worker while this one's pop waits on it", function()
+    local other <close> = parallel.pool{backend = "process", workers = 1}
+    local box, ready = parallel.queue(), parallel.event()
+    local f = pool:submit(function(box, ready)
+      local q = require("parallel").queue(0, {owner = "parent"})
+      box:push(q)
+      ready:set()
+      return q:pop(20)
+    end, box, ready)
+    local q = box:pop(10)
+    assert.is_true(ready:wait(10))
+    other:apply(function(q) q:close() end, q)
+    assert.same({nil, "closed"}, {f:get(10)})
+    assert.has_error(function() q:push(1) end, "queue is closed")
+  end)
+
+  it("let go when the worker that made them is replaced (max_tasks_per_worker = 1)", function()
+    local once <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1}
+    local base = core._remote_exports()
+    local kept = once:apply(function()
+      local parallel = require "parallel"
+      KEEP = {}
+      for i = 1, 10 do KEEP[i] = parallel.dict{owner = "parent"} end
+      KEEP[1].x = "kept"
+      return KEEP[1]
+    end)
+    assert.is_true(core._remote_exports() >= base + 10)
+    -- the next task runs in a fresh process: the first one's exports are gone
+    once:apply(function() end)
+    local n
+    for _ = 1, 50 do
+      n = core._remote_exports()
+      if n == base then break end
+      once:apply(function() end)
+    end
+    assert.equal(base, n)
+    assert.equal("kept", kept.x)
+  end)
+
   describe("what stays refused, naming what to do", function()
     it("a queue, pipe or dict made here in the worker", function()
       assert.equal("parallel.queue created in a worker process cannot leave it (make it with "
