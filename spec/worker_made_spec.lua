@@ -215,6 +215,29 @@ describe("objects made in a worker process with {owner = \"parent\"}", function(
     assert.has_error(function() q:push(1) end, "queue is closed")
   end)
 
+  it("closed: clear errors in the worker, and a pipe's other end, in another worker, sees it", function()
+    local other <close> = parallel.pool{backend = "process", workers = 1}
+    local r = table.pack(pool:apply(function()
+      local parallel = require "parallel"
+      local q = parallel.queue(0, {owner = "parent"})
+      q:close()
+      local e1 = select(2, pcall(q.push, q, 1))
+      local popped = table.pack(q:pop(0))
+      local h = parallel.queue(0, {owner = "parent"})
+      getmetatable(h).__close(h)
+      local e2 = select(2, pcall(h.pop, h, 0))
+      local a, b = parallel.pipe{owner = "parent"}
+      a:send("last")
+      a:close()
+      return e1, popped, e2, b
+    end))
+    assert.matches("queue is closed$", r[1])
+    assert.same({nil, "closed", n = 2}, r[2])
+    assert.matches("parallel.queue %(remote%) is closed$", r[3])
+    local got = table.pack(other:apply(function(b) return b:recv(5), b:recv(5) end, r[4]))
+    assert.same({"last", nil, "closed", n = 3}, got)
+  end)
+
   it("let go when the worker that made them is replaced (max_tasks_per_worker = 1)", function()
     local once <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1}
     local base = core._remote_exports()
