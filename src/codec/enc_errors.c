@@ -18,6 +18,8 @@ void codec_enc_drop(enc *e) {
 }
 
 
+#define PATH_SHOWN 6
+
 /* Raises "cannot send <what> at <path>", then ": <hint>" (what to do)
  * when hint is not NULL. */
 static void fail_hint(enc *e, const char *what, const char *hint) {
@@ -43,6 +45,14 @@ static void fail_hint(enc *e, const char *what, const char *hint) {
   }
   for (i = 0; i < e->depth; i++) {
     part *p = &e->path[i];
+    /* a path a thousand levels deep (a linked list) would fill the
+     * screen: its first and last parts tell where it is */
+    if (e->depth > 2 * PATH_SHOWN && i == PATH_SHOWN) {
+      lua_pushfstring(L, "...(%d levels)...", e->depth - 2 * PATH_SHOWN);
+      luaL_addvalue(&B);
+      i = e->depth - PATH_SHOWN - 1;
+      continue;
+    }
     switch (p->kind) {
       case P_INDEX: lua_pushfstring(L, "[%I]", p->i); break;
       case P_NAME: lua_pushfstring(L, ".%s", p->name); break;
@@ -82,6 +92,13 @@ static void fail_hint(enc *e, const char *what, const char *hint) {
 
 void codec_enc_fail(enc *e, const char *what) {
   fail_hint(e, what, NULL);
+}
+
+void codec_enc_fail_deep(enc *e) {
+  lua_pushfstring(e->L, "more than %d levels of tables (a cycle is fine, a chain that long is not);"
+                  " send it flatter (a list of nodes that name each other by index) or in parts",
+                  MAX_DEPTH);
+  fail_hint(e, "value nested too deep", lua_tostring(e->L, -1));
 }
 
 /*

@@ -81,7 +81,7 @@ static size_t add_ref(enc *e, par_object *o) {
 }
 
 static void push_part(enc *e, part p) {
-  if (e->depth >= MAX_DEPTH) codec_enc_fail(e, "value nested too deep");
+  if (e->depth >= MAX_DEPTH) codec_enc_fail_deep(e);
   e->path[e->depth++] = p;
 }
 

@@ -85,6 +85,7 @@ void codec_enc_nomem(enc *e);
 void codec_enc_drop(enc *e);                        /* only drops */
 void codec_enc_fail(enc *e, const char *what);     /* "cannot send <what> at <path>" */
 void codec_enc_fail_local(enc *e, int idx);        /* a value bound to its state, with a hint */
+void codec_enc_fail_deep(enc *e);                  /* nested past MAX_DEPTH, with a hint */
 
 /* names.c, the sender's side. Pushes the name under which the value at idx
  * is known in `field` ("modules": a loaded module's name, "cfuncs": a C
