@@ -469,7 +469,13 @@ function MixedWaitset:next(timeout)
     local f = self:_local(0)
     if f then return f end
     local groups = self.groups
-    if #groups == 0 then return nil end
+    if #groups == 0 then
+      -- the remote ones are all out: what is left waits on the local set
+      if self.nlocal == 0 then return nil end
+      f = self:_local(remaining(deadline))
+      if f then return f end
+      return nil, "timeout"
+    end
     if #groups == 1 and self.nlocal == 0 then
       f = self:_take(1, remaining(deadline))
       if f then return f end
