@@ -84,3 +84,47 @@ describe("a closed parallel object sent", function()
     assert_raises_containing(msg:format("args[1]"), function() parallel.submit(print, ev) end)
   end)
 end)
+
+describe("a value nested deeper than the codec goes", function()
+  -- the error spelled out all 1000 levels of its path (2 KB of ".n")
+  it("says so in a line: the path's ends, how deep, and what to do", function()
+    local t = {}
+    local c = t
+    for _ = 1, 5000 do c.n = {}; c = c.n end
+    local e = support.error_of(function() parallel.queue():push(t) end)
+    assert.is_truthy(e:find("cannot send value nested too deep at item.n.n.n.n.n.n...(988 levels)....n.n.n.n.n.n: "
+      .. "more than 1000 levels of tables", 1, true), e)
+    assert.is_truthy(e:find("send it flatter", 1, true), e)
+    assert.is_true(#e < 400, e)
+  end)
+end)
+
+describe("as_completed over remote and local futures #child", function()
+  -- once the remote ones were out, the local ones still running were
+  -- dropped: the loop ended without them (1 run in 6 of remote_spec's
+  -- 'mixed' case summed 8, not 10)
+  it("yields the local futures that finish after the remote ones", function()
+    local out, err, status = support.run_lua([[
+      local parallel = require "parallel"
+      local parent = parallel.pool(1)
+      local pool = parallel.pool{backend = "process", workers = 1}
+      print(pool:apply(function(p)
+        local parallel = require "parallel"
+        local mine = parallel.pool(1)
+        local go = parallel.event()
+        local fs = { p:submit(function() return 1 end), mine:submit(function(go) go:wait(10) return 2 end, go) }
+        local got = {}
+        -- the local one finishes well after the remote one (the order
+        -- matters, not the time: it must be yielded whenever it finishes)
+        fs[1]:wait(10)
+        parallel.timer(0.3, function(go) go:set() end, go)
+        for f in parallel.as_completed(fs, 10) do got[#got + 1] = f:get() end
+        local done, not_done = parallel.wait(fs, {timeout = 10})
+        mine:shutdown()
+        return table.concat(got, " "), #done, #not_done
+      end, parent))
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("1 2\t2\t0\n", out)
+  end)
+end)
