@@ -128,3 +128,21 @@ describe("as_completed over remote and local futures #child", function()
     assert.equal("1 2\t2\t0\n", out)
   end)
 end)
+
+describe("parallel.core opened a second time in a state #child", function()
+  -- the second open made fresh method tables: the facade's methods (map,
+  -- imap, add_done_callback ...) were gone, old pools included
+  it("keeps the facade's methods on old and new objects", function()
+    local out, err, status = support.run_lua([[
+      local parallel = require "parallel"
+      local old = parallel.pool(1)
+      package.loaded["parallel.core"] = nil
+      require "parallel.core"
+      local new = parallel.pool(1)
+      print(old:map(function(x) return x * 2 end, {1, 2})[2], new:map(function(x) return x * 3 end, {1, 2})[2],
+            type(new:submit(print).add_done_callback))
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("4\t6\tfunction\n", out)
+  end)
+end)

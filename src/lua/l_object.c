@@ -158,12 +158,18 @@ static int l_object_tostring(lua_State *L) {
 
 void l_object_newmeta(lua_State *L, const par_type *t, const luaL_Reg *methods,
                       const luaL_Reg *metamethods) {
-  luaL_newmetatable(L, t->name);
+  /* opened again in this state (a second require after package.loaded was
+   * cleared, a host's second luaopen): the metatable and its method table
+   * stay the same ones, with the methods the facade added in Lua */
+  int again = !luaL_newmetatable(L, t->name);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, t);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, -2, &marker_key);
-  lua_newtable(L);
+  if (!again || lua_getfield(L, -1, "__index") != LUA_TTABLE) {
+    if (again) lua_pop(L, 1);
+    lua_newtable(L);
+  }
   if (methods) {
     l_object_pushupvalues(L, t);
     luaL_setfuncs(L, methods, L_OBJECT_NUPVALUES);
