@@ -241,14 +241,20 @@ describe("objects made in a worker process with {owner = \"parent\"}", function(
   it("let go when the worker that made them is replaced (max_tasks_per_worker = 1)", function()
     local once <close> = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1}
     local base = core._remote_exports()
-    local kept = once:apply(function()
+    local made, go = parallel.event(), parallel.event()
+    local f = once:submit(function(made, go)
       local parallel = require "parallel"
       KEEP = {}
       for i = 1, 10 do KEEP[i] = parallel.dict{owner = "parent"} end
       KEEP[1].x = "kept"
+      made:set()
+      go:wait(20)
       return KEEP[1]
-    end)
-    assert.is_true(core._remote_exports() >= base + 10)
+    end, made, go)
+    assert.is_true(made:wait(10))
+    assert.equal(base + 10, core._remote_exports())   -- the worker holds them
+    go:set()
+    local kept = f:get(10)
     -- the next task runs in a fresh process: the first one's exports are gone
     once:apply(function() end)
     local n
