@@ -267,6 +267,33 @@ describe("objects made in a worker process with {owner = \"parent\"}", function(
     assert.equal("kept", kept.x)
   end)
 
+  it("made until the worker's memory_limit refuses: an error, and nothing left exported", function()
+    local small <close> = parallel.pool{backend = "process", workers = 1, memory_limit = 1024 * 1024}
+    local base = core._remote_exports()
+    local n, err = small:apply(function()
+      local parallel = require "parallel"
+      local t = {}
+      local ok, err = pcall(function()
+        while true do t[#t + 1] = parallel.queue(0, {owner = "parent"}) end
+      end)
+      local n = #t
+      t = nil
+      collectgarbage() collectgarbage()
+      return n, err
+    end)
+    assert.is_true(n > 10)
+    assert.matches("not enough memory", err)
+    assert.equal(base, settle(small, base))
+  end)
+
+  it("a future of a pool handed to the task travels on: to this process, then another worker", function()
+    local other <close> = parallel.pool{backend = "process", workers = 1}
+    local threads <close> = parallel.pool(1)
+    local f = pool:apply(function(p) return p:submit(function() return "from the pool" end) end, threads)
+    assert.equal("parallel.future", getmetatable(f).__name)
+    assert.equal("from the pool", other:apply(function(f) return f:get(10) end, f))
+  end)
+
   describe("what stays refused, naming what to do", function()
     it("a queue, pipe or dict made here in the worker", function()
       assert.equal("parallel.queue created in a worker process cannot leave it (make it with "
