@@ -378,6 +378,32 @@ describe("objects made in a worker process with {owner = \"parent\"}", function(
     assert.equal(0, status)
   end)
 
+  it("the maker killed while this process waits in a pop on its queue: the wait goes on #child", function()
+    local out, err, status = support.run_lua([[
+      local parallel = require "parallel"
+      local maker = parallel.pool{backend = "process", workers = 1}
+      local other = parallel.pool{backend = "process", workers = 1}
+      local threads = parallel.pool(1)
+      local box = parallel.queue()
+      local f = maker:submit(function(box)
+        local q = require("parallel").queue(0, {owner = "parent"})
+        box:push(q)
+        while true do end
+      end, box)
+      local q = box:pop(10)
+      local waiting = parallel.event()
+      local popped = threads:submit(function(q, waiting) waiting:set() return q:pop(20) end, q, waiting)
+      assert(waiting:wait(10))
+      assert(f:kill())
+      assert(f:wait(10))
+      other:apply(function(q) q:push("after the maker died") end, q)
+      print(popped:get(20))
+      maker:shutdown() other:shutdown() threads:shutdown()
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("after the maker died\n", out)
+  end)
+
   it("a worker killed while blocked in a pop on its own: the item pushed later stays #child", function()
     local out, err, status = support.run_lua([[
       local parallel = require "parallel"
