@@ -897,6 +897,18 @@ function Pool:starmap_async(fn, arglists, opts)
   return map_async_impl(self, "starmap_async", fn, arglists, opts, true)
 end
 
+-- A pool handed to a task of a process pool: apply_async works as on a
+-- local pool (its callbacks run in the task, at its waits and polls); what
+-- needs the pool's own process says so instead of 'attempt to call a nil
+-- value (method 'stats')'.
+RemotePool.apply_async = Pool.apply_async
+for _, name in ipairs { "map_async", "starmap_async", "stats", "fd", "completed", "terminate" } do
+  RemotePool[name] = function()
+    error(("pool:%s() is not available on a pool handed to a process worker: call it in the process "
+      .. "that made the pool (here submit, apply, apply_async, the map family and shutdown work)"):format(name), 2)
+  end
+end
+
 local Timer = {}
 Timer.__index = Timer
 Timer.__name = "parallel.timer"
