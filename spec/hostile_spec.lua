@@ -140,9 +140,33 @@ describe("parallel.core opened a second time in a state #child", function()
       require "parallel.core"
       local new = parallel.pool(1)
       print(old:map(function(x) return x * 2 end, {1, 2})[2], new:map(function(x) return x * 3 end, {1, 2})[2],
-            type(new:submit(print).add_done_callback))
+            type(new:submit(function() end).add_done_callback))
     ]])
     assert.equal(0, status, err)
     assert.equal("4\t6\tfunction\n", out)
+  end)
+end)
+
+describe("a pool handed to a task of a process pool #child", function()
+  -- stats, terminate, apply_async ... raised "attempt to call a nil value (method 'stats')"
+  it("runs apply_async, and says where to call what it cannot do", function()
+    local out, err, status = support.run_lua([[
+      local parallel = require "parallel"
+      local parent = parallel.pool(1)
+      local pool = parallel.pool{backend = "process", workers = 1}
+      print(pool:apply(function(p)
+        local parallel = require "parallel"
+        local got
+        local f = p:apply_async(function(a, b) return a + b end, {1, 2}, {callback = function(r) got = r end})
+        local r = f:get(10)
+        parallel.poll(0)
+        local ok, e = pcall(function() return p:stats() end)
+        return r, got, ok, e
+      end, parent))
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("3\t3\tfalse\t", out:sub(1, 10))
+    assert.is_truthy(out:find("pool:stats() is not available on a pool handed to a process worker: "
+      .. "call it in the process that made the pool", 1, true), out)
   end)
 end)
