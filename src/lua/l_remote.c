@@ -15,6 +15,7 @@
 #include "lua/l_shared.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,16 @@ static par_remote_part *add_part(lua_State *L, rcall *c, unsigned char tag) {
   memset(p, 0, sizeof *p);
   p->tag = tag;
   return p;
+}
+
+static void reserve_parts(lua_State *L, rcall *c, lua_Integer n) {
+  par_remote_part *parts;
+  if ((lua_Unsigned)n > SIZE_MAX / sizeof *parts) luaL_error(L, "not enough memory");
+  if ((size_t)n <= c->cap) return;
+  parts = (par_remote_part *)realloc(c->parts, (size_t)n * sizeof *parts);
+  if (!parts) luaL_error(L, "not enough memory");
+  c->parts = parts;
+  c->cap = (size_t)n;
 }
 
 /* A queue item (an immediate when it can be) or, for a dict, a message. */
@@ -219,6 +230,10 @@ static int q_push_all(lua_State *L, int kind) {
   luaL_checktype(L, 2, LUA_TTABLE);
   len = luaL_len(L, 2);
   c = rcall_new(L);
+  /* room for every item at once, as a local push_all: a __len that no
+   * memory can hold fails here, not after filling this process's memory
+   * one part at a time */
+  if (len > 0) reserve_parts(L, c, len);
   for (i = 1; i <= len; i++) {
     if (lua_geti(L, 2, i) == LUA_TNIL)
       return luaL_argerror(L, 2, lua_pushfstring(L, "item %I is nil", i));
@@ -596,6 +611,8 @@ static int rf_wait_any(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   n = luaL_len(L, 2);
   luaL_argcheck(L, n >= 1, 2, "no futures");
+  /* a __len past what can be counted in bytes would wrap the size below */
+  luaL_argcheck(L, (lua_Unsigned)n <= SIZE_MAX / 8, 2, "too many futures");
   c = rcall_new(L);
   p = add_part(L, c, 'B');
   p->bytes = (unsigned char *)malloc((size_t)n * 8);
