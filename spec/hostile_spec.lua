@@ -170,3 +170,32 @@ describe("a pool handed to a task of a process pool #child", function()
       .. "call it in the process that made the pool", 1, true), out)
   end)
 end)
+
+describe("a proxy list with a huge __len in a process worker #child", function()
+  -- push_all on a parent's queue read __index up to math.maxinteger, one
+  -- part at a time, until the worker's memory was full (seconds, gigabytes);
+  -- a future's _wait_any computed n * 8 bytes, wrapped, and the worker
+  -- wrote past the block (signal 11)
+  it("fails at once, as on a local queue, and never writes past a block", function()
+    local out, err, status = support.run_child{ prelude = "ulimit -v 1500000;", timeout = 60, code = [[
+      local parallel = require "parallel"
+      local pool = parallel.pool{backend = "process", workers = 1}
+      local q, inner = parallel.queue(), parallel.pool(1)
+      local huge = "setmetatable({}, {__len = function() return math.maxinteger end, __index = function(_, i) return i end})"
+      local t0 = parallel.now()
+      local ok, e = pcall(function()
+        return pool:submit(load("local q = ... return q:push_all(" .. huge .. ")"), q):get(30)
+      end)
+      print(ok, (tostring(e):match("not enough memory")), parallel.now() - t0 < 1.5, #q)
+      print(pcall(function()
+        return pool:submit(function(ip)
+          local f = ip:submit(function() return 1 end)
+          local many = setmetatable({}, {__len = function() return 2^61 + 1 end, __index = function() return f end})
+          return (select(2, pcall(function() return f:_wait_any(many, 1) end)):gsub("^[^:]*:%d+: ", ""))
+        end, inner):get(10)
+      end))
+    ]] }
+    assert.equal(0, status, err)
+    assert.equal("false\tnot enough memory\ttrue\t0\ntrue\tbad argument #1 to '_wait_any' (too many futures)\n", out)
+  end)
+end)
