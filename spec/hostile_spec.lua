@@ -173,20 +173,34 @@ end)
 
 describe("a proxy list with a huge __len in a process worker #child", function()
   -- push_all on a parent's queue read __index up to math.maxinteger, one
-  -- part at a time, until the worker's memory was full (seconds, gigabytes);
-  -- a future's _wait_any computed n * 8 bytes, wrapped, and the worker
-  -- wrote past the block (signal 11)
-  it("fails at once, as on a local queue, and never writes past a block", function()
+  -- part at a time, until the worker's memory was full (seconds, gigabytes)
+  -- ulimit -v cannot coexist with a sanitizer runtime's huge reservations.
+  local sanitized = (os.getenv("LD_PRELOAD") or ""):find("san") ~= nil
+  ;(sanitized and pending or it)("push_all fails at once with not enough memory, as on a local queue", function()
     local out, err, status = support.run_child{ prelude = "ulimit -v 1500000;", timeout = 60, code = [[
       local parallel = require "parallel"
       local pool = parallel.pool{backend = "process", workers = 1}
-      local q, inner = parallel.queue(), parallel.pool(1)
-      local huge = "setmetatable({}, {__len = function() return math.maxinteger end, __index = function(_, i) return i end})"
+      local q = parallel.queue()
       local t0 = parallel.now()
       local ok, e = pcall(function()
-        return pool:submit(load("local q = ... return q:push_all(" .. huge .. ")"), q):get(30)
+        return pool:submit(function(q)
+          return q:push_all(setmetatable({}, {__len = function() return math.maxinteger end,
+                                              __index = function(_, i) return i end}))
+        end, q):get(30)
       end)
       print(ok, (tostring(e):match("not enough memory")), parallel.now() - t0 < 1.5, #q)
+    ]] }
+    assert.equal(0, status, err)
+    assert.equal("false\tnot enough memory\ttrue\t0\n", out)
+  end)
+
+  -- _wait_any computed n * 8 bytes, wrapped, and the worker wrote past
+  -- the block (signal 11)
+  it("future:_wait_any refuses it and never writes past a block", function()
+    local out, err, status = support.run_lua([[
+      local parallel = require "parallel"
+      local pool = parallel.pool{backend = "process", workers = 1}
+      local inner = parallel.pool(1)
       print(pcall(function()
         return pool:submit(function(ip)
           local f = ip:submit(function() return 1 end)
@@ -194,8 +208,8 @@ describe("a proxy list with a huge __len in a process worker #child", function()
           return (select(2, pcall(function() return f:_wait_any(many, 1) end)):gsub("^[^:]*:%d+: ", ""))
         end, inner):get(10)
       end))
-    ]] }
+    ]])
     assert.equal(0, status, err)
-    assert.equal("false\tnot enough memory\ttrue\t0\ntrue\tbad argument #1 to '_wait_any' (too many futures)\n", out)
+    assert.equal("true\tbad argument #1 to '_wait_any' (too many futures)\n", out)
   end)
 end)
