@@ -129,6 +129,38 @@ describe("as_completed over remote and local futures #child", function()
   end)
 end)
 
+describe("a future listed twice", function()
+  -- gather({f, f}) raised "attempt to index a nil value (local 'f')": the
+  -- set holds f once and ran out before the loop over the list did
+  it("gather gives its result at each place, as_completed yields it once", function()
+    local f = parallel.submit(function() return 7 end)
+    assert.same({ 7, 7, 7, n = 3 }, parallel.gather({ f, f, f }))
+    local n = 0
+    for _ in parallel.as_completed({ f, f }, 10) do n = n + 1 end
+    assert.equal(1, n)
+  end)
+
+  it("does the same among remote and local futures #child", function()
+    local out, err, status = support.run_lua([[
+      local parallel = require "parallel"
+      local parent = parallel.pool(1)
+      local pool = parallel.pool{backend = "process", workers = 1}
+      print(pool:apply(function(p)
+        local parallel = require "parallel"
+        local mine = parallel.pool(1)
+        local r, l = p:submit(function() return 1 end), mine:submit(function() return 2 end)
+        local n = 0
+        for _ in parallel.as_completed({ r, l, r, l }, 10) do n = n + 1 end
+        local g = parallel.gather({ r, l, r, l })
+        mine:shutdown()
+        return n, table.concat(g, " ")
+      end, parent))
+    ]])
+    assert.equal(0, status, err)
+    assert.equal("2\t1 2 1 2\n", out)
+  end)
+end)
+
 describe("parallel.core opened a second time in a state #child", function()
   -- the second open made fresh method tables: the facade's methods (map,
   -- imap, add_done_callback ...) were gone, old pools included

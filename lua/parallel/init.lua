@@ -419,11 +419,14 @@ local MixedWaitset = {}
 MixedWaitset.__index = MixedWaitset
 
 local function waitset_of(futures)
-  local locals, groups, by_link = {}, {}, {}
+  local locals, groups, by_link, seen = {}, {}, {}, {}
   for i = 1, #futures do
     local f = futures[i]
     local mt = type(f) == "userdata" and getmetatable(f)
-    if type(mt) == "table" and mt.__name == REMOTE_FUTURE then
+    if seen[f] then
+      -- listed twice: yielded once, as by core._waitset
+    elseif type(mt) == "table" and mt.__name == REMOTE_FUTURE then
+      seen[f] = true
       local link = f:_link()
       local g = by_link[link]
       if not g then
@@ -436,6 +439,7 @@ local function waitset_of(futures)
       if not (type(mt) == "table" and mt.__name == "parallel.future") then
         error(("bad argument #1 (futures[%d] is not a future)"):format(i), 0)
       end
+      seen[f] = true
       locals[#locals + 1] = f
     end
   end
@@ -546,8 +550,10 @@ end
 function M.gather(futures)
   futures = future_list(futures, "gather")
   local ws = waitset_of(futures)
-  for _ = 1, #futures do
+  -- a future listed twice is in the set once: the set runs out first
+  while true do
     local f = ws:next()
+    if not f then break end
     if f:state() ~= "done" then
       f:get()   -- raises the task's error (with its traceback)
     end
