@@ -183,6 +183,9 @@ describe("process pools", function()
       local p = parallel.pool{backend = "process", workers = 1, init = function(ev) ev:set() while true do end end, init_args = {ev}}
       local f = p:submit(function() return 1 end)
       assert(ev:wait(10))
+      -- sent to the worker (else terminate only cancels it from the queue)
+      local t = parallel.now() + 10
+      while f:state() == "pending" and parallel.now() < t do parallel.sleep(0.001) end
       local t0 = parallel.now()
       p:terminate()
       print(parallel.now() - t0 < 0.9, f:state(), (tostring(f:error()):match("^pool init failed: interrupted")))

@@ -400,6 +400,10 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   size_t ndrop = 0, i;
   pthread_mutex_lock(&p->mu);
   atomic_store(&p->closed, 1);
+  /* aborting before cancelling: a worker that sees the cancel of a
+   * terminate() sees its interrupt too (a process pool's I/O thread treats
+   * the two differently). */
+  if (interrupt) atomic_store(&p->aborting, 1);
   if (cancel) atomic_store(&p->cancelling, 1);
   if (cancel && p->count) {
     drop = malloc(p->count * sizeof *drop);
@@ -420,7 +424,6 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
   }
   free(drop);
   if (interrupt) {
-    atomic_store(&p->aborting, 1);
     for (i = 0; i < (size_t)p->nworkers; i++)
       if (p->workers[i].started && &p->workers[i] != this_worker)
         interrupt_worker(&p->workers[i], NULL);

@@ -110,7 +110,7 @@ typedef struct flight {
   double start;              /* when it started (par_now's clock) */
 } flight;
 
-enum { KILL_NONE, KILL_ASKED, KILL_TIMEOUT, KILL_SHUTDOWN };
+enum { KILL_NONE, KILL_ASKED, KILL_TIMEOUT, KILL_NOT_STARTED, KILL_SHUTDOWN };
 
 struct proc_ctx {
   proc_config *cfg;
@@ -671,6 +671,19 @@ static void sweep(proc_ctx *c) {
     uint32_t seq = (uint32_t)(((int64_t)s - i + 0x7fffffff - 1) % 0x7fffffff + 1);
     flight *x = flight_of(c, seq);
     int st;
+    if (x && x->claimed && cancelling && !c->abort_at && !x->why_killed &&
+        proc_slot_move(c->ledger, seq, SLOT_QUEUED, SLOT_CANCELLED)) {
+      /* The pool's task, which its process (starting, or in an init that
+       * may never end) has not started: a shutdown that cancels what has
+       * not started must not wait for it. Claimed, so it fails (the
+       * worker skips it). Not at a terminate(), which interrupts the init
+       * (the task then fails with it) and kills a process that ignores it. */
+      fail(c, x->f, "cancelled: the pool shut down (cancel = true) before the task started; "
+           "its worker process was still starting or running the pool's init");
+      c->sent--;
+      resolve(c, x, 1);
+      continue;
+    }
     if (!x || x->claimed) continue;
     if (cancelling) par_future_cancel(x->f);
     st = proc_slot_state(c->ledger, seq);
@@ -699,9 +712,19 @@ static double expire(proc_ctx *c) {
     double d = 0;
     int why = KILL_NONE;
     if (!x->f || !x->claimed || x->why_killed) continue;
-    if (x->f->timeout > 0 && proc_slot_state(c->ledger, x->seq) == SLOT_STARTED) {
-      d = start_of(c, x) + x->f->timeout;
-      why = KILL_TIMEOUT;
+    if (x->f->timeout > 0) {
+      int st = proc_slot_state(c->ledger, x->seq);
+      if (st == SLOT_STARTED) {
+        d = start_of(c, x) + x->f->timeout;
+        why = KILL_TIMEOUT;
+      } else if (st == SLOT_QUEUED) {
+        /* The pool's task, not started: the process is still starting or
+         * in its init (nothing else runs before it there). A stopped
+         * process, an init that blocks, must not hold it for ever: the
+         * same timeout, from when the task was sent. */
+        d = x->start + x->f->timeout;
+        why = KILL_NOT_STARTED;
+      }
     }
     if (c->abort_at > 0 && (d == 0 || c->abort_at + SHUTDOWN_GRACE < d)) {
       d = c->abort_at + SHUTDOWN_GRACE;
@@ -859,6 +882,11 @@ static const char *death_text(proc_ctx *c, flight *x, int fatal, const char *why
       snprintf(text, size, "timeout: the task ran longer than task_timeout (%g s); "
                "its worker process was killed", x->f->timeout);
       break;
+    case KILL_NOT_STARTED:
+      snprintf(text, size, "timeout: the task did not start within task_timeout (%g s): its "
+               "worker process was still starting or running the pool's init, and was killed",
+               x->f->timeout);
+      break;
     case KILL_SHUTDOWN:
       snprintf(text, size, "interrupted: the pool shut down and the task did not stop within "
                "%g s of its interrupt; its worker process was killed", SHUTDOWN_GRACE);
@@ -937,6 +965,24 @@ static double earliest(double a, double b) {
   return a == 0 ? b : b == 0 ? a : fmin(a, b);
 }
 
+/* While the pool's task waits for its process to start it (a slow start,
+ * an init that blocks), a shutdown that cancels must be seen (sweep): it
+ * sets a flag and wakes no one, so look every STARTING_POLL seconds once
+ * the wait is longer than a normal start. 0: no need. */
+#define STARTING_POLL 0.02
+static double starting(proc_ctx *c) {
+  double now = par_now();
+  int i;
+  for (i = 0; i < PROC_SLOTS; i++) {
+    flight *x = &c->fl[i];
+    if (x->f && x->claimed && !x->why_killed &&
+        proc_slot_state(c->ledger, x->seq) == SLOT_QUEUED)
+      return now - x->start < 5 * STARTING_POLL ? x->start + 5 * STARTING_POLL
+                                                : now + STARTING_POLL;
+  }
+  return 0;
+}
+
 /* Runs f (claimed by the pool) and whatever goes ahead of it, until
  * nothing is in flight. */
 static void run_flights(proc_ctx *c) {
@@ -954,7 +1000,7 @@ static void run_flights(proc_ctx *c) {
       continue;
     }
     keep_spare(c);          /* the slot's first task on: a crash is a take-over */
-    if (wait_io(c, earliest(expire(c), rebalance(c))) != 0) {
+    if (wait_io(c, earliest(earliest(expire(c), rebalance(c)), starting(c))) != 0) {
       /* closed: the frames that came first count, then the death */
       r = take_frames(c, &closed);
       on_death(c, r == OUTCOME_FATAL);
@@ -1075,12 +1121,11 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
 static void process_stop(void *ctx) {
   proc_ctx *c = (proc_ctx *)ctx;
   double grace = STOP_GRACE;
-  /* terminate(): an init still running does not see the channel close;
-   * it waited out STOP_GRACE, then was killed */
-  if (par_pool_aborting()) {
-    interrupt_init(c);
-    grace = SHUTDOWN_GRACE;
-  }
+  /* An init still running does not see the channel close: no task will
+   * run after it, so it is interrupted (task 0) at any shutdown; one that
+   * ignores it (C code) is killed after the grace. */
+  interrupt_init(c);
+  if (par_pool_aborting()) grace = SHUTDOWN_GRACE;
   finish_process(c, grace, NULL, 0);
   par_remote_owner_free(c->remote);
   par_buf_free(&c->rbuf);

@@ -1,0 +1,111 @@
+-- Process pools whose worker processes misbehave while they start: a
+-- stopped spare, an init that never returns (in Lua or in C). Every case
+-- runs in a child process with a hard timeout, so that a hang fails the
+-- case instead of the suite.
+local support = require "spec.support"
+
+local CRASH = os.getenv("PARALLEL_CRASHLIB") or "./build/test/crash.so"
+
+-- Runs code in a child (it prints "ok" at the end); fails with what it said.
+local function check(code, timeout)
+  local out, err = support.run_child{ code = 'local parallel = require "parallel"\n' .. code,
+                                      timeout = timeout or 30 }
+  assert.equal("ok\n", out, err)
+end
+
+-- Code shared by the cases: the worker processes of this process.
+local PRELUDE = [[
+local function my_pid() return io.open("/proc/self/stat"):read("n") end
+local function workers()
+  local t = {}
+  local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
+  for pid in ls:read("a"):gmatch("%d+") do
+    local f = io.open("/proc/" .. pid .. "/cmdline")
+    if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
+    if f then f:close() end
+  end
+  ls:close()
+  return t
+end
+]]
+
+describe("process pools' workers that do not start #child", function()
+  it("fail a task given to a stopped spare after task_timeout, and go on", function()
+    check(PRELUDE .. [[
+      local p = parallel.pool{backend = "process", workers = 1}
+      local first = p:apply(my_pid)
+      local spare
+      local t = parallel.now() + 10
+      while not spare and parallel.now() < t do
+        for _, pid in ipairs(workers()) do if pid ~= first then spare = pid end end
+        if not spare then parallel.sleep(0.001) end
+      end
+      assert(spare, "no spare worker")
+      os.execute("kill -STOP " .. spare)
+      local f = p:submit(function() os.exit(1) end)
+      assert(f:wait(20) and f:state() == "failed")
+      -- the stopped spare takes over: the next task waits for it
+      local ok, e = pcall(p.map, p, function(x) return x end, {1}, {task_timeout = 0.5})
+      assert(not ok)
+      assert(tostring(e):find("item 1: timeout: the task did not start within task_timeout "
+        .. "(0.5 s): its worker process was still starting or running the pool's init, and was "
+        .. "killed", 1, true), tostring(e))
+      assert(p:apply(function() return 7 end) == 7)
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+
+  it("with an init that never returns: task_timeout, kill and shutdown{cancel} end the wait", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 1, init = function() while true do end end}
+      local ok, e = pcall(p.map, p, function(x) return x end, {1}, {task_timeout = 0.5})
+      assert(not ok)
+      assert(tostring(e):find("item 1: timeout: the task did not start within task_timeout", 1, true),
+             tostring(e))
+      -- kill: the task counts as running once its process has it
+      local f = p:submit(function() return 1 end)
+      local t = parallel.now() + 10
+      while f:state() == "pending" and parallel.now() < t do parallel.sleep(0.001) end
+      assert(f:state() == "running", f:state())
+      assert(f:kill() == true)
+      assert(f:wait(10) and f:state() == "failed" and f:error() == "killed", tostring(f:error()))
+      -- a shutdown that cancels what has not started does not wait for it
+      local g = p:submit(function() return 2 end)
+      t = parallel.now() + 10
+      while g:state() == "pending" and parallel.now() < t do parallel.sleep(0.001) end
+      local t0 = parallel.now()
+      p:shutdown{cancel = true}
+      assert(g:state() == "failed", g:state())
+      assert(g:error():find("^cancelled: the pool shut down %(cancel = true%) before the task started"),
+             g:error())
+      -- its init is interrupted then: nothing waits for the 2 s grace
+      assert(parallel.now() - t0 < 1.5, "shutdown took " .. (parallel.now() - t0) .. " s")
+      print("ok")
+    ]])
+  end)
+
+  it("with an init blocked in C: shutdown and terminate end within their grace", function()
+    check(([[
+      -- spins in C with every signal blocked (spec/crash.c), once it said so
+      local init = function(lib, ev)
+        package.loadlib(lib, "luaopen_crash")().stuck(function() ev:set() end)
+      end
+      local ev = parallel.event()
+      local p = parallel.pool{backend = "process", workers = 1, init = init, init_args = {%q, ev}}
+      assert(ev:wait(20), "init never got stuck")
+      local t0 = parallel.now()
+      p:shutdown()
+      assert(parallel.now() - t0 < 10, "shutdown took " .. (parallel.now() - t0) .. " s")
+      ev:clear()
+      local q = parallel.pool{backend = "process", workers = 1, init = init, init_args = {%q, ev}}
+      local f = q:submit(function() return 1 end)       -- never blocks the submitter
+      assert(ev:wait(20), "init never got stuck")
+      t0 = parallel.now()
+      q:terminate()
+      assert(parallel.now() - t0 < 10, "terminate took " .. (parallel.now() - t0) .. " s")
+      assert(f:state() == "failed" or f:state() == "cancelled", f:state())
+      print("ok")
+    ]]):format(CRASH, CRASH), 40)
+  end)
+end)
