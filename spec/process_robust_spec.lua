@@ -109,3 +109,28 @@ describe("process pools' workers that do not start #child", function()
     ]]):format(CRASH, CRASH), 40)
   end)
 end)
+
+describe("process pools' workers under memory_limit #child", function()
+  it("fail a call whose reply the worker could not hold, give the item back and go on", function()
+    check([[
+      local my_pid = function() return io.open("/proc/self/stat"):read("n") end
+      local big = 70 << 20      -- past memory_limit + the process's 64 MiB overhead
+      local q, d = parallel.queue(), parallel.dict()
+      q:push(string.rep("x", big))
+      d.big = string.rep("z", big)
+      local p = parallel.pool{backend = "process", workers = 1, memory_limit = 1 << 20}
+      local pid = p:apply(my_pid)
+      local f = p:submit(function(q) return #q:pop() end, q)
+      assert(f:wait(30) and f:state() == "failed", f:state())
+      assert(f:error():find("not enough memory: the reply takes " .. (big + 7) ..
+        " bytes, more than the worker's memory_limit (1048576)", 1, true), f:error())
+      assert(#q == 1 and #q:pop() == big, "the item did not go back to the queue")
+      local g = p:submit(function(d) return #d.big end, d)
+      assert(g:wait(30) and g:state() == "failed", g:state())
+      assert(g:error():find("not enough memory: the reply takes", 1, true), g:error())
+      assert(p:apply(my_pid) == pid, "the worker process was replaced")
+      p:shutdown()
+      print("ok")
+    ]], 60)
+  end)
+end)

@@ -1078,6 +1078,7 @@ static int prepare(proc_ctx *c) {
   }
   if (!c->peer) {
     if (!c->remote && !(c->remote = par_remote_owner_new((uint64_t)getpid()))) err = errno;
+    if (c->remote) par_remote_owner_limit(c->remote, c->cfg->w.memory_limit);
     if (!c->shm && !(c->shm = par_shm_via_new(0)) && !err) err = errno;
     if (c->remote && c->shm) {
       par_wire_objects hooks;

@@ -119,6 +119,12 @@ int par_remote_claims(const par_object *o);
 /* How many objects all owners of this process export now (held for
  * another process): for tests that check nothing leaks. */
 long par_remote_exports_live(void);
+/* Replies whose values take more than max bytes (0: no limit) fail with
+ * "not enough memory" instead, what the call took given back (a popped
+ * item goes back to the head): the other end, a worker process under
+ * memory_limit, could not hold them and would lose its channel trying.
+ * Set before the first request. */
+void par_remote_owner_limit(par_remote_owner *o, size_t max);
 /* Readable when a reply waits for par_remote_next_reply; -1 if none. */
 int par_remote_owner_fd(par_remote_owner *o);
 

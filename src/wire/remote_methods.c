@@ -424,6 +424,11 @@ void ro_request_free(rreq *r) {
 
 /* The requester is gone: what r took is given back. Without mu. */
 void ro_undo(rreq *r) {
+  ro_give_back(r);
+  ro_request_free(r);
+}
+
+void ro_give_back(rreq *r) {
   if (r->status == PAR_OK) {
     if (r->method == PR_POP || r->method == PR_POP_MANY) {
       par_queue *q = r->kind == PR_KIND_PIPE ? ((par_pipe *)r->obj)->in : (par_queue *)r->obj;
@@ -440,5 +445,4 @@ void ro_undo(rreq *r) {
       }
     }
   }
-  ro_request_free(r);
 }

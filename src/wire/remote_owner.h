@@ -60,6 +60,7 @@ struct par_remote_owner {
   held *held;                 /* dict keys being updated by the other end */
   size_t nheld, capheld;
   uint64_t next_token;
+  size_t max_reply;           /* par_remote_owner_limit; 0: none */
 };
 
 /* remote_exports.c */
@@ -83,5 +84,7 @@ int ro_fail(rreq *r, const char *text);
 void ro_request_free(rreq *r);
 /* The requester is gone: what r took is given back, r freed. Without mu. */
 void ro_undo(rreq *r);
+/* What r took is given back (r stays). Without mu. */
+void ro_give_back(rreq *r);
 
 #endif

@@ -149,6 +149,17 @@ static int reply_bytes(par_remote_owner *o, par_wire_peer *peer, rreq *r, par_bu
   int status = r->status;
   e.msg[0] = 0;
   if (status == PR_FAILED) goto failed;
+  if (o->max_reply) {
+    size_t n = 0;
+    for (i = 0; i < r->nout; i++)
+      n += r->out[i].tag == 'M' && r->out[i].m ? r->out[i].m->len : r->out[i].tag == 'B' ? r->out[i].len : 0;
+    if (n > o->max_reply) {
+      ro_give_back(r);
+      snprintf(r->err, sizeof r->err, "not enough memory: the reply takes %zu bytes, more than "
+               "the worker's memory_limit (%zu)", n, o->max_reply);
+      goto failed;
+    }
+  }
   if (rp_put_u32(out, r->rid) || rp_put_u8(out, (unsigned)status) ||
       rp_put_u64(out, (uint64_t)r->value) || rp_put_u32(out, (uint32_t)r->nout))
     goto nomem;
@@ -174,6 +185,8 @@ failed: {
     return 0;
   }
 }
+
+void par_remote_owner_limit(par_remote_owner *o, size_t max) { o->max_reply = max; }
 
 int par_remote_serve(par_remote_owner *o, par_wire_peer *peer, const unsigned char *req,
                      size_t len, par_buf *out, par_wire_err *e) {
