@@ -36,6 +36,27 @@ describe("an item the receiver cannot decode", function()
     assert.equal(0, #q)
   end)
 
+  -- a process worker's pop_many on the parent's queue lost them the same way
+  it("does the same in a process worker: the rest go back to the owner's queue", function()
+    local procs = parallel.pool{backend = "process", workers = 1}
+    local q = parallel.queue()
+    q:push_all({ 1, "two", { 3 }, { m = package.loaded.hostile_unloadable }, 5, { 6 } })
+    local got = procs:submit(function(q)
+      local out = {}
+      for _ = 1, 3 do
+        local ok, r = pcall(q.pop_many, q, 10, 0)
+        if not ok then out[#out + 1] = "error"
+        elseif r then
+          for _, v in ipairs(r) do out[#out + 1] = type(v) == "table" and "{" .. v[1] .. "}" or tostring(v) end
+        end
+      end
+      return table.concat(out, " ")
+    end, q):get(10)
+    procs:shutdown()
+    assert.equal("error 1 two {3} 5 {6}", got)
+    assert.equal(0, #q)
+  end)
+
   it("does the same for a pipe's recv_many", function()
     local a, b = parallel.pipe()
     a:send_all({ { m = package.loaded.hostile_unloadable }, "kept" })

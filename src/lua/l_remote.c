@@ -251,12 +251,53 @@ static int q_push_all(lua_State *L, int kind) {
   return luaL_error(L, "queue is closed (%I of %I items pushed)", (lua_Integer)c->reply.value, len);
 }
 
+/* The reply's items into the list at 1 (light userdata: a pop_decode at
+ * 2), under lua_pcall: pd->i stops at an item that cannot be decoded here.
+ * The messages stay the reply's until the end, so that they can go back. */
+typedef struct pop_decode { rcall *c; size_t i; } pop_decode;
+
+static int decode_reply(lua_State *L) {
+  pop_decode *pd = (pop_decode *)lua_touserdata(L, 2);
+  par_remote_reply *rp = &pd->c->reply;
+  luaL_checkstack(L, 4, NULL);
+  for (; pd->i < rp->nparts; pd->i++) {
+    par_msg *m = rp->parts[pd->i].m;
+    if (rp->parts[pd->i].tag != 'M') lua_pushnil(L);
+    else if (((uintptr_t)m & 3u) != 0) l_queue_push_item(L, m);
+    else {
+      int n = codec_decode(L, m);   /* an item is one value */
+      if (n == 0) lua_pushnil(L);
+      else if (n > 1) lua_pop(L, n - 1);
+    }
+    lua_rawseti(L, 1, (lua_Integer)pd->i + 1);
+  }
+  return 0;
+}
+
+/* An item that cannot be decoded here fails the pop_many that takes it, as
+ * it fails pop(); the others of its batch go back to the front of the
+ * owner's queue, in order (one request), as a local pop_many's do. */
+static int give_back_reply(lua_State *L, par_remote_obj *o, rcall *c, size_t bad) {
+  int err = lua_gettop(L);
+  rcall *back = rcall_new(L);
+  size_t i;
+  for (i = 0; i < c->reply.nparts; i++) {
+    par_remote_part *from = &c->reply.parts[i];
+    if (i == bad || from->tag != 'M') continue;
+    add_part(L, back, 'M')->m = from->m;
+    from->m = NULL;
+  }
+  if (back->n > 0) call(L, back, o, PR_PUSH_MANY, 0, PR_TO_FRONT);
+  lua_pushvalue(L, err);
+  return lua_error(L);
+}
+
 static int q_pop_many(lua_State *L, int kind) {
   par_remote_obj *o = check(L, kind);
   lua_Integer max = luaL_checkinteger(L, 2);
   double timeout = l_opttimeout(L, 3);
   rcall *c;
-  size_t i;
+  pop_decode pd;
   int st;
   luaL_argcheck(L, max >= 1, 2, "max must be at least 1");
   c = rcall_new(L);
@@ -267,10 +308,12 @@ static int q_pop_many(lua_State *L, int kind) {
     return 2;
   }
   lua_createtable(L, (int)c->reply.nparts, 0);
-  for (i = 0; i < c->reply.nparts; i++) {
-    push_part(L, c, i);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  pd.c = c;
+  pd.i = 0;
+  lua_pushcfunction(L, decode_reply);
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, &pd);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) return give_back_reply(L, o, c, pd.i);
   return 1;
 }
 

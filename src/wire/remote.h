@@ -76,6 +76,10 @@ enum {
   PR_METHODS
 };
 
+/* PR_PUSH_MANY's arg: the items go back to the front of the queue they
+ * were popped from, in order (a pop_many whose taker could not decode one) */
+#define PR_TO_FRONT 1
+
 /* How many task kinds PR_SUBMIT takes: l_worker.h's TASK_CALL, TASK_MAP
  * and TASK_STARMAP (the binding checks that they agree). */
 #define PR_TASK_KINDS 3

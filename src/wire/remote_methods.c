@@ -105,6 +105,18 @@ static int serve_queue(rreq *r, double deadline) {
       return st == PAR_OK ? add_out(r, 'M', m, NULL, 0, NULL) : st;
     }
     case PR_PUSH_MANY: {
+      if (r->arg == PR_TO_FRONT) {
+        /* back where they were popped from: the last first */
+        while (r->done < r->nin) {
+          par_remote_part *back = &r->in[r->nin - 1 - r->done];
+          if (back->tag != 'M') return ro_fail(r, "a malformed request");
+          if (par_queue_unpop(pop_q, back->m) != PAR_OK) { st = PAR_NOMEM; break; }
+          back->m = NULL;
+          r->done++;
+        }
+        r->value = (int64_t)r->done;
+        return st;
+      }
       /* the items are the request's parts, in order; r->done went in */
       while (r->done < r->nin) {
         par_msg *m = r->in[r->done].m;
