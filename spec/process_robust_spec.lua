@@ -134,3 +134,47 @@ describe("process pools' workers under memory_limit #child", function()
     ]], 60)
   end)
 end)
+
+describe("process pools' spares #child", function()
+  it("die with their parent, even when it is killed with SIGKILL", function()
+    local out, err = support.run_child{ timeout = 30, code = 'local parallel = require "parallel"\n'
+      .. PRELUDE .. [[
+      local p = parallel.pool{backend = "process", workers = 2}
+      p:map(function(x) return x end, {1, 2, 3, 4})
+      assert(p:submit(function() os.exit(1) end):wait(10))   -- a spare took over, another starts
+      p:apply(function() end)
+      local t = parallel.now() + 10
+      while #workers() < 4 and parallel.now() < t do parallel.sleep(0.001) end
+      -- both workers stuck in C, signals blocked (one was a spare, started
+      -- by the spawner thread): only their PR_SET_PDEATHSIG ends them
+      local ev = parallel.event()
+      local stuck = function(lib, ev)
+        package.loadlib(lib, "luaopen_crash")().stuck(function() ev:set() end)
+      end
+      p:submit(stuck, "]] .. CRASH .. [[", ev)
+      p:submit(stuck, "]] .. CRASH .. [[", ev)
+      assert(ev:wait(10))
+      print(table.concat(workers(), " "))
+      io.stdout:flush()
+      os.execute("kill -9 " .. my_pid())
+    ]] }
+    local pids = {}
+    for pid in out:gmatch("%d+") do pids[#pids + 1] = pid end
+    assert.is_true(#pids >= 4, "not two workers and their spares: " .. out .. err)
+    local function alive(pid)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      if not f then return false end
+      local st = f:read("a"); f:close()
+      return st:match("^%d+ %b() (%a)") ~= "Z"
+    end
+    local parallel = require "parallel"
+    local deadline = parallel.now() + 5
+    local left
+    repeat
+      left = {}
+      for _, pid in ipairs(pids) do if alive(pid) then left[#left + 1] = pid end end
+      if #left > 0 then parallel.sleep(0.01) end
+    until #left == 0 or parallel.now() > deadline
+    assert.same({}, left)
+  end)
+end)
