@@ -31,10 +31,26 @@
 static _Thread_local par_worker *this_worker __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_action;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+static pthread_t handler_thread;     /* the thread that installed the handler */
+
+/* Whether a handler was there before this one (a process pool's worker
+ * program installs one for its tasks; SIGURG is ignored by default). */
+static int chained(void) {
+  if (previous_action.sa_flags & SA_SIGINFO) return previous_action.sa_sigaction != NULL;
+  return previous_action.sa_handler != SIG_DFL && previous_action.sa_handler != SIG_IGN;
+}
 
 static void on_interrupt_signal(int sig, siginfo_t *info, void *uctx) {
   par_worker *w = this_worker;
-  if (w) {
+  if (w && info->si_code != SI_TKILL && chained() && !pthread_equal(pthread_self(), handler_thread)) {
+    /* Not this pool's (its interrupts are pthread_kill's): a signal sent
+     * to the process, which the kernel gave to a worker because it does
+     * not block it -- a process pool's worker asked to stop its task,
+     * whose own handler this one replaced. It goes to the thread that
+     * had that handler, its value (the task's number) kept. */
+    if (info->si_code == SI_QUEUE) pthread_sigqueue(handler_thread, sig, info->si_value);
+    else pthread_kill(handler_thread, sig);
+  } else if (w) {
     if (w->hookable && atomic_load(&w->interrupted) && w->ctx) w->pool->ops->interrupt(w->ctx);
   } else if (previous_action.sa_flags & SA_SIGINFO) {
     if (previous_action.sa_sigaction) previous_action.sa_sigaction(sig, info, uctx);
@@ -45,6 +61,7 @@ static void on_interrupt_signal(int sig, siginfo_t *info, void *uctx) {
 
 static void install_handler(void) {
   struct sigaction sa;
+  handler_thread = pthread_self();
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_interrupt_signal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
