@@ -95,11 +95,15 @@ pool:shutdown()
     assert.are.equal("1000\n", out)
   end)
 
+  -- The task waits for go: a future already done when the callback is
+  -- added runs it at once, closing f before wait (then "closed" is right).
   it("future:wait returns when a done callback closes the future", function()
     local out = child([[
 local pool = parallel.pool{workers = 1}
-local f = pool:submit(function() return 1 end)
+local go = parallel.event()
+local f = pool:submit(function(go) go:wait(10) return 1 end, go)
 f:add_done_callback(function(g) getmetatable(g).__close(g) end)
+go:set()
 print(f:wait(10))
 pool:shutdown()
 ]])
