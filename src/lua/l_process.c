@@ -650,7 +650,10 @@ static void interrupt_init(proc_ctx *c) {
   union sigval v;
   v.sival_int = 0;
   pthread_mutex_lock(&c->pid_mu);
-  if (c->pid > 0) sigqueue(c->pid, SIGURG, v);
+  if (c->pid > 0) {
+    atomic_store(&c->ledger->stop, 1);   /* read by the handler of a merged SIGURG */
+    sigqueue(c->pid, SIGURG, v);
+  }
   pthread_mutex_unlock(&c->pid_mu);
 }
 

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,14 +66,17 @@ static volatile sig_atomic_t running_seq = -1;
 static volatile sig_atomic_t asked_seq = -1;
 static volatile sig_atomic_t stopping;  /* number 0: the pool shuts down, init too */
 static _Atomic int interrupted;       /* the worker state's flag (l_interrupt) */
+static proc_ledger *volatile ledger;  /* its stop word: a shutdown whose SIGURG merged
+                                         into a task's (signals do not queue) */
 
 static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
   int seq = info->si_code == SI_QUEUE ? info->si_value.sival_int : running_seq;
+  proc_ledger *l = ledger;
   (void)sig; (void)uctx;
   /* 0 (the parent's shutdown) must not replace the number of a task asked
    * for before it started; it interrupts init and any task from now on */
-  if (seq == 0) stopping = 1;
-  else asked_seq = seq;
+  if (seq != 0) asked_seq = seq;
+  if (seq == 0 || (l && atomic_load(&l->stop))) stopping = 1;
   if (running && (seq == running_seq || stopping)) {
     atomic_store(&interrupted, 1);
     worker_ops.interrupt(running);
@@ -591,6 +595,7 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
     if (k.remote) par_remote_client_set_peer(k.remote, k.peer);
   }
   k.ledger = proc_ledger_map(PROC_LEDGER_FD);
+  ledger = k.ledger;
   if (k.ledger)
     k.chan = proc_chan_new(k.ledger, PROC_WORKER, PROC_CHANNEL_FD, PROC_BELL_FD, PROC_PARENT_BELL_FD);
   par_buf_init(&k.out);
@@ -602,7 +607,7 @@ PARALLEL_API int parallel_worker_main(int argc, char **argv) {
   proc_chan_free(k.chan);
   par_wire_peer_free(k.peer);
   par_remote_client_free(k.remote);
-  proc_ledger_unmap(k.ledger);
+  /* the ledger stays mapped until the exit: a SIGURG's handler may read it */
   par_shm_via_free(k.shm);
   par_buf_free(&k.out);
   free(k.taken);

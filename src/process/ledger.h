@@ -74,6 +74,11 @@ typedef struct proc_ledger {
   _Atomic uint32_t asleep[2];    /* PROC_WANT_*: what that side sleeps until */
   char pad[56];
   proc_ring ring[2];             /* ring[side]: the frames side sends */
+  /* 1: the pool shuts down and interrupts (init and every task). Set
+   * before the SIGURG that says so: two SIGURGs close together merge into
+   * the first, whose number may be a task's, so the worker's handler also
+   * looks here. */
+  _Atomic uint32_t stop;
 } proc_ledger;
 
 static inline proc_slot *proc_slot_of(proc_ledger *l, uint32_t seq) {
