@@ -163,7 +163,7 @@ test stress asan tsan valgrind test-process: $(FDPOLL) $(CRASHLIB)
 # process pool (spec/support.lua reads PARALLEL_TEST_BACKEND); tests of
 # what only threads have are tagged #threads.
 PROCESS_SPECS ?= spec/pool_spec.lua spec/future_spec.lua spec/fd_spec.lua spec/interrupt_spec.lua \
-                 spec/process_spec.lua spec/recycle_spec.lua
+                 spec/process_spec.lua spec/recycle_spec.lua spec/hostile_spec.lua
 test-process: deps all
 	PARALLEL_TEST_BACKEND=process $(BUSTED) --exclude-tags=stress,threads $(PROCESS_SPECS)
 
