@@ -99,8 +99,9 @@ describe("process pools' spare worker #child", function()
       -- a next one); a spare is started too, but its init waits
       local t = parallel.now() + 20
       while v:get() < 5 and parallel.now() < t do parallel.sleep(0.001) end
-      -- Once both wait for a frame (blocked in poll), each has taken every
-      -- frame sent to it: the spare's configuration, an init if it got one.
+      -- Once both wait for a frame (asleep in poll or on a futex: nothing
+      -- else blocks here), each has taken every frame sent to it: the
+      -- spare's configuration, an init if it got one.
       local function children()
         local t = {}
         local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
@@ -116,7 +117,7 @@ describe("process pools' spare worker #child", function()
         local f = io.open("/proc/" .. pid .. "/wchan")
         local w = f and f:read("a") or ""
         if f then f:close() end
-        return w:find("poll") ~= nil
+        return w:find("poll") ~= nil or w:find("futex") ~= nil   -- its eventfd, or its ring's word
       end
       local waiting = 0
       while waiting < 2 and parallel.now() < t do
