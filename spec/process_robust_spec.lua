@@ -178,3 +178,25 @@ describe("process pools' spares #child", function()
     assert.same({}, left)
   end)
 end)
+
+describe("process pools under a tiny memory_limit #child", function()
+  it("fail each task with a clear error or run it, never hang or lose the worker", function()
+    check([[
+      for _, lim in ipairs({1, 64, 1000, 50000, 120000, 200000, 400000, 1000000}) do
+        local p = parallel.pool{backend = "process", workers = 1, memory_limit = lim}
+        for _, n in ipairs({1, 1000, 100000}) do
+          local f = p:submit(function(k) local t = {} for i = 1, k do t[i] = i end return #t end, n)
+          assert(f:wait(20), "limit " .. lim .. ": the task never ended")
+          if f:state() == "done" then
+            assert(f:get() == n)
+          else
+            local e = tostring(f:error())
+            assert(e:find("not enough memory", 1, true), "limit " .. lim .. ": " .. e)
+          end
+        end
+        p:shutdown()
+      end
+      print("ok")
+    ]], 60)
+  end)
+end)
