@@ -200,3 +200,27 @@ describe("process pools under a tiny memory_limit #child", function()
     ]], 60)
   end)
 end)
+
+describe("process pools shut down while a worker is replaced #child", function()
+  it("end, the crashed task failed, nothing left running", function()
+    check(PRELUDE .. [[
+      for i = 1, 20 do
+        local p = parallel.pool{backend = "process", workers = 2}
+        p:apply(function() end)            -- the slot has a spare starting
+        local f = p:submit(function() os.exit(3) end)
+        if i % 2 == 0 then
+          p:shutdown()
+          assert(f:state() == "failed" and f:error() == "worker process died (exit status 3)",
+                 f:state() .. " " .. tostring(f:error()))
+        else
+          p:terminate()                      -- it may not have started: then it is cancelled
+          assert(f:state() == "cancelled" or f:state() == "failed", f:state())
+        end
+      end
+      local t = parallel.now() + 10
+      while #workers() > 0 and parallel.now() < t do parallel.sleep(0.001) end
+      assert(#workers() == 0, "worker processes left: " .. table.concat(workers(), " "))
+      print("ok")
+    ]], 60)
+  end)
+end)
