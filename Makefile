@@ -154,10 +154,16 @@ $(CRASHLIB): spec/crash.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ spec/crash.c
 
 crashlib: $(CRASHLIB)
+
+# A host that opens and closes Lua states using parallel, for spec/lifecycle_fd_spec.lua.
+CYCLE = build/test/cycle
+$(CYCLE): spec/cycle.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -I$(LUA_INCDIR) $(CFLAGS) -o $@ spec/cycle.c $(EMBED_LIBS)
 # After both are defined: a prerequisite list is expanded where it stands
 # (here before, $(CRASHLIB) was empty and a fresh checkout's make asan
 # failed two process specs for want of crash.so).
-test stress asan tsan valgrind test-process: $(FDPOLL) $(CRASHLIB)
+test stress asan tsan valgrind test-process: $(FDPOLL) $(CRASHLIB) $(CYCLE)
 
 # The spec files about pools again, with every pool the specs make a
 # process pool (spec/support.lua reads PARALLEL_TEST_BACKEND); tests of

@@ -24,7 +24,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static long cap_ns;              /* 0: spinning off (PARALLEL_SPIN, one CPU) */
 static _Atomic int spin_on = 1;  /* par_wait_set_spin */
 static int cpus = 1, online = 1;
-static int loadavg_fd = -1;
+static _Atomic int loadavg_fd = -1;   /* closed when the library is unloaded (fini) */
 
 /* The host thread counts as one; workers add themselves. */
 static _Atomic int threads = 1, sleepers = 0;
@@ -102,15 +102,23 @@ static void init(void) {
   }
 }
 
+/* When the library is unloaded (lua_close of the last state that loaded
+ * it), its descriptor goes too: a host that opens and closes states kept
+ * one more /proc/loadavg open per cycle. */
+__attribute__((destructor)) static void fini(void) {
+  int fd = atomic_exchange(&loadavg_fd, -1);
+  if (fd >= 0) close(fd);
+}
+
 /* Refreshes the machine's smoothed runnable count when the sample is old. */
 static void sample_machine(long long now_ns) {
   long long at = atomic_load_explicit(&sample_at, memory_order_relaxed);
   char buf[128], *slash;
   ssize_t len;
-  int running, old;
-  if (now_ns - at < SAMPLE_NS || loadavg_fd < 0) return;
+  int running, old, fd = atomic_load_explicit(&loadavg_fd, memory_order_relaxed);
+  if (now_ns - at < SAMPLE_NS || fd < 0) return;
   if (!atomic_compare_exchange_strong(&sample_at, &at, now_ns)) return;   /* another waiter does it */
-  len = pread(loadavg_fd, buf, sizeof buf - 1, 0);
+  len = pread(fd, buf, sizeof buf - 1, 0);
   if (len <= 0) return;
   buf[len] = 0;
   /* "0.52 0.58 0.59 3/467 12345": the fourth field is runnable/total */
