@@ -205,3 +205,80 @@ describe("process pools' spare worker #child", function()
     ]])
   end)
 end)
+
+describe("process pools' round trips #child", function()
+  -- An idle worker sleeps on a word in the shared mapping (no poll): every
+  -- frame, a large one over the socket (its marker goes through the ring)
+  -- and the closing of the channel must each still wake it.
+  it("wakes an idle worker asleep on its word for small and large frames, and to stop", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 1}
+      local big = string.rep("x", 100000)              -- more than a ring frame: the socket
+      for i = 1, 20 do
+        parallel.sleep(0.02)                           -- spins give up: the worker sleeps
+        assert(p:submit(function(x) return x + 1 end, i):get(20) == i + 1)
+        parallel.sleep(0.02)
+        assert(p:submit(function(s, k) return #s + k end, big, i):get(20) == #big + i)
+      end
+      parallel.sleep(0.02)
+      -- A worker that missed the close would be killed after 2 s (STOP_GRACE).
+      local t0 = parallel.now()
+      p:shutdown()
+      local took = parallel.now() - t0
+      assert(took < 1.5, "an idle worker did not see its channel close: shutdown took " .. took .. " s")
+      print("ok")
+    ]])
+  end)
+
+  -- Round trips with the worker killed at random points of them: each task
+  -- gets its result or "worker process died", none hangs, the pool goes on.
+  it("loses nothing and hangs nowhere when round trips meet kill -9 at random points", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 2}
+      local function pid() return io.open("/proc/self/stat"):read("n") end
+      local pids = { p:apply(pid) }
+      math.randomseed(14)
+      local ok, died = 0, 0
+      for i = 1, 300 do
+        local f = p:submit(function(x)
+          return x + 1, io.open("/proc/self/stat"):read("n")
+        end, i)
+        if math.random(10) == 1 then
+          os.execute("kill -9 " .. pids[math.random(#pids)] .. " 2>/dev/null")
+        end
+        assert(f:wait(20), "round trip " .. i .. " hangs")
+        if f:state() == "done" then
+          local v, who = f:get()
+          assert(v == i + 1)
+          pids[#pids + 1] = who
+          if #pids > 4 then table.remove(pids, 1) end
+          ok = ok + 1
+        else
+          assert(f:error():match("^worker process died %(signal 9"), f:error())
+          died = died + 1
+        end
+      end
+      assert(ok + died == 300 and ok > 0)
+      assert(p:apply(function() return 7 end) == 7)
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+
+  it("finishes a round trip whose worker was stopped (SIGSTOP) and resumed", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 1}
+      local pid = p:apply(function() return io.open("/proc/self/stat"):read("n") end)
+      for i = 1, 20 do
+        parallel.sleep(0.005)
+        os.execute("kill -STOP " .. pid)
+        local f = p:submit(function(x) return x * 2 end, i)
+        assert(not f:wait(0.01), "a stopped worker ran a task")
+        os.execute("kill -CONT " .. pid)
+        assert(f:get(20) == 2 * i)
+      end
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+end)

@@ -71,8 +71,9 @@ enum { PROC_PARENT = 0, PROC_WORKER = 1 };
 
 typedef struct proc_ledger {
   proc_slot slot[PROC_SLOTS];
-  _Atomic uint32_t asleep[2];    /* PROC_WANT_*: what that side sleeps until */
-  char pad[56];
+  _Atomic uint32_t asleep[2];    /* what that side sleeps until (pchan.c); a futex word */
+  _Atomic uint32_t closed[2];    /* that side closed its end (pchan.c) */
+  char pad[48];
   proc_ring ring[2];             /* ring[side]: the frames side sends */
   /* 1: the pool shuts down and interrupts (init and every task). Set
    * before the SIGURG that says so: two SIGURGs close together merge into

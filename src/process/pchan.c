@@ -3,15 +3,22 @@
 #include "process/pchan.h"
 
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* asleep[] bits: the side waits for a frame, for room in its ring. */
+#include "core/clock.h"
+#include "core/park.h"
+
+/* asleep[] bits: the side waits for a frame, for room in its ring; ON_WORD:
+ * it sleeps on the asleep word itself (a futex shared by both processes),
+ * not in poll on its eventfd. */
 #define WANT_DATA 1u
 #define WANT_ROOM 2u
+#define ON_WORD 4u
 
 #define RING_MASK ((uint64_t)PROC_RING_SIZE - 1)
 
@@ -26,6 +33,7 @@ enum { REC_FRAME = 1, REC_MARKER, REC_WRAP };
 struct proc_chan {
   proc_ring *out, *in;
   _Atomic uint32_t *mine, *peer;  /* asleep flags */
+  _Atomic uint32_t *closed, *peer_closed;
   par_wire_chan *sock;
   int bell_in, bell_out;
   uint64_t taken;      /* bytes of `in` behind the frame next returned last */
@@ -45,14 +53,22 @@ proc_chan *proc_chan_new(proc_ledger *shared, int side, int sock, int bell_in, i
   c->in = &shared->ring[1 - side];
   c->mine = &shared->asleep[side];
   c->peer = &shared->asleep[1 - side];
+  c->closed = &shared->closed[side];
+  c->peer_closed = &shared->closed[1 - side];
   c->bell_in = bell_in;
   c->bell_out = bell_out;
   par_buf_init(&c->pending);
   return c;
 }
 
+static void ring_bell(proc_chan *c, uint32_t why);
+
 void proc_chan_free(proc_chan *c) {
   if (!c) return;
+  /* A peer asleep on its word does not watch the socket: it is told here
+   * (then it polls, and finds the socket closed). */
+  atomic_store(c->closed, 1);
+  ring_bell(c, WANT_DATA | WANT_ROOM);
   par_wire_chan_free(c->sock);
   par_buf_free(&c->pending);
   free(c);
@@ -60,11 +76,14 @@ void proc_chan_free(proc_chan *c) {
 
 int proc_chan_fd(proc_chan *c) { return par_wire_chan_fd(c->sock); }
 
-/* Wakes the peer if it sleeps for `why`. */
+/* Wakes the peer if it sleeps for `why`: on its word, or in poll. */
 static void ring_bell(proc_chan *c, uint32_t why) {
   uint64_t one = 1;
+  uint32_t was;
   if (!(atomic_load(c->peer) & why)) return;
-  if (atomic_exchange(c->peer, 0) && write(c->bell_out, &one, sizeof one) < 0) {
+  was = atomic_exchange(c->peer, 0);
+  if (was & ON_WORD) par_futex_wake(c->peer, 1, ~0u);
+  else if (was && write(c->bell_out, &one, sizeof one) < 0) {
     /* a full eventfd is readable already */
   }
 }
@@ -232,11 +251,13 @@ static int room_for_pending(proc_chan *c) {
   return PROC_RING_SIZE - (tail - atomic_load(&r->head)) >= need + skip;
 }
 
-int proc_chan_sleep(proc_chan *c, int data) {
+/* Marks this side asleep for what it waits for (`word`: on its asleep
+ * word): 1, or 0 when it is there already (not marked). */
+static int sleep_as(proc_chan *c, int data, uint32_t word) {
   int pending = c->pend_off < c->pending.len;
   release(c);
   if (!data && !pending) return 1;
-  atomic_store(c->mine, (data ? WANT_DATA : 0) | (pending ? WANT_ROOM : 0));
+  atomic_store(c->mine, (data ? WANT_DATA : 0) | (pending ? WANT_ROOM : 0) | word);
   /* seq_cst loads after the seq_cst store: the peer's publish, then its
    * look at our flag, cannot both miss */
   if ((data && atomic_load(&c->in->tail) != atomic_load(&c->in->head)) ||
@@ -246,6 +267,8 @@ int proc_chan_sleep(proc_chan *c, int data) {
   }
   return 1;
 }
+
+int proc_chan_sleep(proc_chan *c, int data) { return sleep_as(c, data, 0); }
 
 void proc_chan_wake(proc_chan *c, int bell) {
   atomic_store(c->mine, 0);
@@ -262,9 +285,31 @@ int proc_chan_io(proc_chan *c, short revents, par_wire_err *e) {
   return rc;
 }
 
+/* Sleeps on this side's asleep word when only the ring can end the wait:
+ * a frame or room is all it waits for (the ring being empty, no frame is
+ * on its way over the socket: the marker goes first), nothing of its own
+ * waits to be written to the socket, and the peer has not closed. One
+ * system call each side instead of a write, a poll and a read. 1 if it
+ * slept, 0 to poll instead. */
+static int sleep_on_word(proc_chan *c, int data, int timeout_ms) {
+  uint32_t want;
+  if (par_wire_chan_backlog(c->sock) > 0 || atomic_load(c->peer_closed)) return 0;
+  /* not asleep: a frame is there, or its marker is and the frame comes
+   * over the socket (poll reads it) */
+  if (!sleep_as(c, data, ON_WORD)) return 0;
+  want = atomic_load(c->mine);
+  /* after the store: a peer closing now sees the flag and wakes us */
+  if (want && !atomic_load(c->peer_closed))
+    par_futex_wait(c->mine, want, ~0u, timeout_ms < 0 ? INFINITY : par_now() + timeout_ms * 1e-3);
+  atomic_store(c->mine, 0);
+  return !atomic_load(c->peer_closed);
+}
+
 int proc_chan_wait(proc_chan *c, int data, int timeout_ms, par_wire_err *e) {
   struct pollfd p[2];
-  int r, slept = timeout_ms != 0 && proc_chan_sleep(c, data);
+  int r, slept;
+  if (timeout_ms != 0 && sleep_on_word(c, data, timeout_ms)) return proc_chan_io(c, 0, e);
+  slept = timeout_ms != 0 && proc_chan_sleep(c, data);
   p[0].fd = par_wire_chan_fd(c->sock);
   p[0].events = par_wire_chan_events(c->sock);
   p[1].fd = c->bell_in;

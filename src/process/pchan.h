@@ -26,7 +26,17 @@
  * and room if it has frames pending), then looks once more; a side that
  * publishes or frees room and sees the peer asleep for it writes the
  * peer's eventfd. Both use sequentially consistent operations, so one of
- * the two sees the other.
+ * the two sees the other. When only the ring can end its wait (it is
+ * empty, so no socket frame is on its way; nothing of this side's waits
+ * for the socket), proc_chan_wait sleeps on the asleep word itself, a
+ * futex shared by both processes, and the peer wakes it with FUTEX_WAKE:
+ * one system call each side instead of a write, a poll and a read. Such
+ * a sleeper does not watch the socket, so closing a channel
+ * (proc_chan_free) marks it closed in the mapping and wakes the peer,
+ * which then polls and finds the socket closed. A peer that dies does
+ * not: a worker dies with its parent (spawn.h), and the parent never
+ * sleeps on the word (its I/O thread polls, for the socket and its other
+ * descriptors).
  *
  * Threads: each end is used by one thread (the parent's I/O thread, the
  * worker's one thread), except that proc_chan_fd/proc_chan_ready may be
