@@ -281,4 +281,58 @@ describe("process pools' round trips #child", function()
       print("ok")
     ]])
   end)
+
+  -- A submit to an idle process pool sends the task itself (the pool
+  -- worker stays parked until the outcome): kill, interrupt and several
+  -- submitting threads must still reach and see each task.
+  it("kills and interrupts a task a submit sent straight to an idle worker", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 2}
+      local spin = function() while true do end end
+      for i = 1, 5 do
+        parallel.sleep(0.01)                       -- both pool workers parked
+        local f = p:submit(spin)
+        while f:state() ~= "running" do parallel.sleep(0.001) end
+        if i % 2 == 0 then f:kill() else f:interrupt() end
+        assert(f:wait(20), "not stopped")
+        assert(f:state() == "failed")
+        local e = tostring(f:error())
+        assert(e:match("killed") or e:match("interrupted"), e)
+        assert(p:submit(function(x) return x * 3 end, i):get(20) == 3 * i)
+      end
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+
+  it("serves round trips from several threads and coroutines at once", function()
+    check([[
+      local procs = parallel.pool{backend = "process", workers = 2}
+      local threads = parallel.pool(3)
+      local fs = {}
+      for t = 1, 3 do
+        fs[t] = threads:submit(function(pp, base)
+          local sum = 0
+          for i = 1, 300 do sum = sum + pp:submit(function(x) return x + 1 end, base + i):get(20) end
+          return sum
+        end, procs, t * 1000)
+      end
+      local co = coroutine.wrap(function()
+        local s = 0
+        for i = 1, 200 do s = s + procs:submit(function(x) return 2 * x end, i):get(20); coroutine.yield() end
+        return s
+      end)
+      local got
+      for _ = 1, 201 do got = co() end
+      assert(got == 200 * 201, tostring(got))
+      for t = 1, 3 do
+        local want = 0
+        for i = 1, 300 do want = want + t * 1000 + i + 1 end
+        assert(fs[t]:get(60) == want, "thread " .. t)
+      end
+      threads:shutdown()
+      procs:shutdown()
+      print("ok")
+    ]])
+  end)
 end)

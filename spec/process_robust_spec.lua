@@ -147,13 +147,17 @@ describe("process pools' spares #child", function()
       while #workers() < 4 and parallel.now() < t do parallel.sleep(0.001) end
       -- both workers stuck in C, signals blocked (one was a spare, started
       -- by the spawner thread): only their PR_SET_PDEATHSIG ends them
-      local ev = parallel.event()
+      local ev1, ev2 = parallel.event(), parallel.event()
       local stuck = function(lib, ev)
         package.loadlib(lib, "luaopen_crash")().stuck(function() ev:set() end)
       end
-      p:submit(stuck, "]] .. CRASH .. [[", ev)
-      p:submit(stuck, "]] .. CRASH .. [[", ev)
-      assert(ev:wait(10))
+      p:submit(stuck, "]] .. CRASH .. [[", ev1)
+      p:submit(stuck, "]] .. CRASH .. [[", ev2)
+      assert(ev1:wait(10) and ev2:wait(10))
+      -- each slot has run a task now (which slot took the tasks before is
+      -- the pool's choice), so each keeps a spare
+      t = parallel.now() + 10
+      while #workers() < 4 and parallel.now() < t do parallel.sleep(0.001) end
       print(table.concat(workers(), " "))
       io.stdout:flush()
       os.execute("kill -9 " .. my_pid())

@@ -117,6 +117,15 @@ static void unlist(par_pool *p, par_worker *w) {
   p->listed--;
 }
 
+/* With p->mu held, w's word bumped: a worker parked through the backend
+ * is woken now (its ctx is valid while the mutex holds it in take); 1 if
+ * so, 0: wake it with par_park_wake after unlocking. */
+static int wake_hooked(par_pool *p, par_worker *w) {
+  if (!w->hooked) return 0;
+  p->ops->unpark(w->park_ctx);
+  return 1;
+}
+
 /* With p->mu held: the idle worker to wake for one task, taken off the
  * list with its word bumped (wake it after unlocking), or NULL. See
  * pool.h: the latest to park on this CPU, else the latest. */
@@ -135,8 +144,10 @@ static par_worker *pick_idle(par_pool *p) {
 /* With p->mu held: every listed worker is to wake (wake_all_after). */
 static void unlist_all(par_pool *p) {
   while (p->idle) {
-    atomic_fetch_add(&p->idle->park_word, 1);
-    unlist(p, p->idle);
+    par_worker *w = p->idle;
+    atomic_fetch_add(&w->park_word, 1);
+    unlist(p, w);
+    wake_hooked(p, w);
   }
 }
 
@@ -147,10 +158,11 @@ static void wake_all_after(par_pool *p) {
   for (i = 0; i < p->nworkers; i++) par_park_wake(&p->workers[i].park_word, 0);
 }
 
-static par_future *take(par_worker *w) {
+static par_future *take(par_worker *w, int *offered) {
   par_pool *p = w->pool;
   par_future *f = NULL;
   int spun = 0;
+  *offered = 0;
   if (!has_work(p)) {
     /* a submit that a spinner will see needs no wake-up (par_pool_submit) */
     atomic_fetch_add(&p->spinning, 1);
@@ -159,23 +171,41 @@ static par_future *take(par_worker *w) {
   }
   pthread_mutex_lock(&p->mu);
   if (spun) atomic_fetch_sub(&p->spinning, 1);
-  while (p->count == 0 && !atomic_load(&p->closed)) {
+  for (;;) {
     /* read under mu: whoever unlists this worker bumps it before waking */
     int seq = atomic_load(&w->park_word);
-    w->cpu = sched_getcpu();
-    w->next_idle = p->idle;
-    p->idle = w;
-    w->listed = 1;
-    p->listed++;
+    if (w->handed && !w->handing) {
+      f = w->handed;
+      w->handed = NULL;
+      p->handed--;
+      *offered = w->offered;
+      w->await_handoff = 0;
+      break;
+    }
+    if (!w->handed) {
+      if (p->count > 0) {
+        f = pop_head(p);
+        break;
+      }
+      if (atomic_load(&p->closed)) break;
+      w->cpu = sched_getcpu();
+      w->next_idle = p->idle;
+      p->idle = w;
+      w->listed = 1;
+      p->listed++;
+    } else {
+      w->await_handoff = 1;     /* the submitter still hands it over */
+    }
+    w->hooked = p->ops->park && w->ctx;
+    w->park_ctx = w->ctx;
     p->sleeping++;
     pthread_mutex_unlock(&p->mu);
-    par_park_wait(&w->park_word, seq, PAR_FOREVER);
+    if (w->hooked) p->ops->park(w->ctx, &w->park_word, seq);
+    else par_park_wait(&w->park_word, seq, PAR_FOREVER);
     pthread_mutex_lock(&p->mu);
     p->sleeping--;
+    w->hooked = 0;
     if (w->listed) unlist(p, w);   /* back without a wake-up */
-  }
-  if (p->count > 0) {
-    f = pop_head(p);
   }
   pthread_mutex_unlock(&p->mu);
   return f;
@@ -252,19 +282,27 @@ static void *worker_main(void *arg) {
   par_pool *p = w->pool;
   par_future *f;
   sigset_t interrupt_only;
+  int offered;
   par_wait_thread_begin();
   this_worker = w;
   sigemptyset(&interrupt_only);
   sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
   pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
   open_ctx(w);
-  while ((f = take(w)) != NULL) {
+  while ((f = take(w, &offered)) != NULL) {
     double t0;
-    if (!par_future_claim(f)) {      /* cancelled while queued */
+    if (offered < 0) {               /* handed over, but cancelled first */
       par_object_release(&f->hdr);
       continue;
     }
-    atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
+    if (offered == 0) {              /* from the queue */
+      if (!par_future_claim(f)) {    /* cancelled while queued */
+        par_object_release(&f->hdr);
+        continue;
+      }
+      atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
+    }
+    /* (a task handed over is claimed and current already: hand_over) */
     pthread_mutex_lock(&w->mu);
     w->current = f;
     pthread_mutex_unlock(&w->mu);
@@ -344,6 +382,34 @@ static int pool_interrupt(par_object *owner, par_future *f);
 /* What a future submitted here tells its pool (future.h). */
 static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt };
 
+/* A submit hands f over to w, parked through the backend and taken off
+ * the idle list (w->handing: its thread waits in take, ctx is ours): f
+ * is claimed and made w's current task here, so that a cancel can no
+ * longer take it back and kill and interrupt reach it, then ops->offer
+ * may start it from this thread. w's thread is woken only if offer did
+ * not start it, or it already waits for the hand-over to end; else the
+ * backend's park returns when f needs it. */
+static void hand_over(par_pool *p, par_worker *w, void *ctx, par_future *f) {
+  int state = -1, wake;
+  if (par_future_claim(f)) {
+    atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
+    pthread_mutex_lock(&w->mu);
+    w->current = f;
+    pthread_mutex_unlock(&w->mu);
+    state = p->ops->offer(ctx, f) ? 2 : 1;
+  }
+  pthread_mutex_lock(&p->mu);
+  w->offered = state;
+  w->handing = 0;
+  wake = state != 2 || w->await_handoff;
+  if (wake) {
+    atomic_fetch_add(&w->park_word, 1);
+    if (!wake_hooked(p, w)) wake = 2;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (wake == 2) par_park_wake(&w->park_word, 0);
+}
+
 int par_pool_submit(par_pool *p, par_future *f) {
   par_worker *woke = NULL;
   int wake;
@@ -373,8 +439,23 @@ int par_pool_submit(par_pool *p, par_future *f) {
    * it has the mutex again, and a submit loop must not make a system call
    * a task for it). */
   wake = p->listed > 0 &&
-         p->count > (size_t)atomic_load(&p->spinning) + (size_t)(p->sleeping - p->listed);
+         p->count > (size_t)atomic_load(&p->spinning) +
+                    (size_t)(p->sleeping - p->listed - p->handed);
   if (wake) woke = pick_idle(p);
+  if (woke && woke->hooked && p->ops->offer && p->count == 1) {
+    /* nothing ahead of it: handed over to that worker (hand_over) */
+    p->count = 0;
+    p->head = (p->head + 1) % p->cap;
+    atomic_store_explicit(&p->queued, 0, memory_order_relaxed);
+    void *ctx = woke->park_ctx;   /* read under mu: the worker thread writes it */
+    woke->handed = f;
+    woke->handing = 1;
+    p->handed++;
+    pthread_mutex_unlock(&p->mu);
+    hand_over(p, woke, ctx, f);
+    return PAR_OK;
+  }
+  if (woke && wake_hooked(p, woke)) woke = NULL;
   pthread_mutex_unlock(&p->mu);
   /* after unlocking: the woken worker does not run into the held mutex */
   if (woke) par_park_wake(&woke->park_word, 0);
@@ -433,6 +514,16 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
     }
   }
   unlist_all(p);
+  /* A worker waiting, parked, for the outcome of a task handed over looks
+   * at the shutdown now (a cancel fails that task if its process has not
+   * started it: an init that never ends) */
+  for (i = 0; i < (size_t)p->nworkers; i++) {
+    par_worker *w = &p->workers[i];
+    if (w->handed && !w->handing) {
+      atomic_fetch_add(&w->park_word, 1);
+      wake_hooked(p, w);
+    }
+  }
   pthread_mutex_unlock(&p->mu);
   wake_all_after(p);
   for (i = 0; i < ndrop; i++) {
@@ -463,7 +554,7 @@ par_future *par_pool_take_ahead(int (*ok)(par_future *f)) {
   if (!w || !has_work(w->pool)) return NULL;
   p = w->pool;
   pthread_mutex_lock(&p->mu);
-  if (p->count > 0 && p->sleeping == 0 && atomic_load(&p->spinning) == 0 &&
+  if (p->count > 0 && p->sleeping == p->handed && atomic_load(&p->spinning) == 0 &&
       (!ok || ok(p->fifo[p->head]))) {
     f = pop_head(p);
   }
@@ -530,7 +621,7 @@ int par_pool_others_idle(void) {
   if (!this_worker) return 0;
   p = this_worker->pool;
   pthread_mutex_lock(&p->mu);
-  idle = p->sleeping > 0 || atomic_load(&p->spinning) > 0;
+  idle = p->sleeping > p->handed || atomic_load(&p->spinning) > 0;
   pthread_mutex_unlock(&p->mu);
   return idle;
 }

@@ -70,6 +70,23 @@ typedef struct par_pool_ops {
    * opens a fresh one (start, then init) before its next task. May be
    * NULL: a context lives as long as its worker. */
   int (*spent)(void *ctx);
+  /* Handing a task over from the submitting thread (all three or none;
+   * NULL for none). An idle worker thread parks through park: it sleeps
+   * while *word == seq, returns when unpark(ctx) is called after the word
+   * changed, and may return early (its caller looks again). A submit that
+   * would wake a parked worker, with nothing queued ahead, instead claims
+   * the task, makes it the worker's current one and calls offer(ctx, f) on
+   * the submitting thread (the worker thread does not touch ctx
+   * meanwhile): 1 if offer started f itself (a process backend sends it to
+   * the worker process), so that the worker thread is not woken for it:
+   * park must then return by itself once f needs the worker thread (its
+   * outcome arrived, its process died), which runs it with run(ctx, f) as
+   * usual; 0: the worker thread is woken and runs f (run as always; offer
+   * may have begun it). unpark may be called
+   * with the pool's mutex held. */
+  void (*park)(void *ctx, _Atomic int *word, int seq);
+  void (*unpark)(void *ctx);
+  int (*offer)(void *ctx, par_future *f);
 } par_pool_ops;
 
 struct par_worker {
@@ -88,6 +105,14 @@ struct par_worker {
   _Atomic int park_word;
   int listed, cpu;
   par_worker *next_idle;
+  /* ops->park: parked through the backend (pool mu), with that ctx */
+  int hooked;
+  void *park_ctx;
+  /* A task handed over by a submit (ops->offer; pool mu): handing while
+   * the submitter still uses ctx; offered: offer started it; await: the
+   * worker thread waits for the handing to end (the submitter wakes it). */
+  par_future *handed;
+  int handing, offered, await_handoff;
 };
 
 struct par_pool {
@@ -100,7 +125,8 @@ struct par_pool {
   _Atomic size_t queued;          /* = count, readable while spinning */
   int sleeping;                   /* parked, or woken and not yet back (mu) */
   par_worker *idle;               /* listed parked workers, latest first (mu) */
-  int listed;                     /* how many (mu); sleeping - listed: wake-ups on their way */
+  int listed;                     /* how many (mu); sleeping - listed - handed: wake-ups on their way */
+  int handed;                     /* workers with a task handed over, not taken yet (mu) */
   _Atomic int spinning;           /* idle workers spinning (wait.h) */
   _Atomic int closed;
   _Atomic int aborting;           /* shutdown interrupts whatever runs now or next */

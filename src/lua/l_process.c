@@ -51,6 +51,7 @@
 #include "codec/proto.h"
 #include "core/clock.h"
 #include "core/future.h"
+#include "core/park.h"
 #include "core/pool.h"
 #include "core/queue.h"
 #include "core/wait.h"
@@ -139,12 +140,14 @@ struct proc_ctx {
   double abort_at;           /* when a shutdown's interrupt was seen; 0: none */
   double init_again;      /* when to send the init's interrupt once more */
   uint32_t seq;              /* the number of the task sent last (never 0) */
-  volatile sig_atomic_t running_seq;   /* the task an interrupt means */
+  atomic_int running_seq;    /* the task an interrupt means (lock-free: the signal
+                                handler reads it; a submit's offer writes it) */
   _Atomic int *interrupted;  /* the pool worker's flag: an interrupt is asked */
   par_buf out;               /* a frame being built */
   char fatal[600];           /* set: no worker can run here; tasks fail with it */
   int unprepared;            /* fatal only until prepare() succeeds */
   int took_spare;            /* the process was a spare, ready before it took over */
+  atomic_int idle_gone;      /* parked, this side saw the socket close: no offer */
   char broke[300];           /* why this side stopped the conversation, if it did */
 };
 
@@ -413,7 +416,7 @@ static void mark_started(proc_ctx *c, flight *x) {
    * interrupt of the new task that came in between reached the worker
    * with the old number, which it ignores, so it goes again. */
   par_pool_now_running(x->f);
-  c->running_seq = (sig_atomic_t)x->seq;
+  atomic_store(&c->running_seq, (int)x->seq);
   if (atomic_load(c->interrupted)) process_interrupt(c);
 }
 
@@ -553,7 +556,7 @@ static int dispatch(proc_ctx *c, par_future *f, int claimed) {
     return 0;
   }
   c->seq = seq;
-  if (claimed) c->running_seq = (sig_atomic_t)seq;
+  if (claimed) atomic_store(&c->running_seq, (int)seq);
   set_flight(c, x, f);
   c->nflight++;
   c->sent++;
@@ -1019,10 +1022,24 @@ static void run_flights(proc_ctx *c) {
 
 static int prepare(proc_ctx *c);
 
+/* The flight of f, if a submit sent it already (process_offer). */
+static flight *offered_flight(proc_ctx *c, par_future *f) {
+  int i;
+  for (i = 0; i < PROC_SLOTS; i++)
+    if (c->fl[i].f == f) return &c->fl[i];
+  return NULL;
+}
+
 static void process_run(void *ctx, par_future *f) {
   proc_ctx *c = (proc_ctx *)ctx;
   char why[400];
   if (!c) { par_future_finish(f, PAR_FAILED, NULL); return; }
+  if (atomic_load(&f->state) != PAR_RUNNING) return;   /* an offer failed it */
+  if (offered_flight(c, f)) {
+    run_flights(c);
+    atomic_store(&c->idle_gone, 0);
+    return;
+  }
   if (c->unprepared) prepare(c);
   if (c->fatal[0]) { fail(c, f, c->fatal); return; }
   /* A worker that died while idle (the OOM killer, a kill from outside)
@@ -1032,6 +1049,81 @@ static void process_run(void *ctx, par_future *f) {
   c->abort_at = c->init_again = 0;
   dispatch(c, f, 1);
   run_flights(c);
+  atomic_store(&c->idle_gone, 0);
+}
+
+/* The pool worker parks here between tasks (pool.h: ops->park): in poll
+ * on wake_fd, which the pool's unpark writes and the worker process
+ * writes with its next frame (proc_chan_idle), so that the outcome of a
+ * task a submit sent (process_offer) wakes this thread once, when it is
+ * there; and on the socket, which closes when the worker dies with that
+ * task. A socket that closes with nothing sent is a worker that died
+ * idle: the next task finds it (process_run); until then offers are
+ * refused and the socket is left out, so that the poll does not return
+ * at once for ever. */
+static void process_park(void *ctx, _Atomic int *word, int seq) {
+  proc_ctx *c = (proc_ctx *)ctx;
+  struct pollfd p[2];
+  int n = 1, r;
+  uint64_t v;
+  if (c->wake_fd < 0) {        /* no eventfd: a short timed park */
+    par_park_wait(word, seq, par_now() + 0.001);
+    return;
+  }
+  p[0].fd = c->wake_fd;
+  p[0].events = POLLIN;
+  if (c->chan) {
+    proc_chan_idle(c->chan);
+    if (!atomic_load(&c->idle_gone)) {
+      p[1].fd = proc_chan_fd(c->chan);
+      p[1].events = POLLIN;
+      n = 2;
+    }
+  }
+  p[0].revents = p[1].revents = 0;
+  /* after proc_chan_idle: a frame published before it is seen by whoever
+   * handed a task over, who bumped the word first */
+  if (atomic_load(word) == seq) {
+    par_wait_sleep_begin();
+    r = poll(p, (nfds_t)n, -1);
+    par_wait_sleep_end();
+    /* seq_cst, then the word: a submit that saw no idle_gone bumped the
+     * word before, and this thread looks at it again before it sleeps */
+    if (r > 0 && n == 2 && p[1].revents) atomic_store(&c->idle_gone, 1);
+  }
+  if (c->chan) proc_chan_wake(c->chan, 1);
+  else if (read(c->wake_fd, &v, sizeof v) < 0) { /* drained already */ }
+}
+
+static void process_unpark(void *ctx) {
+  proc_ctx *c = (proc_ctx *)ctx;
+  uint64_t one = 1;
+  if (c->wake_fd >= 0 && write(c->wake_fd, &one, sizeof one) < 0) { /* readable already */ }
+}
+
+/* On the submitting thread (pool.h: ops->offer), this context handed
+ * over while its pool worker is parked: sends f, claimed, to the worker
+ * process at once when nothing else is in flight and the task goes whole,
+ * so that the pool worker is woken once, by the outcome, instead of once
+ * to send and once more for the outcome. 1 if sent. */
+static int process_offer(void *ctx, par_future *f) {
+  proc_ctx *c = (proc_ctx *)ctx;
+  /* a task too large for the ring goes over the socket, which the pool
+   * worker writes as it drains: it is woken to send it */
+  /* task_timeout is timed by the pool worker, awake */
+  if (c->unprepared || c->fatal[0] || !c->chan || c->nflight > 0 || f->segmented || f->timeout > 0 ||
+      !f->task || f->task->rest || f->task->len > PROC_RING_FRAME / 2 ||
+      atomic_load(&c->idle_gone) || proc_chan_backlog(c->chan) > 0)
+    return 0;
+  c->abort_at = c->init_again = 0;
+  /* -1: the channel failed, the flight stays; the socket's close wakes
+   * the pool worker, which finds the death */
+  dispatch(c, f, 1);
+  /* failed here, or bytes left for the socket: the pool worker finishes up */
+  if (!offered_flight(c, f) || proc_chan_backlog(c->chan) > 0) return 0;
+  /* an interrupt that reached the parked thread before running_seq named f */
+  if (atomic_load(c->interrupted)) process_interrupt(c);
+  return 1;
 }
 
 /* A signal handler on the owning thread: the worker stops the task at its
@@ -1042,7 +1134,7 @@ static void process_interrupt(void *ctx) {
   union sigval v;
   uint64_t one = 1;
   int saved = errno;
-  v.sival_int = c->running_seq;
+  v.sival_int = atomic_load(&c->running_seq);
   if (c->pid > 0) sigqueue(c->pid, SIGURG, v);
   if (write(c->wake_fd, &one, sizeof one) < 0) { /* already readable */ }
   errno = saved;
@@ -1163,4 +1255,7 @@ const par_pool_ops process_ops = {
   .stop = process_stop,
   .free_ud = process_free_config,
   .kill = process_kill,
+  .park = process_park,
+  .unpark = process_unpark,
+  .offer = process_offer,
 };

@@ -270,6 +270,11 @@ static int sleep_as(proc_chan *c, int data, uint32_t word) {
 
 int proc_chan_sleep(proc_chan *c, int data) { return sleep_as(c, data, 0); }
 
+void proc_chan_idle(proc_chan *c) {
+  release(c);
+  atomic_store(c->mine, WANT_DATA);
+}
+
 void proc_chan_wake(proc_chan *c, int bell) {
   atomic_store(c->mine, 0);
   if (bell) {

@@ -87,6 +87,12 @@ int proc_chan_ready(void *c);
  * the ring: 0, or -1 (e filled) when the socket failed or closed. */
 short proc_chan_events(proc_chan *c);
 int proc_chan_sleep(proc_chan *c, int data);
+/* An idle wait of the reader, while another thread may send on this
+ * channel (the parent's I/O thread, parked, while a submitter sends):
+ * gives back the room of the frame taken last and marks this side asleep
+ * for a frame, touching only the reading side's state; the peer's next
+ * frame then writes this side's eventfd. proc_chan_wake ends it. */
+void proc_chan_idle(proc_chan *c);
 void proc_chan_wake(proc_chan *c, int bell);
 int proc_chan_io(proc_chan *c, short revents, par_wire_err *e);
 
