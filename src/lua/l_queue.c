@@ -47,10 +47,20 @@ static par_msg *to_immediate(lua_State *L, int idx, int type) {
 
 /* Pushes the value of m, an immediate or a message (freed). */
 void l_queue_push_item(lua_State *L, par_msg *m) {
-  uintptr_t x = (uintptr_t)m;
-  if ((x & 3u) == IMM_INT) lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
-  else if ((x & 3u) == IMM_BOOL) lua_pushboolean(L, (int)(x >> 2));
+  if (((uintptr_t)m & 3u) != 0) l_queue_peek_item(L, m);   /* an immediate: nothing to free */
   else l_message_decode(L, m);
+}
+
+/* Pushes the one value m holds, m left as it is (its owner frees it, or
+ * gives it back when a decode raises): a batch's items, decoded in turn. */
+void l_queue_peek_item(lua_State *L, const par_msg *m) {
+  uintptr_t x = (uintptr_t)m;
+  int n;
+  if ((x & 3u) == IMM_INT) { lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2)); return; }
+  if ((x & 3u) == IMM_BOOL) { lua_pushboolean(L, (int)(x >> 2)); return; }
+  n = codec_decode(L, m);   /* an item is one value */
+  if (n == 0) lua_pushnil(L);
+  else if (n > 1) lua_pop(L, n - 1);
 }
 
 /* An immediate, or the encoded message, of the value at idx, whose type
@@ -275,11 +285,8 @@ static int pop_list(lua_State *L, par_queue *q, lua_Integer max, double timeout)
   luaL_checkstack(L, 4, NULL);
   lua_createtable(L, b->n < INT_MAX ? (int)b->n : INT_MAX, 0);
   for (i = 0; i < b->n; i++) {
-    uintptr_t x = (uintptr_t)b->ms[i];
     b->done = i;
-    if ((x & 3u) == IMM_INT) lua_pushinteger(L, (lua_Integer)((intptr_t)x >> 2));
-    else if ((x & 3u) == IMM_BOOL) lua_pushboolean(L, (int)(x >> 2));
-    else codec_decode(L, b->ms[i]);   /* may raise: give_back then */
+    l_queue_peek_item(L, b->ms[i]);   /* may raise: give_back then */
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   b->q = NULL;

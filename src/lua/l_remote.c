@@ -261,14 +261,8 @@ static int decode_reply(lua_State *L) {
   par_remote_reply *rp = &pd->c->reply;
   luaL_checkstack(L, 4, NULL);
   for (; pd->i < rp->nparts; pd->i++) {
-    par_msg *m = rp->parts[pd->i].m;
     if (rp->parts[pd->i].tag != 'M') lua_pushnil(L);
-    else if (((uintptr_t)m & 3u) != 0) l_queue_push_item(L, m);
-    else {
-      int n = codec_decode(L, m);   /* an item is one value */
-      if (n == 0) lua_pushnil(L);
-      else if (n > 1) lua_pop(L, n - 1);
-    }
+    else l_queue_peek_item(L, rp->parts[pd->i].m);
     lua_rawseti(L, 1, (lua_Integer)pd->i + 1);
   }
   return 0;

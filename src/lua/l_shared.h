@@ -34,6 +34,9 @@ void l_hold_end(lua_State *L, int slot);   /* releases o, removes the slot */
  * encoded message of the value at idx; and back onto the stack (m freed). */
 par_msg *l_queue_encode_item(lua_State *L, int idx);
 void l_queue_push_item(lua_State *L, par_msg *m);
+/* The same, m kept: its owner frees it (a batch's items, which go back to
+ * their queue if one of them cannot be decoded). */
+void l_queue_peek_item(lua_State *L, const par_msg *m);
 
 /* Dict keys (l_dict.c), in their canonical bytes: equal keys, equal bytes.
  * Long strings get a temporary userdata, left on the stack. */
