@@ -84,11 +84,10 @@ end)
 
 describe("process pools' spare worker #child", function()
   it("runs init only in a process that takes over, with init_args", function()
-    check([[
+    check(support.PROCESS_PRELUDE .. [[
       local v = parallel.value("int64", 0)
       local p = parallel.pool{backend = "process", workers = 1, max_tasks_per_worker = 1,
                               init = function(n) n:add(1) end, init_args = {v}}
-      local function my_pid() return io.open("/proc/self/stat"):read("n") end
       local pids = {}
       for i = 1, 4 do
         local pid = p:apply(my_pid)
@@ -102,17 +101,6 @@ describe("process pools' spare worker #child", function()
       -- Once both wait for a frame (asleep in poll or on a futex: nothing
       -- else blocks here), each has taken every frame sent to it: the
       -- spare's configuration, an init if it got one.
-      local function children()
-        local t = {}
-        local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
-        for pid in ls:read("a"):gmatch("%d+") do
-          local f = io.open("/proc/" .. pid .. "/cmdline")   -- worker processes only
-          if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
-          if f then f:close() end
-        end
-        ls:close()
-        return t
-      end
       local function polling(pid)
         local f = io.open("/proc/" .. pid .. "/wchan")
         local w = f and f:read("a") or ""
@@ -122,7 +110,7 @@ describe("process pools' spare worker #child", function()
       local waiting = 0
       while waiting < 2 and parallel.now() < t do
         waiting = 0
-        for _, pid in ipairs(children()) do if polling(pid) then waiting = waiting + 1 end end
+        for _, pid in ipairs(workers()) do if polling(pid) then waiting = waiting + 1 end end
         if waiting < 2 then parallel.sleep(0.001) end
       end
       assert(waiting == 2, "the worker and its spare never waited for a frame")
@@ -134,25 +122,13 @@ describe("process pools' spare worker #child", function()
   end)
 
   it("is ready from the slot's first task: the pool's first crash is a take-over", function()
-    check([[
-      local function my_pid() return io.open("/proc/self/stat"):read("n") end
-      local function children()
-        local t = {}
-        local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
-        for pid in ls:read("a"):gmatch("%d+") do
-          local f = io.open("/proc/" .. pid .. "/cmdline")   -- worker processes only
-          if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
-          if f then f:close() end
-        end
-        ls:close()
-        return t
-      end
+    check(support.PROCESS_PRELUDE .. [[
       local p = parallel.pool{backend = "process", workers = 1}
       local first = p:apply(my_pid)
       local spare
       local t = parallel.now() + 10
       while not spare and parallel.now() < t do
-        for _, pid in ipairs(children()) do if pid ~= first then spare = pid end end
+        for _, pid in ipairs(workers()) do if pid ~= first then spare = pid end end
         if not spare then parallel.sleep(0.001) end
       end
       assert(spare, "no spare worker after the slot's first task")
@@ -167,21 +143,7 @@ describe("process pools' spare worker #child", function()
   end)
 
   it("is replaced when it dies while it waits, and the pool goes on", function()
-    check([[
-      local function my_pid() return io.open("/proc/self/stat"):read("n") end
-      local function children()
-        local t = {}
-        local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
-        for pid in ls:read("a"):gmatch("%d+") do t[#t + 1] = tonumber(pid) end
-        ls:close()
-        return t
-      end
-      local function alive(pid)
-        local f = io.open("/proc/" .. pid .. "/stat")
-        if not f then return false end
-        local st = f:read("a"); f:close()
-        return st:match("^%d+ %b() (%a)") ~= "Z"
-      end
+    check(support.PROCESS_PRELUDE .. [[
       local p = parallel.pool{backend = "process", workers = 1}
       local f = p:submit(function() os.exit(1) end)
       assert(f:wait(20) and f:state() == "failed")
@@ -189,7 +151,7 @@ describe("process pools' spare worker #child", function()
       local spare
       local t = parallel.now() + 20
       while not spare and parallel.now() < t do
-        for _, pid in ipairs(children()) do if pid ~= current and alive(pid) then spare = pid end end
+        for _, pid in ipairs(workers()) do if pid ~= current and alive(pid) then spare = pid end end
         parallel.sleep(0.001)
       end
       assert(spare, "no spare worker")

@@ -14,20 +14,7 @@ local function check(code, timeout)
 end
 
 -- Code shared by the cases: the worker processes of this process.
-local PRELUDE = [[
-local function my_pid() return io.open("/proc/self/stat"):read("n") end
-local function workers()
-  local t = {}
-  local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
-  for pid in ls:read("a"):gmatch("%d+") do
-    local f = io.open("/proc/" .. pid .. "/cmdline")
-    if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
-    if f then f:close() end
-  end
-  ls:close()
-  return t
-end
-]]
+local PRELUDE = support.PROCESS_PRELUDE
 
 describe("process pools' workers that do not start #child", function()
   it("fail a task given to a stopped spare after task_timeout, and go on", function()
@@ -165,12 +152,7 @@ describe("process pools' spares #child", function()
     local pids = {}
     for pid in out:gmatch("%d+") do pids[#pids + 1] = pid end
     assert.is_true(#pids >= 4, "not two workers and their spares: " .. out .. err)
-    local function alive(pid)
-      local f = io.open("/proc/" .. pid .. "/stat")
-      if not f then return false end
-      local st = f:read("a"); f:close()
-      return st:match("^%d+ %b() (%a)") ~= "Z"
-    end
+    local alive = support.alive
     local parallel = require "parallel"
     local deadline = parallel.now() + 5
     local left

@@ -17,13 +17,7 @@ local function failure(f)
 end
 
 -- Whether a process exists and is not a zombie.
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("^%d+ %b() (%a)") ~= "Z"
-end
+local alive = support.alive
 
 describe("process pools", function()
   local pool

@@ -115,6 +115,31 @@ function M.occupy(pool)
   return f, running, release
 end
 
+-- Source that child scripts of the process specs start with: my_pid(),
+-- workers() (this process's worker processes, by their command line:
+-- io.popen's shell is a child too) and alive(pid) (exists, not a zombie).
+M.PROCESS_PRELUDE = [[
+local function my_pid() return io.open("/proc/self/stat"):read("n") end
+local function workers()
+  local t = {}
+  local ls = io.popen("cat /proc/" .. my_pid() .. "/task/*/children")
+  for pid in ls:read("a"):gmatch("%d+") do
+    local f = io.open("/proc/" .. pid .. "/cmdline")
+    if f and f:read("a"):find("--parallel-worker", 1, true) then t[#t + 1] = tonumber(pid) end
+    if f then f:close() end
+  end
+  ls:close()
+  return t
+end
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local st = f:read("a"); f:close()
+  return st:match("^%d+ %b() (%a)") ~= "Z"
+end
+]]
+M.alive = assert(load(M.PROCESS_PRELUDE .. "return alive", "=process prelude"))()
+
 -- PARALLEL_TEST_BACKEND=process (make test-process): every pool the specs
 -- make with parallel.pool is a process pool unless it names its backend.
 -- Tests of what only thread pools have are tagged #threads.
