@@ -84,10 +84,14 @@ static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
 }
 
 /* Runs Lua code of task seq (the handler may interrupt it), then undoes an
- * interrupt that reached it. */
+ * interrupt that reached it. The ledger's stop word too: the parent sets
+ * it before its SIGURG, which a process still starting (no handler yet,
+ * the ledger not mapped) loses. */
 static void begin_run(void *ctx, int seq) {
+  proc_ledger *l = ledger;
   running_seq = seq;
   running = ctx;
+  if (!stopping && l && atomic_load(&l->stop)) stopping = 1;
   if (stopping || asked_seq == seq) {
     atomic_store(&interrupted, 1);
     worker_ops.interrupt(ctx);
