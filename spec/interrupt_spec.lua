@@ -106,6 +106,25 @@ describe("future:interrupt", function()
     assert.equal(1e6, pool:submit(function() local n = 0 for _ = 1, 1e6 do n = n + 1 end return n end):get(10))
   end)
 
+  it("never loses an interrupt sent the moment a task starts #child", function()
+    -- Between a worker claiming a task and making it its current one, an
+    -- interrupt finds no worker running it; it must be kept, not dropped.
+    local out, err = support.run_child{ timeout = 60, code = [[
+      local parallel = require "parallel"
+      local p = parallel.pool(2)
+      local spin = function() while true do end end
+      for i = 1, 300 do
+        local f = p:submit(spin)
+        while not f:interrupt() do assert(not f:done(), f:state()) end
+        assert(f:wait(20), "not stopped (round " .. i .. ")")
+        assert(tostring(f:error()):match("interrupted"), tostring(f:error()))
+      end
+      p:shutdown()
+      print("ok")
+    ]] }
+    assert.equal("ok\n", out, err)
+  end)
+
   it("does nothing to a finished or a queued future #threads", function()
     local f = pool:submit(function() return 7 end)
     assert.equal(7, f:get(10))

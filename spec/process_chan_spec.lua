@@ -267,6 +267,34 @@ describe("process pools' round trips #child", function()
     ]])
   end)
 
+  it("never loses an interrupt sent right after submit, to a worker just replaced too", function()
+    -- The interrupt can reach the pool worker before the task's number is
+    -- known, merge into another SIGURG, or reach a worker process that has
+    -- no handler yet (a spare still starting): the ledger keeps it.
+    check([[
+      local p = parallel.pool{backend = "process", workers = 2}
+      local spin = function() while true do end end
+      for i = 1, 60 do
+        local f = p:submit(spin)
+        while not f:interrupt() do                -- false while still pending
+          assert(not f:done(), f:state())
+          parallel.sleep(0)
+        end
+        assert(f:wait(20), "not stopped (round " .. i .. ")")
+        local e = tostring(f:error())
+        assert(e:match("interrupted"), e)
+        if i % 10 == 0 then                       -- a fresh worker process next
+          local k = p:submit(spin)
+          while not k:kill() do parallel.sleep(0) end
+          assert(k:wait(20), "kill did not stop it")
+        end
+      end
+      assert(p:submit(function(x) return x * 3 end, 7):get(20) == 21)
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
+
   it("serves round trips from several threads and coroutines at once", function()
     check([[
       local procs = parallel.pool{backend = "process", workers = 2}

@@ -74,6 +74,9 @@ struct par_future {
   const par_future_sink *sink;   /* the owner's completion notices */
   par_future *next_done;     /* the owner's completed list (its mutex) */
   _Atomic int orphan;        /* no handle to it was ever given out */
+  _Atomic int stop_asked;    /* an interrupt came while it ran: the worker
+                                that makes it its current task after
+                                (pool.c) interrupts it then */
   double timeout;            /* seconds a backend that can kill lets it run; 0: no limit */
   par_future *group;         /* the group this future is a member of (mu) */
   _Atomic long group_left;   /* a group: unfinished members, + 1 until sealed */

@@ -277,6 +277,18 @@ static void recycle(par_worker *w) {
   open_ctx(w);
 }
 
+static void interrupt_worker(par_worker *w, par_future *only);
+
+/* Makes f w's current task (kill and interrupt reach it from now on). An
+ * interrupt between f's claim and this found no worker running f: it is
+ * kept on f (stop_asked) and delivered here. */
+static void make_current(par_worker *w, par_future *f) {
+  pthread_mutex_lock(&w->mu);
+  w->current = f;
+  pthread_mutex_unlock(&w->mu);
+  if (atomic_load(&f->stop_asked)) interrupt_worker(w, f);
+}
+
 static void *worker_main(void *arg) {
   par_worker *w = (par_worker *)arg;
   par_pool *p = w->pool;
@@ -303,9 +315,7 @@ static void *worker_main(void *arg) {
       atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
     }
     /* (a task handed over is claimed and current already: hand_over) */
-    pthread_mutex_lock(&w->mu);
-    w->current = f;
-    pthread_mutex_unlock(&w->mu);
+    make_current(w, f);
     if (w->ctx) catch_abort(w);
     t0 = par_now();
     p->ops->run(w->ctx, f);
@@ -378,7 +388,6 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
 static void pool_count(par_object *owner, int state);
 static void pool_notice_done(par_object *owner, par_future *f, int state);
 static int pool_interrupt(par_object *owner, par_future *f);
-
 /* What a future submitted here tells its pool (future.h). */
 static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt };
 
@@ -393,9 +402,7 @@ static void hand_over(par_pool *p, par_worker *w, void *ctx, par_future *f) {
   int state = -1, wake;
   if (par_future_claim(f)) {
     atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
-    pthread_mutex_lock(&w->mu);
-    w->current = f;
-    pthread_mutex_unlock(&w->mu);
+    make_current(w, f);
     state = p->ops->offer(ctx, f) ? 2 : 1;
   }
   pthread_mutex_lock(&p->mu);
@@ -476,6 +483,8 @@ static int pool_interrupt(par_object *owner, par_future *f) {
   par_pool *p = (par_pool *)owner;
   int i;
   if (atomic_load(&f->state) != PAR_RUNNING) return 0;
+  /* before looking for its worker: one that takes f after looks here */
+  atomic_store(&f->stop_asked, 1);
   for (i = 0; i < p->nworkers; i++) interrupt_worker(&p->workers[i], f);
   return 1;
 }
@@ -608,6 +617,7 @@ void par_pool_now_running(par_future *f) {
   /* an interrupt meant for the task before is spent */
   atomic_store(&w->interrupted, 0);
   pthread_mutex_unlock(&w->mu);
+  if (atomic_load(&f->stop_asked)) interrupt_worker(w, f);
   catch_abort(w);
 }
 

@@ -138,8 +138,6 @@ static int process_offer(void *ctx, par_future *f) {
   dispatch(c, f, 1);
   /* failed here, or bytes left for the socket: the pool worker finishes up */
   if (!offered_flight(c, f) || proc_chan_backlog(c->chan) > 0) return 0;
-  /* an interrupt that reached the parked thread before running_seq named f */
-  if (atomic_load(c->interrupted)) process_interrupt(c);
   return 1;
 }
 
@@ -151,7 +149,11 @@ void process_interrupt(void *ctx) {
   union sigval v;
   uint64_t one = 1;
   int saved = errno;
+  proc_ledger *l = c->ledger;
   v.sival_int = atomic_load(&c->running_seq);
+  /* the ledger first: the worker reads it when the signal comes, or when
+   * the task begins if the signal was lost (proc_slot.asked) */
+  if (l && v.sival_int > 0) atomic_store(&proc_slot_of(l, (uint32_t)v.sival_int)->asked, (uint32_t)v.sival_int);
   if (c->pid > 0) sigqueue(c->pid, SIGURG, v);
   if (write(c->wake_fd, &one, sizeof one) < 0) { /* already readable */ }
   errno = saved;

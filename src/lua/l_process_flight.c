@@ -213,6 +213,7 @@ int dispatch(proc_ctx *c, par_future *f, int claimed) {
   par_wire_err e;
   int rc;
   atomic_store(&sl->start_ns, 0);
+  atomic_store(&sl->asked, 0);
   atomic_store(&sl->word, proc_slot_word(seq, SLOT_QUEUED));
   x->r.recall = recall_flight;
   x->c = c;
@@ -227,7 +228,12 @@ int dispatch(proc_ctx *c, par_future *f, int claimed) {
     return 0;
   }
   c->seq = seq;
-  if (claimed) atomic_store(&c->running_seq, (int)seq);
+  if (claimed) {
+    /* An interrupt of f that came before this named the task before it
+     * (which the worker ignores), so it goes again with f's number. */
+    atomic_store(&c->running_seq, (int)seq);
+    if (atomic_load(c->interrupted)) process_interrupt(c);
+  }
   set_flight(c, x, f);
   c->nflight++;
   c->sent++;

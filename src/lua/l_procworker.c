@@ -69,6 +69,12 @@ static _Atomic int interrupted;       /* the worker state's flag (l_interrupt) *
 static proc_ledger *volatile ledger;  /* its stop word: a shutdown whose SIGURG merged
                                          into a task's (signals do not queue) */
 
+/* The parent asked task seq to stop (ledger.h: proc_slot.asked); a
+ * SIGURG merged into another one carries the other's number only. */
+static int asked_in_ledger(proc_ledger *l, int seq) {
+  return l && seq > 0 && atomic_load(&proc_slot_of(l, (uint32_t)seq)->asked) == (uint32_t)seq;
+}
+
 static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
   int seq = info->si_code == SI_QUEUE ? info->si_value.sival_int : running_seq;
   proc_ledger *l = ledger;
@@ -77,7 +83,7 @@ static void on_interrupt(int sig, siginfo_t *info, void *uctx) {
    * for before it started; it interrupts init and any task from now on */
   if (seq != 0) asked_seq = seq;
   if (seq == 0 || (l && atomic_load(&l->stop))) stopping = 1;
-  if (running && (seq == running_seq || stopping)) {
+  if (running && (seq == running_seq || stopping || asked_in_ledger(l, running_seq))) {
     atomic_store(&interrupted, 1);
     worker_ops.interrupt(running);
   }
@@ -92,7 +98,7 @@ static void begin_run(void *ctx, int seq) {
   running_seq = seq;
   running = ctx;
   if (!stopping && l && atomic_load(&l->stop)) stopping = 1;
-  if (stopping || asked_seq == seq) {
+  if (stopping || asked_seq == seq || asked_in_ledger(l, seq)) {
     atomic_store(&interrupted, 1);
     worker_ops.interrupt(ctx);
   }

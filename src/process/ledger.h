@@ -49,7 +49,12 @@ enum {
 typedef struct proc_slot {
   _Atomic uint64_t word;
   _Atomic int64_t start_ns;      /* CLOCK_MONOTONIC, set before STARTED */
-  char pad[48];
+  /* seq once the parent asked this task to stop (interrupt), set before
+   * the SIGURG that says so: a SIGURG can merge into another one pending
+   * (signals do not queue) or reach a process still starting, before its
+   * handler, so the worker looks here too when the task begins. */
+  _Atomic uint32_t asked;
+  char pad[44];
 } proc_slot;
 
 /* The rings of the worker's channel (pchan.h): bytes in flight are
