@@ -378,3 +378,68 @@ describe("pool:terminate", function()
     assert.is_true(elapsed < 5, "took " .. elapsed)
   end)
 end)
+
+describe("os.exit in a thread pool", function()
+  local EXIT = "os.exit cannot be called in a thread pool's %s: it would end the whole program;"
+    .. " return a value or raise an error, or use backend = \"process\""
+
+  -- Each case runs in a child: before the fix, os.exit ended it there.
+  local function child(code)
+    local out, err, status = run_lua([[
+      local parallel = require "parallel"
+      -- the message without positions ("x.lua:3: ") or traceback
+      local function strip(e) return (tostring(e):gsub("\n.*", ""):gsub("[%w_/%.]+%.lua:%d+: ", "")) end
+    ]] .. code .. "\nprint('end')")
+    assert.equal(0, status, err)
+    return out
+  end
+
+  it("fails the task with an error that says what to do, and the worker goes on #child", function()
+    local out = child([[
+      local p = parallel.pool{workers = 1, backend = "threads"}
+      local f = p:submit(function() os.exit(3) end)
+      print(strip(select(2, pcall(f.get, f))))
+      f = p:submit(function() os.exit(true, true) end)
+      print(strip(select(2, pcall(f.get, f))))
+      print(p:submit(function() return "next" end):get())
+    ]])
+    local msg = EXIT:format("task")
+    assert.equal(msg .. "\n" .. msg .. "\nnext\nend\n", out)
+  end)
+
+  it("fails a task that is os.exit itself, or calls it in a coroutine or a spawned thread #child", function()
+    local out = child([[
+      local p = parallel.pool{workers = 1, backend = "threads"}
+      local f = p:submit(os.exit, 3)
+      print(strip(select(2, pcall(f.get, f))))
+      f = p:submit(function() return coroutine.wrap(function() os.exit(4) end)() end)
+      print(strip(select(2, pcall(f.get, f))))
+      f = parallel.spawn(function() require("os").exit(5) end)
+      print(strip(select(2, pcall(f.get, f))))
+    ]])
+    local msg = EXIT:format("task")
+    assert.equal(msg .. "\n" .. msg .. "\n" .. msg .. "\nend\n", out)
+  end)
+
+  it("fails the init, and so every task, with the same advice #child", function()
+    local out = child([[
+      local p = parallel.pool{workers = 2, backend = "threads", init = function() os.exit(1) end}
+      for i = 1, 2 do
+        local f = p:submit(function() return 1 end)
+        print(strip(select(2, pcall(f.get, f))))
+      end
+    ]])
+    local msg = "pool init failed: " .. EXIT:format("init")
+    assert.equal(msg .. "\n" .. msg .. "\nend\n", out)
+  end)
+
+  it("is left to a process pool, where it ends only the worker's process #child", function()
+    local out = child([[
+      local p = parallel.pool{workers = 1, backend = "process"}
+      local f = p:submit(function() os.exit(3) end)
+      print(strip(select(2, pcall(f.get, f))))
+      print(p:submit(function() return "next" end):get())
+    ]])
+    assert.equal("worker process died (exit status 3)\nnext\nend\n", out)
+  end)
+end)

@@ -527,6 +527,7 @@ static int serve(conn *k) {
   size_t len;
   int status = 0, configured = 0;
   memset(&cfg, 0, sizeof cfg);
+  cfg.own_process = 1;
   frame_start(k, PF_HELLO);
   if (par_wire_hello(&k->out) != 0 || send_all(k) != 0) return 1;
   while (next_frame(k, &fr, &len)) {

@@ -27,6 +27,7 @@ typedef struct worker_ctx {
   par_msg *nomem;             /* a failure saying "not enough memory", made
                                  early, for a task whose error cannot be sent */
   long ntasks;                /* tasks run in this state (max_tasks) */
+  int in_init;                /* running the pool's init, not a task */
   l_interrupt in;
 } worker_ctx;
 
@@ -70,6 +71,15 @@ static void encode_nomem(lua_State *L, worker_ctx *w) {
   lua_pop(L, 3);
 }
 
+/* os.exit in a thread pool's worker: the real one would end the whole
+ * program, the caller's script included, from inside a task. */
+static int refuse_exit(lua_State *L) {
+  worker_ctx *w = (worker_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+  return luaL_error(L, "os.exit cannot be called in a thread pool's %s: it would end the whole "
+                    "program; return a value or raise an error, or use backend = \"process\"",
+                    w->in_init ? "init" : "task");
+}
+
 /* The worker's state as tasks find it; every Lua call of the start-up
  * runs here, in protected mode (an allocation may fail anywhere). */
 static int setup(lua_State *L) {
@@ -78,6 +88,13 @@ static int setup(lua_State *L) {
   lua_pushinteger(L, w->index + 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "parallel.worker_index");
   luaL_openlibs(L);
+  if (!w->cfg->own_process) {
+    lua_getglobal(L, "os");
+    lua_pushlightuserdata(L, w);
+    lua_pushcclosure(L, refuse_exit, 1);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+  }
   l_interrupt_open(L, &w->in);
   l_embed_prepare(L);
   w->codec_ready = 1;
@@ -171,9 +188,11 @@ static void worker_init(void *ctx) {
   lua_State *L = w->L;
   if (w->failed || !w->cfg->init) return;
   l_interrupt_arm(&w->in);
+  w->in_init = 1;
   lua_pushcfunction(L, run_init);
   lua_pushlightuserdata(L, w);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) start_failed(w);
+  w->in_init = 0;
   lua_settop(L, 0);
 }
 

@@ -19,6 +19,8 @@ typedef struct worker_config {
   char *path, *cpath;     /* the creator's package.path / cpath */
   size_t memory_limit;    /* bytes per worker state; 0: none */
   long max_tasks;         /* a fresh state after this many tasks; 0: never */
+  int own_process;        /* the state has a process of its own (a process
+                             worker): os.exit ends only that process */
 } worker_config;
 
 /* Frees what cfg holds (init, the paths), not cfg itself: a pool's config,
