@@ -303,7 +303,12 @@ static int is_done(void *ud) {
  * claim (pending -> running) only costs it one more look. */
 int par_future_wait(par_future *f, double deadline) {
   int rc = PAR_OK, state;
-  if (is_done(f) || par_spin(PAR_WAIT_FUTURE, is_done, f, deadline)) return PAR_OK;
+  if (is_done(f)) return PAR_OK;
+  if (f->sink && f->sink->help) {
+    f->sink->help(f->owner, f, deadline);
+    if (is_done(f)) return PAR_OK;
+  }
+  if (par_spin(PAR_WAIT_FUTURE, is_done, f, deadline)) return PAR_OK;
   atomic_fetch_add(&f->nwaiters, 1);
   while (!par_future_is_terminal(state = atomic_load(&f->state)) && rc == PAR_OK)
     rc = par_park_wait(&f->state, state, deadline);

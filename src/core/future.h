@@ -57,6 +57,10 @@ typedef struct par_future_sink {
   void (*count)(par_object *owner, int state);
   void (*notice)(par_object *owner, par_future *f, int state);
   int (*interrupt)(par_object *owner, par_future *f);
+  /* May be NULL. A thread about to sleep until f ends (par_future_wait)
+   * first lets the owner finish f on it, when it can do so sooner than
+   * by waking its own thread (pool.h: ops->help). */
+  void (*help)(par_object *owner, par_future *f, double deadline);
 } par_future_sink;
 
 struct par_future {

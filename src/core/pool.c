@@ -73,7 +73,10 @@ static void pool_destroy(par_object *o) {
   par_pool *p = (par_pool *)o;
   int i;
   par_pool_shutdown(p, 1, 1, 1);
-  for (i = 0; i < p->nworkers; i++) pthread_mutex_destroy(&p->workers[i].mu);
+  for (i = 0; i < p->nworkers; i++) {
+    pthread_mutex_destroy(&p->workers[i].mu);
+    pthread_cond_destroy(&p->workers[i].help_done);
+  }
   free(p->workers);
   free(p->fifo);
   while (p->done_head) {
@@ -206,6 +209,11 @@ static par_future *take(par_worker *w, int *offered) {
     p->sleeping--;
     w->hooked = 0;
     if (w->listed) unlist(p, w);   /* back without a wake-up */
+    while (w->helped) {            /* a waiter has ctx (pool_help): it is ours again */
+      atomic_store(&w->help_stop, 1);
+      p->ops->stop_help(w->ctx);
+      pthread_cond_wait(&w->help_done, &p->mu);
+    }
   }
   pthread_mutex_unlock(&p->mu);
   return f;
@@ -368,6 +376,7 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
     w->pool = p;
     w->index = i;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->help_done, NULL);
     p->nworkers = i + 1;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) break;
     w->started = 1;
@@ -388,8 +397,13 @@ par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
 static void pool_count(par_object *owner, int state);
 static void pool_notice_done(par_object *owner, par_future *f, int state);
 static int pool_interrupt(par_object *owner, par_future *f);
-/* What a future submitted here tells its pool (future.h). */
-static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt };
+static void pool_help(par_object *owner, par_future *f, double deadline);
+
+/* What a future submitted here tells its pool (future.h); with help when
+ * the backend can (ops->help). */
+static const par_future_sink pool_sink = { pool_count, pool_notice_done, pool_interrupt, NULL };
+static const par_future_sink helped_sink = { pool_count, pool_notice_done, pool_interrupt,
+                                             pool_help };
 
 /* A submit hands f over to w, parked through the backend and taken off
  * the idle list (w->handing: its thread waits in take, ctx is ours): f
@@ -435,7 +449,7 @@ int par_pool_submit(par_pool *p, par_future *f) {
     p->cap = cap;
     p->head = 0;
   }
-  par_future_adopt(f, &p->hdr, &pool_sink);
+  par_future_adopt(f, &p->hdr, p->ops->help ? &helped_sink : &pool_sink);
   p->fifo[(p->head + p->count) % p->cap] = (par_future *)par_object_retain(&f->hdr);
   p->count++;
   atomic_store_explicit(&p->queued, p->count, memory_order_relaxed);
@@ -467,6 +481,60 @@ int par_pool_submit(par_pool *p, par_future *f) {
   /* after unlocking: the woken worker does not run into the held mutex */
   if (woke) par_park_wake(&woke->park_word, 0);
   return PAR_OK;
+}
+
+/* A thread about to sleep until f ends (future.h: sink help): when f was
+ * handed over and started by the backend's offer and its worker thread
+ * still sleeps in park, the backend takes f's outcome on this thread
+ * (pool.h: ops->help), then the worker is idle again without having
+ * woken: listed, or woken for tasks queued meanwhile. Pool workers do not
+ * help (this_worker names the one whose ctx the backend uses). */
+static void pool_help(par_object *owner, par_future *f, double deadline) {
+  par_pool *p = (par_pool *)owner;
+  par_worker *w = NULL;
+  void *ctx;
+  int i, done, stopped, wake = 0;
+  if (this_worker || atomic_load(&f->state) != PAR_RUNNING) return;
+  pthread_mutex_lock(&p->mu);
+  for (i = 0; i < p->nworkers && !w; i++) {
+    par_worker *c = &p->workers[i];
+    if (c->handed == f && !c->handing && c->offered == 2 && c->hooked && !c->helped) w = c;
+  }
+  if (!w) { pthread_mutex_unlock(&p->mu); return; }
+  w->helped = 1;
+  atomic_store(&w->help_stop, 0);
+  ctx = w->park_ctx;
+  pthread_mutex_unlock(&p->mu);
+  this_worker = w;       /* what the backend asks of the pool (aborting...) means w */
+  done = p->ops->help(ctx, f, deadline, &w->help_stop);
+  this_worker = NULL;
+  pthread_mutex_lock(&p->mu);
+  w->helped = 0;
+  stopped = atomic_load(&w->help_stop);
+  if (done) {
+    w->handed = NULL;
+    p->handed--;
+    w->offered = w->await_handoff = 0;
+    pthread_mutex_lock(&w->mu);
+    w->current = NULL;
+    pthread_mutex_unlock(&w->mu);
+    end_interrupt(w);
+  }
+  if (stopped) {
+    pthread_cond_signal(&w->help_done);   /* awake: it looks again itself */
+  } else if (done && p->count == 0 && !atomic_load(&p->closed)) {
+    w->cpu = sched_getcpu();              /* idle again, still parked */
+    w->next_idle = p->idle;
+    p->idle = w;
+    w->listed = 1;
+    p->listed++;
+  } else {                                /* f, or tasks queued meanwhile, or the end */
+    atomic_fetch_add(&w->park_word, 1);
+    wake = !wake_hooked(p, w);
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (wake) par_park_wake(&w->park_word, 0);
+  if (done) par_object_release(&f->hdr);  /* the reference the worker would drop */
 }
 
 /* Interrupts the task `only` if w runs it; with only NULL, whatever w runs

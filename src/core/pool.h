@@ -87,6 +87,17 @@ typedef struct par_pool_ops {
   void (*park)(void *ctx, _Atomic int *word, int seq);
   void (*unpark)(void *ctx);
   int (*offer)(void *ctx, par_future *f);
+  /* Waiting for a task offer started (both or none; NULL for none): a
+   * thread that is no pool worker, about to sleep until f ends while f's
+   * worker thread stays parked, calls help(ctx, f, deadline, stop) to take
+   * f's outcome itself, so that the outcome wakes one thread instead of
+   * two in a row (the worker thread, then the waiter). The worker thread
+   * does not touch ctx meanwhile: should it wake (a death, an interrupt,
+   * a shutdown), it sets *stop and calls stop_help(ctx), after which help
+   * soon returns. 1: f ended and nothing else of ctx needs the worker
+   * thread; 0: the worker thread is woken and runs f as usual (run). */
+  int (*help)(void *ctx, par_future *f, double deadline, _Atomic int *stop);
+  void (*stop_help)(void *ctx);
 } par_pool_ops;
 
 struct par_worker {
@@ -113,6 +124,11 @@ struct par_worker {
    * worker thread waits for the handing to end (the submitter wakes it). */
   par_future *handed;
   int handing, offered, await_handoff;
+  /* A waiter runs that task's outcome (ops->help; pool mu): the worker
+   * thread, woken, stops it and waits on help_done until it left. */
+  int helped;
+  _Atomic int help_stop;
+  pthread_cond_t help_done;
 };
 
 struct par_pool {

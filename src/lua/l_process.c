@@ -102,7 +102,9 @@ static void process_park(void *ctx, _Atomic int *word, int seq) {
    * handed a task over, who bumped the word first */
   if (atomic_load(word) == seq) {
     par_wait_sleep_begin();
+    if (c->chan) atomic_store(&c->parked, 1);   /* after idle: its reading is done */
     r = poll(p, (nfds_t)n, -1);
+    atomic_store(&c->parked, 0);
     par_wait_sleep_end();
     /* seq_cst, then the word: a submit that saw no idle_gone bumped the
      * word before, and this thread looks at it again before it sleeps */
@@ -277,4 +279,6 @@ const par_pool_ops process_ops = {
   .park = process_park,
   .unpark = process_unpark,
   .offer = process_offer,
+  .help = process_help,
+  .stop_help = process_stop_help,
 };

@@ -123,6 +123,10 @@ struct proc_ctx {
   int unprepared;            /* fatal only until prepare() succeeds */
   int took_spare;            /* the process was a spare, ready before it took over */
   atomic_int idle_gone;      /* parked, this side saw the socket close: no offer */
+  atomic_int parked;         /* the pool worker sleeps in park's poll, done with
+                                the channel: a waiter may help (process_help) */
+  int fault;                 /* a frame a helper took broke the conversation
+                                (OUTCOME_*): run_flights ends the process */
   char broke[300];           /* why this side stopped the conversation, if it did */
 };
 
@@ -175,5 +179,7 @@ void run_flights(proc_ctx *c);
 
 /* l_process.c */
 void process_interrupt(void *ctx);
+int process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop);
+void process_stop_help(void *ctx);
 
 #endif

@@ -101,55 +101,64 @@ static int take_releases(proc_ctx *c, const unsigned char *p, size_t len) {
   return par_shm_via_take_releases(c->shm, p + 4, len - 4, n) < 0 ? -1 : 0;
 }
 
+/* Takes one frame: 0, or OUTCOME_GONE / OUTCOME_FATAL on a broken
+ * conversation. */
+static int take_frame(proc_ctx *c, const unsigned char *fr, size_t len) {
+  par_wire_err e;
+  flight *x;
+  if (len == 0) return OUTCOME_GONE;
+  switch (fr[0]) {
+    case PF_HELLO:
+      if (par_wire_check_hello(fr + 1, len - 1, &e) != 0) {
+        snprintf(c->fatal, sizeof c->fatal, "%.590s", e.msg);
+        return OUTCOME_FATAL;
+      }
+      break;
+    case PF_STARTED:
+      if (len < 5) return OUTCOME_GONE;
+      if ((x = flight_of(c, get32(fr + 1))) != NULL) mark_started(c, x);
+      break;
+    case PF_SKIPPED:         /* the sweep resolves it */
+      break;
+    case PF_DONE:
+      if (len < 6 || !(x = flight_of(c, get32(fr + 2)))) return OUTCOME_GONE;
+      outcome(c, x, fr[1], fr + 6, len - 6);
+      break;
+    case PF_REQUEST:
+      if (serve_request(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
+      break;
+    case PF_CANCEL:
+      par_remote_cancel(c->remote, fr + 1, len - 1);
+      break;
+    case PF_RELEASE:
+      if (take_releases(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
+      break;
+    case PF_ERROR: {
+      char text[512];
+      if (len < 5 || !(x = flight_of(c, get32(fr + 1)))) return OUTCOME_GONE;
+      mark_started(c, x);
+      snprintf(text, sizeof text, "%.*s", (int)(len - 5), (const char *)fr + 5);
+      fail(c, x->f, text);
+      c->ntasks++;
+      resolve(c, x, 1);
+      break;
+    }
+    default:
+      return OUTCOME_GONE;
+  }
+  return 0;
+}
+
 /* Takes the frames that arrived: 0 when none is left, OUTCOME_GONE /
  * OUTCOME_FATAL on a broken conversation. *closed: the channel closed. */
 static int take_frames(proc_ctx *c, int *closed) {
   const unsigned char *fr;
   size_t len;
   par_wire_err e;
-  flight *x;
   int r;
   while ((r = proc_chan_next(c->chan, &fr, &len, &e)) == 1) {
-    if (len == 0) return OUTCOME_GONE;
-    switch (fr[0]) {
-      case PF_HELLO:
-        if (par_wire_check_hello(fr + 1, len - 1, &e) != 0) {
-          snprintf(c->fatal, sizeof c->fatal, "%.590s", e.msg);
-          return OUTCOME_FATAL;
-        }
-        break;
-      case PF_STARTED:
-        if (len < 5) return OUTCOME_GONE;
-        if ((x = flight_of(c, get32(fr + 1))) != NULL) mark_started(c, x);
-        break;
-      case PF_SKIPPED:         /* the sweep resolves it */
-        break;
-      case PF_DONE:
-        if (len < 6 || !(x = flight_of(c, get32(fr + 2)))) return OUTCOME_GONE;
-        outcome(c, x, fr[1], fr + 6, len - 6);
-        break;
-      case PF_REQUEST:
-        if (serve_request(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
-        break;
-      case PF_CANCEL:
-        par_remote_cancel(c->remote, fr + 1, len - 1);
-        break;
-      case PF_RELEASE:
-        if (take_releases(c, fr + 1, len - 1) != 0) return OUTCOME_GONE;
-        break;
-      case PF_ERROR: {
-        char text[512];
-        if (len < 5 || !(x = flight_of(c, get32(fr + 1)))) return OUTCOME_GONE;
-        mark_started(c, x);
-        snprintf(text, sizeof text, "%.*s", (int)(len - 5), (const char *)fr + 5);
-        fail(c, x->f, text);
-        c->ntasks++;
-        resolve(c, x, 1);
-        break;
-      }
-      default:
-        return OUTCOME_GONE;
-    }
+    int bad = take_frame(c, fr, len);
+    if (bad) return bad;
   }
   if (r < 0) *closed = 1;
   return 0;
@@ -303,6 +312,11 @@ static double starting(proc_ctx *c) {
 /* Runs f (claimed by the pool) and whatever goes ahead of it, until
  * nothing is in flight. */
 void run_flights(proc_ctx *c) {
+  if (c->fault) {          /* a helper took a frame that broke the conversation */
+    int r = c->fault;
+    c->fault = 0;
+    on_death(c, r == OUTCOME_FATAL);
+  }
   while (c->nflight > 0) {
     int closed = 0, r = take_frames(c, &closed);
     if (r != 0 || closed) {
@@ -331,3 +345,58 @@ void run_flights(proc_ctx *c) {
   keep_spare(c);
 }
 
+
+/* ------------------------------------------------ a waiter's help */
+
+/* What a helper takes: frames about its one task. The rest (a request of
+ * the task, a frame too large for the ring) wakes the pool worker. */
+static int helpable(unsigned char kind) {
+  return kind == PF_DONE || kind == PF_ERROR || kind == PF_STARTED || kind == PF_RELEASE ||
+         kind == PF_HELLO;
+}
+
+/* On a thread waiting for f (pool.h: ops->help), f sent by a submit's
+ * offer and alone in flight, the pool worker parked: takes f's outcome
+ * from the ring here, spinning while the policy says it pays, then asleep
+ * on this side's futex word, which the worker process wakes without
+ * waking the pool worker (proc_chan_quiet). 1 once f ended here; 0 to
+ * give f back to the pool worker (its thread woke, a frame it must take,
+ * the deadline), with nothing of f's lost: what was taken here counts. */
+int process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop) {
+  proc_ctx *c = (proc_ctx *)ctx;
+  const unsigned char *fr;
+  size_t len;
+  par_wire_err e;
+  int i, mine = 0;
+  if (!atomic_load(&c->parked) || !c->chan || c->nflight != 1 || c->fault ||
+      c->cfg->w.max_tasks)
+    return 0;
+  for (i = 0; i < PROC_SLOTS; i++) mine |= c->fl[i].f == f;
+  if (!mine) return 0;
+  proc_chan_quiet(c->chan);
+  for (;;) {
+    while (proc_chan_peek(c->chan, &fr, &len)) {
+      if (len == 0 || !helpable(fr[0])) return 0;
+      if (proc_chan_next(c->chan, &fr, &len, &e) != 1) return 0;
+      if ((c->fault = take_frame(c, fr, len)) != 0) return 0;
+      if (c->nflight == 0) {
+        keep_spare(c);
+        proc_chan_idle(c->chan);   /* the pool worker's park again */
+        return 1;
+      }
+    }
+    /* a marker whose frame comes over the socket: the pool worker reads it */
+    if (proc_chan_ready(c->chan) || atomic_load(stop) || par_now() >= deadline) return 0;
+    if (par_spin(PAR_WAIT_FUTURE, proc_chan_ready, c->chan, deadline)) continue;
+    par_wait_sleep_begin();
+    i = proc_chan_doze(c->chan, deadline, stop);
+    par_wait_sleep_end();
+    if (i < 0) return 0;
+  }
+}
+
+/* The pool worker woke while a waiter helps: the helper returns soon. */
+void process_stop_help(void *ctx) {
+  proc_ctx *c = (proc_ctx *)ctx;
+  if (c->chan) proc_chan_nudge(c->chan);
+}

@@ -283,6 +283,25 @@ void proc_chan_wake(proc_chan *c, int bell) {
   }
 }
 
+void proc_chan_quiet(proc_chan *c) { atomic_store(c->mine, 0); }
+
+int proc_chan_doze(proc_chan *c, double deadline, _Atomic int *stop) {
+  uint32_t want;
+  if (atomic_load(c->peer_closed)) return -1;
+  if (!sleep_as(c, 1, ON_WORD)) return 0;        /* a frame is there */
+  want = atomic_load(c->mine);
+  /* after the store: a nudge now changes the word, and the wait returns */
+  if (want && !atomic_load(stop) && !atomic_load(c->peer_closed))
+    par_futex_wait(c->mine, want, ~0u, deadline);
+  atomic_store(c->mine, 0);
+  return atomic_load(c->peer_closed) ? -1 : 0;
+}
+
+void proc_chan_nudge(proc_chan *c) {
+  atomic_store(c->mine, 0);
+  par_futex_wake(c->mine, 1, ~0u);
+}
+
 int proc_chan_io(proc_chan *c, short revents, par_wire_err *e) {
   int rc = 0;
   if (revents) rc = par_wire_chan_io(c->sock, revents, e);

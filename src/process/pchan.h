@@ -46,6 +46,7 @@
 #ifndef PAR_PROC_PCHAN_H
 #define PAR_PROC_PCHAN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "process/ledger.h"
@@ -94,6 +95,18 @@ int proc_chan_sleep(proc_chan *c, int data);
  * frame then writes this side's eventfd. proc_chan_wake ends it. */
 void proc_chan_idle(proc_chan *c);
 void proc_chan_wake(proc_chan *c, int bell);
+
+/* A reader on another thread while the reader proper is idle (the
+ * parent's I/O thread parked, a thread waiting for a task's outcome takes
+ * it from the ring itself): quiet, first, so that the peer's frames ring
+ * no bell (the parked thread would wake for them); then doze sleeps on
+ * this side's asleep word (a futex) until a frame is published, the
+ * deadline, or nudge: 0, or -1 once the peer closed its end. nudge (any
+ * thread) ends a doze at once and any that begins before it looks at
+ * *stop. The socket is not watched: whoever watches it nudges. */
+void proc_chan_quiet(proc_chan *c);
+int proc_chan_doze(proc_chan *c, double deadline, _Atomic int *stop);
+void proc_chan_nudge(proc_chan *c);
 int proc_chan_io(proc_chan *c, short revents, par_wire_err *e);
 
 /* poll on the socket and this side's eventfd up to timeout_ms (-1: until
