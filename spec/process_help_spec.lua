@@ -160,4 +160,34 @@ describe("process pools: a waiter takes the outcome itself #child", function()
     assert.is_true(elapsed < 1, "took " .. elapsed .. " s")
     assert.equal(1, status, err)
   end)
+
+  it("in a worker process that waits for its own process pool, still gets its parent's interrupt", function()
+    -- the worker's main thread, helping its own pool, is no worker of that
+    -- pool: the parent's SIGURG must reach the task, not the pool
+    check([[
+      local p = parallel.pool{backend = "process", workers = 1}
+      local dir = os.tmpname()
+      local f = p:submit(function(path)
+        local parallel = require "parallel"
+        local inner = parallel.pool{backend = "process", workers = 1}
+        assert(inner:submit(function() return 1 end):get(20) == 1)
+        local g = inner:submit(function(mark)
+          local h = assert(io.open(mark, "w")); h:close()
+          local t = os.time() + 5
+          while os.time() < t do end
+          return "ran out"
+        end, path)
+        return g:get()
+      end, dir .. ".in")
+      await_file(dir .. ".in")
+      local t0 = parallel.now()
+      assert(f:interrupt())
+      local ok, e = pcall(f.get, f, 20)
+      assert(not ok and tostring(e):match("interrupted"), tostring(e))
+      assert(parallel.now() - t0 < 2, "took " .. (parallel.now() - t0) .. " s")
+      p:shutdown()
+      os.remove(dir .. ".in"); os.remove(dir)
+      print("ok")
+    ]])
+  end)
 end)

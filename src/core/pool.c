@@ -29,6 +29,12 @@
  * and glibc aborts the process when that fails (a pool started under
  * ulimit -v) */
 static _Thread_local par_worker *this_worker __attribute__((tls_model("initial-exec")));
+/* The worker whose ctx this thread runs backend code for: this_worker, or
+ * the one a waiter helps (pool_help). The par_pool_* calls of backends
+ * (take_ahead, aborting...) mean it; the signal handler and
+ * par_pool_self mean this_worker only: a helping thread is not a worker
+ * (a process-directed SIGURG it receives is not for that worker). */
+static _Thread_local par_worker *acting_worker __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_action;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static pthread_t handler_thread;     /* the thread that installed the handler */
@@ -304,7 +310,7 @@ static void *worker_main(void *arg) {
   sigset_t interrupt_only;
   int offered;
   par_wait_thread_begin();
-  this_worker = w;
+  this_worker = acting_worker = w;
   sigemptyset(&interrupt_only);
   sigaddset(&interrupt_only, PAR_INTERRUPT_SIGNAL);
   pthread_sigmask(SIG_UNBLOCK, &interrupt_only, NULL);
@@ -337,7 +343,7 @@ static void *worker_main(void *arg) {
   }
   close_ctx(w);
   pthread_sigmask(SIG_BLOCK, &interrupt_only, NULL);
-  this_worker = NULL;
+  this_worker = acting_worker = NULL;
   par_wait_thread_end();
   return NULL;
 }
@@ -488,7 +494,7 @@ int par_pool_submit(par_pool *p, par_future *f) {
  * still sleeps in park, the backend takes f's outcome on this thread
  * (pool.h: ops->help), then the worker is idle again without having
  * woken: listed, or woken for tasks queued meanwhile. Pool workers do not
- * help (this_worker names the one whose ctx the backend uses). */
+ * help (acting_worker names the one whose ctx the backend uses). */
 static void pool_help(par_object *owner, par_future *f, double deadline) {
   par_pool *p = (par_pool *)owner;
   par_worker *w = NULL;
@@ -505,9 +511,9 @@ static void pool_help(par_object *owner, par_future *f, double deadline) {
   atomic_store(&w->help_stop, 0);
   ctx = w->park_ctx;
   pthread_mutex_unlock(&p->mu);
-  this_worker = w;       /* what the backend asks of the pool (aborting...) means w */
+  acting_worker = w;     /* what the backend asks of the pool (aborting...) means w */
   done = p->ops->help(ctx, f, deadline, &w->help_stop);
-  this_worker = NULL;
+  acting_worker = NULL;
   pthread_mutex_lock(&p->mu);
   w->helped = 0;
   stopped = atomic_load(&w->help_stop);
@@ -625,7 +631,7 @@ void par_pool_shutdown(par_pool *p, int wait, int cancel, int interrupt) {
 }
 
 par_future *par_pool_take_ahead(int (*ok)(par_future *f)) {
-  par_worker *w = this_worker;
+  par_worker *w = acting_worker;
   par_pool *p;
   par_future *f = NULL;
   if (!w || !has_work(w->pool)) return NULL;
@@ -640,7 +646,7 @@ par_future *par_pool_take_ahead(int (*ok)(par_future *f)) {
 }
 
 void par_pool_give_back(par_future **fs, size_t n) {
-  par_worker *w = this_worker;
+  par_worker *w = acting_worker;
   par_pool *p;
   size_t i;
   int wake;
@@ -677,7 +683,7 @@ void par_pool_give_back(par_future **fs, size_t n) {
 }
 
 void par_pool_now_running(par_future *f) {
-  par_worker *w = this_worker;
+  par_worker *w = acting_worker;
   if (!w) return;
   atomic_fetch_add_explicit(&w->pool->started, 1, memory_order_relaxed);
   pthread_mutex_lock(&w->mu);
@@ -690,14 +696,14 @@ void par_pool_now_running(par_future *f) {
 }
 
 void par_pool_count_started(void) {
-  if (this_worker) atomic_fetch_add_explicit(&this_worker->pool->started, 1, memory_order_relaxed);
+  if (acting_worker) atomic_fetch_add_explicit(&acting_worker->pool->started, 1, memory_order_relaxed);
 }
 
 int par_pool_others_idle(void) {
   par_pool *p;
   int idle;
-  if (!this_worker) return 0;
-  p = this_worker->pool;
+  if (!acting_worker) return 0;
+  p = acting_worker->pool;
   pthread_mutex_lock(&p->mu);
   idle = p->sleeping > p->handed || atomic_load(&p->spinning) > 0;
   pthread_mutex_unlock(&p->mu);
@@ -705,11 +711,11 @@ int par_pool_others_idle(void) {
 }
 
 int par_pool_aborting(void) {
-  return this_worker && atomic_load(&this_worker->pool->aborting);
+  return acting_worker && atomic_load(&acting_worker->pool->aborting);
 }
 
 int par_pool_cancelling(void) {
-  return this_worker && atomic_load(&this_worker->pool->cancelling);
+  return acting_worker && atomic_load(&acting_worker->pool->cancelling);
 }
 
 static void pool_count(par_object *owner, int state) {
