@@ -500,7 +500,8 @@ static void pool_help(par_object *owner, par_future *f, double deadline) {
   par_worker *w = NULL;
   void *ctx;
   int i, done, stopped, wake = 0;
-  if (this_worker || atomic_load(&f->state) != PAR_RUNNING) return;
+  /* a wait that cannot sleep (f:wait(0)) would only give f back at once */
+  if (this_worker || atomic_load(&f->state) != PAR_RUNNING || deadline <= par_now()) return;
   pthread_mutex_lock(&p->mu);
   for (i = 0; i < p->nworkers && !w; i++) {
     par_worker *c = &p->workers[i];
