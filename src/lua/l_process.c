@@ -53,19 +53,19 @@ static void process_run(void *ctx, par_future *f) {
   if (!c) { par_future_finish(f, PAR_FAILED, NULL); return; }
   if (atomic_load(&f->state) != PAR_RUNNING) return;   /* an offer failed it */
   if (offered_flight(c, f)) {
-    run_flights(c);
+    l_process_run_flights(c);
     atomic_store(&c->idle_gone, 0);
     return;
   }
   if (c->unprepared) prepare(c);
-  if (c->fatal[0]) { fail(c, f, c->fatal); return; }
+  if (c->fatal[0]) { l_process_fail(c, f, c->fatal); return; }
   /* A worker that died while idle (the OOM killer, a kill from outside)
    * is found when the task is sent: it never started there, so it goes
    * to the replacement. */
-  if (!c->chan && launch(c, why, sizeof why) != 0) { fail(c, f, why); return; }
+  if (!c->chan && l_process_launch(c, why, sizeof why) != 0) { l_process_fail(c, f, why); return; }
   c->abort_at = c->init_again = 0;
-  dispatch(c, f, 1);
-  run_flights(c);
+  l_process_dispatch(c, f, 1);
+  l_process_run_flights(c);
   atomic_store(&c->idle_gone, 0);
 }
 
@@ -137,7 +137,7 @@ static int process_offer(void *ctx, par_future *f) {
   c->abort_at = c->init_again = 0;
   /* -1: the channel failed, the flight stays; the socket's close wakes
    * the pool worker, which finds the death */
-  dispatch(c, f, 1);
+  l_process_dispatch(c, f, 1);
   /* failed here, or bytes left for the socket: the pool worker finishes up */
   if (!offered_flight(c, f) || proc_chan_backlog(c->chan) > 0) return 0;
   return 1;
@@ -146,7 +146,7 @@ static int process_offer(void *ctx, par_future *f) {
 /* A signal handler on the owning thread: the worker stops the task at its
  * next Lua instruction (the same interrupt as a thread worker's), and the
  * owning thread wakes to time the shutdown's grace. */
-void process_interrupt(void *ctx) {
+void l_process_interrupt(void *ctx) {
   proc_ctx *c = (proc_ctx *)ctx;
   union sigval v;
   uint64_t one = 1;
@@ -168,7 +168,7 @@ static void process_kill(void *ctx, par_future *f) {
   int i;
   pthread_mutex_lock(&c->pid_mu);
   for (i = 0; i < PROC_SLOTS; i++)
-    if (c->fl[i].f == f) kill_flight(c, &c->fl[i], KILL_ASKED);
+    if (c->fl[i].f == f) l_process_kill_flight(c, &c->fl[i], KILL_ASKED);
   pthread_mutex_unlock(&c->pid_mu);
 }
 
@@ -231,7 +231,7 @@ static void *process_start(void *ud, int index, _Atomic int *interrupted) {
   par_buf_init(&c->rbuf);
   if (prepare(c) != 0) return c;
   /* A launch that fails is tried again by the next task. */
-  if (launch(c, why, sizeof why) != 0) { /* idem */ }
+  if (l_process_launch(c, why, sizeof why) != 0) { /* idem */ }
   return c;
 }
 
@@ -241,15 +241,15 @@ static void process_stop(void *ctx) {
   /* An init still running does not see the channel close: no task will
    * run after it, so it is interrupted (task 0) at any shutdown; one that
    * ignores it (C code) is killed after the grace. */
-  interrupt_init(c);
+  l_process_interrupt_init(c);
   if (par_pool_aborting()) grace = SHUTDOWN_GRACE;
-  finish_process(c, grace, NULL, 0);
+  l_process_finish_process(c, grace, NULL, 0);
   par_remote_owner_free(c->remote);
   par_buf_free(&c->rbuf);
   if (c->peer) par_wire_peer_free(c->peer);
   par_shm_via_free(c->shm);
   if (c->L) lua_close(c->L);
-  drop_spare(c);
+  l_process_drop_spare(c);
   proc_spawner_free(c->spawner);     /* the processes it started are reaped */
   proc_ledger_unmap(c->ledger);
   proc_ledger_unmap(c->sp.ledger);
@@ -271,7 +271,7 @@ static void process_free_config(void *ud) {
 const par_pool_ops process_ops = {
   .start = process_start,
   .run = process_run,
-  .interrupt = process_interrupt,
+  .interrupt = l_process_interrupt,
   .clear_interrupt = process_clear_interrupt,
   .stop = process_stop,
   .free_ud = process_free_config,
@@ -279,6 +279,6 @@ const par_pool_ops process_ops = {
   .park = process_park,
   .unpark = process_unpark,
   .offer = process_offer,
-  .help = process_help,
-  .stop_help = process_stop_help,
+  .help = l_process_help,
+  .stop_help = l_process_stop_help,
 };

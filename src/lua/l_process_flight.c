@@ -60,7 +60,7 @@ static int encode_failure(lua_State *L) {
 }
 
 /* Fails f with the error message text (no traceback: none exists here). */
-void fail(proc_ctx *c, par_future *f, const char *text) {
+void l_process_fail(proc_ctx *c, par_future *f, const char *text) {
   failure fl = { text, NULL };
   if (c->L) {
     int top = lua_gettop(c->L);
@@ -74,21 +74,21 @@ void fail(proc_ctx *c, par_future *f, const char *text) {
 
 /* ------------------------------------------------------------- flights */
 
-flight *flight_of(proc_ctx *c, uint32_t seq) {
+flight *l_process_flight_of(proc_ctx *c, uint32_t seq) {
   flight *x = &c->fl[seq % PROC_SLOTS];
   return x->f && x->seq == seq ? x : NULL;
 }
 
-void set_flight(proc_ctx *c, flight *x, par_future *f) {
+void l_process_set_flight(proc_ctx *c, flight *x, par_future *f) {
   pthread_mutex_lock(&c->pid_mu);
   x->f = f;
   pthread_mutex_unlock(&c->pid_mu);
 }
 
 /* Done with x: its future finished, was cancelled or went back. */
-void resolve(proc_ctx *c, flight *x, int release) {
+void l_process_resolve(proc_ctx *c, flight *x, int release) {
   par_future *f = x->f;
-  set_flight(c, x, NULL);
+  l_process_set_flight(c, x, NULL);
   c->nflight--;
   if (x->claimed) par_msg_free(par_future_take_task(f));
   else if (atomic_load(&f->state) != PAR_PENDING) par_future_drop_task(f);   /* cancelled */
@@ -109,7 +109,7 @@ static double start_of(proc_ctx *c, flight *x) {
 
 /* The worker started x: the pool learns it runs (kill and interrupt now
  * reach it). A cancel can no longer win: the ledger refuses its recall. */
-void mark_started(proc_ctx *c, flight *x) {
+void l_process_mark_started(proc_ctx *c, flight *x) {
   x->start = start_of(c, x);
   if (x->claimed) return;
   par_future_claim(x->f);
@@ -121,13 +121,13 @@ void mark_started(proc_ctx *c, flight *x) {
    * with the old number, which it ignores, so it goes again. */
   par_pool_now_running(x->f);
   atomic_store(&c->running_seq, (int)x->seq);
-  if (atomic_load(c->interrupted)) process_interrupt(c);
+  if (atomic_load(c->interrupted)) l_process_interrupt(c);
 }
 
 /* Kills the worker for x if x still runs there (pid_mu held): 1 if so.
  * The ledger decides against the worker finishing x at the same moment,
  * so the kill never reaches the task after it. */
-int kill_flight(proc_ctx *c, flight *x, int why) {
+int l_process_kill_flight(proc_ctx *c, flight *x, int why) {
   if (c->pid <= 0) return 0;
   if (!proc_slot_move(c->ledger, x->seq, SLOT_STARTED, SLOT_KILLED) &&
       !proc_slot_move(c->ledger, x->seq, SLOT_QUEUED, SLOT_KILLED))
@@ -145,16 +145,16 @@ static int send_releases(proc_ctx *c, par_wire_err *e) {
   size_t at;
   int r;
   if (!c->shm) return 0;
-  start_frame(c, PF_RELEASE);
-  put(&c->out, &none, 4);
+  l_process_start_frame(c, PF_RELEASE);
+  l_process_put(&c->out, &none, 4);
   at = c->out.len;
-  put(&c->out, &none, 4);
+  l_process_put(&c->out, &none, 4);
   if (c->out.len != at + 4) return 0;
   r = par_shm_via_releases(c->shm, &c->out);
   if (r <= 0) return 0;
   n = (uint32_t)r;
   memcpy(c->out.data + at, &n, 4);
-  return send_out(c, e);
+  return l_process_send_out(c, e);
 }
 
 /* Sends x's task, with the rest of its segments if it went in segments:
@@ -168,10 +168,10 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
   par_msg *task = f->task;
   int rc = 0;
   if (send_releases(c, e) != 0) return -1;
-  start_frame(c, PF_TASK);
-  put(&c->out, &kind, 1);
-  put(&c->out, &x->seq, 4);
-  put(&c->out, &announce, 1);
+  l_process_start_frame(c, PF_TASK);
+  l_process_put(&c->out, &kind, 1);
+  l_process_put(&c->out, &x->seq, 4);
+  l_process_put(&c->out, &announce, 1);
   if (c->cfg->w.memory_limit && !task->rest && task->len > c->cfg->w.memory_limit) {
     /* Decoded, it could not fit the worker's state; and past memory_limit
      * + PROCESS_OVERHEAD the process could not even buffer the frame.
@@ -181,7 +181,7 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
     return 1;
   }
   if (par_wire_flatten(c->peer, task, &c->out, &stream, e) != 0) return 1;
-  if (send_out(c, e) != 0) return -1;
+  if (l_process_send_out(c, e) != 0) return -1;
   if (task->rest) {
     par_queue *q = (par_queue *)task->rest;
     x->streamed = 1;           /* its segments are spent: it cannot go again */
@@ -189,14 +189,16 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
       par_msg *seg = NULL;
       int st = par_queue_pop(q, &seg, par_now() + 3600);
       if (st == PAR_TIMEOUT) continue;
-      start_frame(c, PF_MORE);
+      l_process_start_frame(c, PF_MORE);
       if (st != PAR_OK) {
-        if (par_wire_flatten_end(c->peer, stream, &c->out, e) != 0 || send_out(c, e) != 0) rc = -1;
+        if (par_wire_flatten_end(c->peer, stream, &c->out, e) != 0 ||
+            l_process_send_out(c, e) != 0)
+          rc = -1;
         break;
       }
       rc = par_wire_flatten_segment(c->peer, stream, seg, &c->out, e);
       par_msg_free(seg);
-      if (rc != 0 || send_out(c, e) != 0) { rc = -1; break; }
+      if (rc != 0 || l_process_send_out(c, e) != 0) { rc = -1; break; }
       if (proc_chan_wait(c->chan, 1, 0, e) != 0) { rc = -1; break; }
     }
   }
@@ -206,7 +208,7 @@ static int send_task(proc_ctx *c, flight *x, par_wire_err *e) {
 /* Sends f as the next task; claimed: the pool's task (run's), else one
  * taken ahead. -1 when the channel failed (f stays in flight: the death
  * of the worker decides), else 0. */
-int dispatch(proc_ctx *c, par_future *f, int claimed) {
+int l_process_dispatch(proc_ctx *c, par_future *f, int claimed) {
   uint32_t seq = c->seq % 0x7fffffffu + 1;
   flight *x = &c->fl[seq % PROC_SLOTS];
   proc_slot *sl = proc_slot_of(c->ledger, seq);
@@ -232,9 +234,9 @@ int dispatch(proc_ctx *c, par_future *f, int claimed) {
     /* An interrupt of f that came before this named the task before it
      * (which the worker ignores), so it goes again with f's number. */
     atomic_store(&c->running_seq, (int)seq);
-    if (atomic_load(c->interrupted)) process_interrupt(c);
+    if (atomic_load(c->interrupted)) l_process_interrupt(c);
   }
-  set_flight(c, x, f);
+  l_process_set_flight(c, x, f);
   c->nflight++;
   c->sent++;
   rc = send_task(c, x, &e);
@@ -246,10 +248,10 @@ int dispatch(proc_ctx *c, par_future *f, int claimed) {
       int mine = par_future_hold(f, NULL) && par_future_claim(f);
       if (mine) par_pool_count_started();
       x->claimed = mine;
-      if (!mine) { resolve(c, x, 1); return 0; }
+      if (!mine) { l_process_resolve(c, x, 1); return 0; }
     }
-    fail(c, f, e.msg);
-    resolve(c, x, 1);
+    l_process_fail(c, f, e.msg);
+    l_process_resolve(c, x, 1);
     return 0;
   }
   return rc < 0 ? -1 : 0;
@@ -269,7 +271,7 @@ static flight *running_flight(proc_ctx *c) {
  * idles: they go back to the head of the pool's queue (the ledger keeps
  * this worker from starting them). Returns when to look again (0: no
  * need). */
-double rebalance(proc_ctx *c) {
+double l_process_rebalance(proc_ctx *c) {
   par_future *back[PROC_SLOTS];
   flight *run = running_flight(c);
   size_t n = 0;
@@ -286,12 +288,12 @@ double rebalance(proc_ctx *c) {
   if (!par_pool_others_idle()) return now + fmin(0.02, fmax(STEAL_AFTER, since));
   for (i = PROC_SLOTS - 1; i >= 0; i--) {       /* oldest first */
     uint32_t seq = (uint32_t)(((int64_t)s - i + 0x7fffffff - 1) % 0x7fffffff + 1);
-    flight *x = flight_of(c, seq);
+    flight *x = l_process_flight_of(c, seq);
     if (!x || x->claimed || !par_future_take_back(x->f)) continue;
     back[n++] = x->f;
     x->taken = 0;                               /* the reference goes with it */
     c->sent--;
-    resolve(c, x, 1);
+    l_process_resolve(c, x, 1);
   }
   par_pool_give_back(back, n);
   return 0;
@@ -304,7 +306,7 @@ static int ahead_ok(par_future *f) {
 
 /* Sends tasks ahead while the worker may take more. -1 when the channel
  * failed. */
-int fill(proc_ctx *c) {
+int l_process_fill(proc_ctx *c) {
   long max = c->cfg->w.max_tasks;
   int ahead = c->cfg->ahead;
   flight *run = running_flight(c);
@@ -318,7 +320,7 @@ int fill(proc_ctx *c) {
     par_future *f;
     if (c->nflight >= depth || (max && c->sent >= max) || c->fl[seq % PROC_SLOTS].f) break;
     if (!(f = par_pool_take_ahead(ahead_ok))) break;
-    if (dispatch(c, f, 0) != 0) return -1;
+    if (l_process_dispatch(c, f, 0) != 0) return -1;
   }
   return 0;
 }
@@ -326,7 +328,7 @@ int fill(proc_ctx *c) {
 /* A shutdown that interrupts: the worker's init too (task 0 there), which
  * the interrupt of the task sent to it does not reach; a worker past its
  * init ignores it. */
-void interrupt_init(proc_ctx *c) {
+void l_process_interrupt_init(proc_ctx *c) {
   union sigval v;
   v.sival_int = 0;
   pthread_mutex_lock(&c->pid_mu);
@@ -339,12 +341,12 @@ void interrupt_init(proc_ctx *c) {
 
 /* Looks at the ledger: tasks that started (the worker said so before the
  * outcome of the one before), tasks sent ahead that a cancel recalled. */
-void sweep(proc_ctx *c) {
+void l_process_sweep(proc_ctx *c) {
   uint32_t s = c->seq;
   int i, cancelling = par_pool_cancelling();
   if (c->abort_at == 0 && par_pool_aborting()) {
     c->abort_at = par_now();
-    interrupt_init(c);
+    l_process_interrupt_init(c);
     /* a SIGURG still pending at the worker (the task's) swallows this
      * one: non-realtime signals do not queue */
     c->init_again = c->abort_at + 0.02;
@@ -352,7 +354,7 @@ void sweep(proc_ctx *c) {
   /* oldest first: the worker starts them in that order */
   for (i = PROC_SLOTS - 1; i >= 0; i--) {
     uint32_t seq = (uint32_t)(((int64_t)s - i + 0x7fffffff - 1) % 0x7fffffff + 1);
-    flight *x = flight_of(c, seq);
+    flight *x = l_process_flight_of(c, seq);
     int st;
     if (x && x->claimed && cancelling && !c->abort_at && !x->why_killed &&
         proc_slot_move(c->ledger, seq, SLOT_QUEUED, SLOT_CANCELLED)) {
@@ -361,21 +363,21 @@ void sweep(proc_ctx *c) {
        * not started must not wait for it. Claimed, so it fails (the
        * worker skips it). Not at a terminate(), which interrupts the init
        * (the task then fails with it) and kills a process that ignores it. */
-      fail(c, x->f, "cancelled: the pool shut down (cancel = true) before the task started; "
+      l_process_fail(c, x->f, "cancelled: the pool shut down (cancel = true) before the task started; "
            "its worker process was still starting or running the pool's init");
       c->sent--;
-      resolve(c, x, 1);
+      l_process_resolve(c, x, 1);
       continue;
     }
     if (!x || x->claimed) continue;
     if (cancelling) par_future_cancel(x->f);
     st = proc_slot_state(c->ledger, seq);
     if (st == SLOT_STARTED || st == SLOT_FINISHED || st == SLOT_KILLED) {
-      mark_started(c, x);
+      l_process_mark_started(c, x);
     } else if (st == SLOT_CANCELLED) {
       par_future_hold(x->f, NULL);   /* waits for the cancel to finish */
       c->sent--;
-      resolve(c, x, 1);
+      l_process_resolve(c, x, 1);
     }
   }
 }
@@ -383,11 +385,11 @@ void sweep(proc_ctx *c) {
 /* Kills the worker for a task past its deadline (task_timeout from its
  * start; a shutdown's interrupt ignored for SHUTDOWN_GRACE); returns the
  * next deadline, 0 for none. */
-double expire(proc_ctx *c) {
+double l_process_expire(proc_ctx *c) {
   double next = 0, now = par_now();
   int i;
   if (c->init_again > 0) {
-    if (c->init_again <= now) { interrupt_init(c); c->init_again = 0; }
+    if (c->init_again <= now) { l_process_interrupt_init(c); c->init_again = 0; }
     else next = c->init_again;
   }
   for (i = 0; i < PROC_SLOTS; i++) {
@@ -416,7 +418,7 @@ double expire(proc_ctx *c) {
     if (d == 0) continue;
     if (d <= now) {
       pthread_mutex_lock(&c->pid_mu);
-      kill_flight(c, x, why);
+      l_process_kill_flight(c, x, why);
       pthread_mutex_unlock(&c->pid_mu);
     } else if (next == 0 || d < next) {
       next = d;

@@ -13,7 +13,7 @@
  *   l_process_io.c      the I/O loop per worker: frames in, waits, deaths
  *
  * Threads: everything in these files runs on the pool worker thread that owns the
- * process (its I/O thread), except process_interrupt (a signal handler on
+ * process (its I/O thread), except l_process_interrupt (a signal handler on
  * that same thread), the recall of a task sent ahead (any thread that
  * cancels it, with the future's mutex held) and process_kill (any thread,
  * with the pool worker's mutex held while the task it means is its
@@ -22,10 +22,9 @@
  * reaches a pid the kernel gave to someone else) and the flights' futures
  * that a kill looks up.
  *
- * The names shared here keep their short file-local spelling in the
- * source; the symbols get the l_process_ prefix (the defines below),
- * as every symbol of libparallel.a has one: a host that links it
- * statically may have a `fail` or a `launch` of its own.
+ * The functions shared here carry the l_process_ prefix, as every
+ * symbol of libparallel.a has one: a host that links it statically may
+ * have a `fail` or a `launch` of its own.
  */
 #ifndef PAR_L_PROCESS_IMPL_H
 #define PAR_L_PROCESS_IMPL_H
@@ -124,62 +123,41 @@ struct proc_ctx {
   int took_spare;            /* the process was a spare, ready before it took over */
   atomic_int idle_gone;      /* parked, this side saw the socket close: no offer */
   atomic_int parked;         /* the pool worker sleeps in park's poll, done with
-                                the channel: a waiter may help (process_help) */
+                                the channel: a waiter may help (l_process_help) */
   int fault;                 /* a frame a helper took broke the conversation
-                                (OUTCOME_*): run_flights ends the process */
+                                (OUTCOME_*): l_process_run_flights ends the process */
   char broke[300];           /* why this side stopped the conversation, if it did */
 };
 
-#define put l_process_put
-#define send_out l_process_send_out
-#define start_frame l_process_start_frame
-#define launch l_process_launch
-#define keep_spare l_process_keep_spare
-#define finish_process l_process_finish_process
-#define drop_spare l_process_drop_spare
-#define fail l_process_fail
-#define resolve l_process_resolve
-#define set_flight l_process_set_flight
-#define mark_started l_process_mark_started
-#define kill_flight l_process_kill_flight
-#define dispatch l_process_dispatch
-#define fill l_process_fill
-#define sweep l_process_sweep
-#define expire l_process_expire
-#define rebalance l_process_rebalance
-#define interrupt_init l_process_interrupt_init
-#define flight_of l_process_flight_of
-#define run_flights l_process_run_flights
-
 /* l_process_spawn.c */
-int put(par_buf *b, const void *p, size_t n);
-int send_out(proc_ctx *c, par_wire_err *e);
-void start_frame(proc_ctx *c, unsigned char type);
-int launch(proc_ctx *c, char *why, size_t size);
-void keep_spare(proc_ctx *c);
-void finish_process(proc_ctx *c, double grace, char *why, size_t size);
-void drop_spare(proc_ctx *c);
+int l_process_put(par_buf *b, const void *p, size_t n);
+int l_process_send_out(proc_ctx *c, par_wire_err *e);
+void l_process_start_frame(proc_ctx *c, unsigned char type);
+int l_process_launch(proc_ctx *c, char *why, size_t size);
+void l_process_keep_spare(proc_ctx *c);
+void l_process_finish_process(proc_ctx *c, double grace, char *why, size_t size);
+void l_process_drop_spare(proc_ctx *c);
 
 /* l_process_flight.c */
-void fail(proc_ctx *c, par_future *f, const char *text);
-flight *flight_of(proc_ctx *c, uint32_t seq);
-void set_flight(proc_ctx *c, flight *x, par_future *f);
-void resolve(proc_ctx *c, flight *x, int release);
-void mark_started(proc_ctx *c, flight *x);
-int kill_flight(proc_ctx *c, flight *x, int why);
-int dispatch(proc_ctx *c, par_future *f, int claimed);
-double rebalance(proc_ctx *c);
-int fill(proc_ctx *c);
-void interrupt_init(proc_ctx *c);
-void sweep(proc_ctx *c);
-double expire(proc_ctx *c);
+void l_process_fail(proc_ctx *c, par_future *f, const char *text);
+flight *l_process_flight_of(proc_ctx *c, uint32_t seq);
+void l_process_set_flight(proc_ctx *c, flight *x, par_future *f);
+void l_process_resolve(proc_ctx *c, flight *x, int release);
+void l_process_mark_started(proc_ctx *c, flight *x);
+int l_process_kill_flight(proc_ctx *c, flight *x, int why);
+int l_process_dispatch(proc_ctx *c, par_future *f, int claimed);
+double l_process_rebalance(proc_ctx *c);
+int l_process_fill(proc_ctx *c);
+void l_process_interrupt_init(proc_ctx *c);
+void l_process_sweep(proc_ctx *c);
+double l_process_expire(proc_ctx *c);
 
 /* l_process_io.c */
-void run_flights(proc_ctx *c);
+void l_process_run_flights(proc_ctx *c);
 
 /* l_process.c */
-void process_interrupt(void *ctx);
-int process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop);
-void process_stop_help(void *ctx);
+void l_process_interrupt(void *ctx);
+int l_process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop);
+void l_process_stop_help(void *ctx);
 
 #endif

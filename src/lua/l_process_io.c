@@ -64,20 +64,20 @@ static void outcome(proc_ctx *c, flight *x, int state, const unsigned char *p, s
   par_msg *m = NULL;
   par_wire_err e;
   double took;
-  mark_started(c, x);
+  l_process_mark_started(c, x);
   state = state == PAR_DONE ? PAR_DONE : PAR_FAILED;
   if (len == 0) {           /* no outcome to send: as a thread worker's */
     par_future_finish(x->f, state, NULL);
   } else if (par_wire_rebuild(c->peer, p, len, &m, &e) != PAR_WIRE_MESSAGE) {
     par_msg_free(m);
-    fail(c, x->f, e.msg);
+    l_process_fail(c, x->f, e.msg);
   } else {
     par_future_finish(x->f, state, m);
   }
   took = par_now() - x->start;
   c->avg = c->avg < 0 ? took : 0.75 * c->avg + 0.25 * took;
   c->ntasks++;
-  resolve(c, x, 1);
+  l_process_resolve(c, x, 1);
 }
 
 enum { OUTCOME_GONE = 1, OUTCOME_FATAL };
@@ -116,12 +116,12 @@ static int take_frame(proc_ctx *c, const unsigned char *fr, size_t len) {
       break;
     case PF_STARTED:
       if (len < 5) return OUTCOME_GONE;
-      if ((x = flight_of(c, get32(fr + 1))) != NULL) mark_started(c, x);
+      if ((x = l_process_flight_of(c, get32(fr + 1))) != NULL) l_process_mark_started(c, x);
       break;
     case PF_SKIPPED:         /* the sweep resolves it */
       break;
     case PF_DONE:
-      if (len < 6 || !(x = flight_of(c, get32(fr + 2)))) return OUTCOME_GONE;
+      if (len < 6 || !(x = l_process_flight_of(c, get32(fr + 2)))) return OUTCOME_GONE;
       outcome(c, x, fr[1], fr + 6, len - 6);
       break;
     case PF_REQUEST:
@@ -135,12 +135,12 @@ static int take_frame(proc_ctx *c, const unsigned char *fr, size_t len) {
       break;
     case PF_ERROR: {
       char text[512];
-      if (len < 5 || !(x = flight_of(c, get32(fr + 1)))) return OUTCOME_GONE;
-      mark_started(c, x);
+      if (len < 5 || !(x = l_process_flight_of(c, get32(fr + 1)))) return OUTCOME_GONE;
+      l_process_mark_started(c, x);
       snprintf(text, sizeof text, "%.*s", (int)(len - 5), (const char *)fr + 5);
-      fail(c, x->f, text);
+      l_process_fail(c, x->f, text);
       c->ntasks++;
-      resolve(c, x, 1);
+      l_process_resolve(c, x, 1);
       break;
     }
     default:
@@ -231,7 +231,7 @@ static void on_death(proc_ctx *c, int fatal) {
   par_future *back[PROC_SLOTS], *again = NULL;
   flight *order[PROC_SLOTS];
   size_t nback = 0, n = 0, i, j;
-  finish_process(c, STOP_GRACE, why, sizeof why);
+  l_process_finish_process(c, STOP_GRACE, why, sizeof why);
   if (c->broke[0]) {
     snprintf(why, sizeof why, "%s", c->broke);
     c->broke[0] = '\0';
@@ -251,10 +251,10 @@ static void on_death(proc_ctx *c, int fatal) {
         back[nback++] = x->f;
         x->taken = 0;        /* the reference goes with it */
       }
-      resolve(c, x, 1);
+      l_process_resolve(c, x, 1);
       continue;
     }
-    if (!x->claimed) mark_started(c, x);
+    if (!x->claimed) l_process_mark_started(c, x);
     /* The pool's task never started on a worker that had run tasks (it
      * died idle), or on a spare that had waited ready (it died waiting,
      * killed as it was taken over): it goes to the replacement, a fresh
@@ -262,8 +262,8 @@ static void on_death(proc_ctx *c, int fatal) {
      * that cannot start would loop. */
     if (!began && !x->streamed && !fatal && !x->why_killed && (c->ntasks > 0 || c->took_spare))
       continue;
-    fail(c, x->f, death_text(c, x, fatal, why, text, sizeof text));
-    resolve(c, x, 1);
+    l_process_fail(c, x->f, death_text(c, x, fatal, why, text, sizeof text));
+    l_process_resolve(c, x, 1);
   }
   par_pool_give_back(back, nback);
   /* What is left is the pool's own task, which never started: it goes
@@ -271,7 +271,7 @@ static void on_death(proc_ctx *c, int fatal) {
   for (i = 0; i < PROC_SLOTS; i++) {
     if (c->fl[i].f) {
       again = c->fl[i].f;
-      set_flight(c, &c->fl[i], NULL);
+      l_process_set_flight(c, &c->fl[i], NULL);
       c->nflight--;
     }
   }
@@ -279,12 +279,12 @@ static void on_death(proc_ctx *c, int fatal) {
   /* no replacement for a pool that is being terminated (its init would
    * only be interrupted in turn); a next task would start one */
   if (!again && par_pool_aborting()) return;
-  if (launch(c, why, sizeof why) != 0) {
-    if (again) fail(c, again, why);
+  if (l_process_launch(c, why, sizeof why) != 0) {
+    if (again) l_process_fail(c, again, why);
     else { /* the next task says why */ }
     return;
   }
-  if (again) dispatch(c, again, 1);
+  if (again) l_process_dispatch(c, again, 1);
 }
 
 static double earliest(double a, double b) {
@@ -311,7 +311,7 @@ static double starting(proc_ctx *c) {
 
 /* Runs f (claimed by the pool) and whatever goes ahead of it, until
  * nothing is in flight. */
-void run_flights(proc_ctx *c) {
+void l_process_run_flights(proc_ctx *c) {
   if (c->fault) {          /* a helper took a frame that broke the conversation */
     int r = c->fault;
     c->fault = 0;
@@ -319,19 +319,21 @@ void run_flights(proc_ctx *c) {
   }
   while (c->nflight > 0) {
     int closed = 0, r = take_frames(c, &closed);
+    double until;
     if (r != 0 || closed) {
       on_death(c, r == OUTCOME_FATAL);
       continue;
     }
-    sweep(c);
+    l_process_sweep(c);
     if (c->nflight == 0) break;
-    if (fill(c) != 0) {
+    if (l_process_fill(c) != 0) {
       r = take_frames(c, &closed);
       on_death(c, r == OUTCOME_FATAL);
       continue;
     }
-    keep_spare(c);          /* the slot's first task on: a crash is a take-over */
-    if (wait_io(c, earliest(earliest(expire(c), rebalance(c)), starting(c))) != 0) {
+    l_process_keep_spare(c);  /* the slot's first task on: a crash is a take-over */
+    until = earliest(earliest(l_process_expire(c), l_process_rebalance(c)), starting(c));
+    if (wait_io(c, until) != 0) {
       /* closed: the frames that came first count, then the death */
       r = take_frames(c, &closed);
       on_death(c, r == OUTCOME_FATAL);
@@ -339,10 +341,10 @@ void run_flights(proc_ctx *c) {
   }
   if (c->chan && c->cfg->w.max_tasks && c->ntasks >= c->cfg->w.max_tasks) {
     char why[400];
-    finish_process(c, STOP_GRACE, NULL, 0);
-    if (launch(c, why, sizeof why) != 0) { /* the next task says why */ }
+    l_process_finish_process(c, STOP_GRACE, NULL, 0);
+    if (l_process_launch(c, why, sizeof why) != 0) { /* the next task says why */ }
   }
-  keep_spare(c);
+  l_process_keep_spare(c);
 }
 
 
@@ -362,7 +364,7 @@ static int helpable(unsigned char kind) {
  * waking the pool worker (proc_chan_quiet). 1 once f ended here; 0 to
  * give f back to the pool worker (its thread woke, a frame it must take,
  * the deadline), with nothing of f's lost: what was taken here counts. */
-int process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop) {
+int l_process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop) {
   proc_ctx *c = (proc_ctx *)ctx;
   const unsigned char *fr;
   size_t len;
@@ -380,7 +382,7 @@ int process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop) {
       if (proc_chan_next(c->chan, &fr, &len, &e) != 1) return 0;
       if ((c->fault = take_frame(c, fr, len)) != 0) return 0;
       if (c->nflight == 0) {
-        keep_spare(c);
+        l_process_keep_spare(c);
         proc_chan_idle(c->chan);   /* the pool worker's park again */
         return 1;
       }
@@ -396,7 +398,7 @@ int process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop) {
 }
 
 /* The pool worker woke while a waiter helps: the helper returns soon. */
-void process_stop_help(void *ctx) {
+void l_process_stop_help(void *ctx) {
   proc_ctx *c = (proc_ctx *)ctx;
   if (c->chan) proc_chan_nudge(c->chan);
 }

@@ -1,8 +1,8 @@
 /*
  * The process backend, parent side: the worker's life. A slot's worker
  * process is spawned, configured, taken over by the slot, and ended here;
- * and the frames this side builds (put, start_frame, send_out), which the
- * configuration is the first user of.
+ * and the frames this side builds (l_process_put, l_process_start_frame,
+ * l_process_send_out), which the configuration is the first user of.
  *
  * Spare. Starting a process (posix_spawn, the loader, a Lua state, the
  * facade) takes milliseconds; a slot that has been given a task keeps the
@@ -32,20 +32,20 @@
 
 /* -------------------------------------------------------------- frames */
 
-int put(par_buf *b, const void *p, size_t n) {
+int l_process_put(par_buf *b, const void *p, size_t n) {
   if (!par_buf_reserve(b, n)) return 0;
   memcpy(b->data + b->len, p, n);
   b->len += n;
   return 1;
 }
 
-int send_out(proc_ctx *c, par_wire_err *e) {
+int l_process_send_out(proc_ctx *c, par_wire_err *e) {
   return proc_chan_send(c->chan, NULL, 0, c->out.data, c->out.len, e);
 }
 
-void start_frame(proc_ctx *c, unsigned char type) {
+void l_process_start_frame(proc_ctx *c, unsigned char type) {
   par_buf_reset(&c->out);
-  put(&c->out, &type, 1);
+  l_process_put(&c->out, &type, 1);
 }
 
 static int send_config(proc_ctx *c, proc_chan *ch, par_wire_err *e) {
@@ -55,14 +55,15 @@ static int send_config(proc_ctx *c, proc_chan *ch, par_wire_err *e) {
   uint32_t np = cfg->w.path ? (uint32_t)strlen(cfg->w.path) : 0;
   uint32_t nc = cfg->w.cpath ? (uint32_t)strlen(cfg->w.cpath) : 0;
   unsigned char has_init = cfg->w.init != NULL;
-  start_frame(c, PF_HELLO);
+  l_process_start_frame(c, PF_HELLO);
   if (par_wire_hello(&c->out) != 0 ||
       proc_chan_send(ch, NULL, 0, c->out.data, c->out.len, e) != 0)
     return -1;
-  start_frame(c, PF_CONFIG);
-  if (!put(&c->out, &limit, 8) || !put(&c->out, &index, 4) || !put(&c->out, &np, 4) ||
-      !put(&c->out, &nc, 4) || !put(&c->out, cfg->w.path, np) || !put(&c->out, cfg->w.cpath, nc) ||
-      !put(&c->out, &has_init, 1)) {
+  l_process_start_frame(c, PF_CONFIG);
+  if (!l_process_put(&c->out, &limit, 8) || !l_process_put(&c->out, &index, 4) ||
+      !l_process_put(&c->out, &np, 4) || !l_process_put(&c->out, &nc, 4) ||
+      !l_process_put(&c->out, cfg->w.path, np) || !l_process_put(&c->out, cfg->w.cpath, nc) ||
+      !l_process_put(&c->out, &has_init, 1)) {
     snprintf(e->msg, sizeof e->msg, "not enough memory");
     return -1;
   }
@@ -72,9 +73,9 @@ static int send_config(proc_ctx *c, proc_chan *ch, par_wire_err *e) {
 /* The init call, to the process that takes over (c->peer was reset). */
 static int send_init(proc_ctx *c, par_wire_err *e) {
   if (!c->cfg->w.init) return 0;
-  start_frame(c, PF_INIT);
+  l_process_start_frame(c, PF_INIT);
   if (par_wire_flatten(c->peer, c->cfg->w.init, &c->out, NULL, e) != 0) return -1;
-  return send_out(c, e);
+  return l_process_send_out(c, e);
 }
 
 /* ----------------------------------------------------- the worker's life */
@@ -139,7 +140,7 @@ static pid_t spare_pid(proc_ctx *c) {
 }
 
 /* Ends the spare (it never ran anything of the pool's). */
-void drop_spare(proc_ctx *c) {
+void l_process_drop_spare(proc_ctx *c) {
   pid_t pid = spare_pid(c);
   if (c->sp.chan) proc_chan_free(c->sp.chan);
   c->sp.chan = NULL;
@@ -148,14 +149,14 @@ void drop_spare(proc_ctx *c) {
 }
 
 /* Starts a worker process, the spare if one is ready: 0, or -1 with why. */
-int launch(proc_ctx *c, char *why, size_t size) {
+int l_process_launch(proc_ctx *c, char *why, size_t size) {
   par_wire_err e;
   proc_ledger *l;
   int fd;
   int ready;
   if (spare_pid(c) > 0 && waitpid(c->sp.pid, NULL, WNOHANG) != 0) {
     c->sp.pid = 0;                 /* it died waiting (or is not ours) */
-    drop_spare(c);
+    l_process_drop_spare(c);
   }
   /* A spare killed just now may not look dead yet: see on_death. */
   ready = c->sp.pid > 0;
@@ -190,7 +191,7 @@ int launch(proc_ctx *c, char *why, size_t size) {
  * workers); posix_spawn runs on a thread of its own, as it holds its
  * caller until the exec (about a millisecond), which a result would wait
  * for. */
-void keep_spare(proc_ctx *c) {
+void l_process_keep_spare(proc_ctx *c) {
   char why[400];
   if (c->sp.pid <= 0 && !c->sp.spawning && c->chan && !par_pool_aborting())
     if (spawn_spare(c, 1, why, sizeof why) != 0) { /* a launch starts one then */ }
@@ -198,7 +199,7 @@ void keep_spare(proc_ctx *c) {
 
 /* Ends the worker process (closing the channel tells it to stop; after
  * `grace` seconds it is killed) and describes how it ended. */
-void finish_process(proc_ctx *c, double grace, char *why, size_t size) {
+void l_process_finish_process(proc_ctx *c, double grace, char *why, size_t size) {
   pid_t pid;
   pthread_mutex_lock(&c->pid_mu);
   pid = c->pid;
