@@ -122,6 +122,25 @@ describe("process pools' workers under memory_limit #child", function()
   end)
 end)
 
+describe("process pools' pop_many under memory_limit #child", function()
+  it("gives the whole batch back to the owner's queue, in order, when the reply is too large", function()
+    check([[
+      local q = parallel.queue()
+      local items = {}
+      for i = 1, 5 do items[i] = string.rep(string.char(96 + i), 300 << 10) end
+      q:push_all(items)
+      local p = parallel.pool{backend = "process", workers = 1, memory_limit = 1 << 20}
+      local f = p:submit(function(q) return #q:pop_many(10) end, q)
+      assert(f:wait(30) and f:state() == "failed", f:state())
+      assert(f:error():find("not enough memory: the reply takes", 1, true), f:error())
+      assert(#q == 5, #q .. " items in the queue, not 5")
+      for i = 1, 5 do assert(q:pop(0) == items[i], "item " .. i .. " is not back in its place") end
+      p:shutdown()
+      print("ok")
+    ]], 60)
+  end)
+end)
+
 describe("process pools' spares #child", function()
   it("die with their parent, even when it is killed with SIGKILL", function()
     local out, err = support.run_child{ timeout = 30, code = 'local parallel = require "parallel"\n'

@@ -350,17 +350,27 @@ int par_queue_pop(par_queue *q, par_msg **out, double deadline) {
 }
 
 int par_queue_unpop(par_queue *q, par_msg *m) {
+  return par_queue_unpop_all(q, &m, 1);
+}
+
+int par_queue_unpop_all(par_queue *q, par_msg *const *ms, size_t n) {
+  size_t i, k = 0;
   int r = PAR_OK, who = WAKE_NONE;
+  for (i = 0; i < n; i++) k += ms[i] != NULL;
+  if (k == 0) return PAR_OK;
   lock_both(q);
-  /* the one slot over the capacity is made here if need be */
-  if (count_now(q) == q->size && !grow_to(q, q->size + 1, 1)) r = PAR_NOMEM;
+  /* the slots over the capacity are made here if need be */
+  if (count_now(q) + k > q->size && !grow_to(q, count_now(q) + k, 1)) r = PAR_NOMEM;
   if (r == PAR_OK) {
-    q->head = (q->head + q->size - 1) % q->size;
-    q->ring[q->head] = m;
+    for (i = n; i-- > 0;) {
+      if (!ms[i]) continue;
+      q->head = (q->head + q->size - 1) % q->size;
+      q->ring[q->head] = ms[i];
+    }
     /* popped goes back: the pushers' snapshot must not stay ahead of it */
-    atomic_store(&q->popped, atomic_load(&q->popped) - 1);
+    atomic_store(&q->popped, atomic_load(&q->popped) - k);
     q->popped_seen = atomic_load(&q->popped);
-    who = announce(&q->items, 0);
+    who = announce(&q->items, k > 1);
   }
   unlock_both(q);
   wake_after(&q->items, who);

@@ -48,6 +48,11 @@ par_msg **par_queue_pop_many(par_queue *q, size_t max, double deadline, size_t *
  * taker went away: wire/remote.c), past the capacity and a close if need
  * be. PAR_OK or PAR_NOMEM (m stays the caller's). */
 int par_queue_unpop(par_queue *q, par_msg *m);
+/* The same for a batch that was popped (a pop_many whose taker failed or
+ * went away): ms[0] goes back to the head, the others behind it in order;
+ * NULL entries are skipped (items the caller keeps or freed). All or none:
+ * PAR_OK (the queue owns them) or PAR_NOMEM (they stay the caller's). */
+int par_queue_unpop_all(par_queue *q, par_msg *const *ms, size_t n);
 /* Wakes every waiter; pops drain what is left. Safe to repeat. */
 void par_queue_close(par_queue *q);
 int par_queue_closed(par_queue *q);

@@ -253,12 +253,11 @@ static int pop_many_try(void *ud, double deadline) {
  * of the queue, in order, those decoded before it included. Called by the
  * batch's __close while the error unwinds; bad = b->done, the failed one. */
 static void give_back(batch *b) {
-  size_t i = b->n, bad = b->done;
-  while (i-- > 0) {
-    if (i == bad) continue;
-    if (par_queue_unpop(b->q, b->ms[i]) != PAR_OK) par_msg_free(b->ms[i]);   /* no memory */
-  }
-  par_msg_free(b->ms[bad]);
+  size_t i;
+  par_msg_free(b->ms[b->done]);
+  b->ms[b->done] = NULL;
+  if (par_queue_unpop_all(b->q, b->ms, b->n) != PAR_OK)   /* no memory */
+    for (i = 0; i < b->n; i++) par_msg_free(b->ms[i]);
   b->n = b->done = 0;
 }
 

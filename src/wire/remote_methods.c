@@ -13,19 +13,25 @@
 
 /* --------------------------------------------------------------- outcome */
 
+/* Room in r->out for k more parts: PAR_OK or PAR_NOMEM. */
+static int out_room(rreq *r, size_t k) {
+  size_t cap = r->cap ? r->cap : 4;
+  par_remote_part *n;
+  if (r->nout + k <= r->cap) return PAR_OK;
+  while (cap < r->nout + k) cap *= 2;
+  if (!(n = realloc(r->out, cap * sizeof *n))) return PAR_NOMEM;
+  r->out = n;
+  r->cap = cap;
+  return PAR_OK;
+}
+
 static int add_out(rreq *r, unsigned char tag, par_msg *m, unsigned char *bytes, size_t len,
                    par_object *obj) {
-  if (r->nout == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 4;
-    par_remote_part *n = realloc(r->out, cap * sizeof *n);
-    if (!n) {
-      par_msg_free(m);
-      free(bytes);
-      if (obj) par_object_release(obj);
-      return PAR_NOMEM;
-    }
-    r->out = n;
-    r->cap = cap;
+  if (out_room(r, 1) != PAR_OK) {
+    par_msg_free(m);
+    free(bytes);
+    if (obj) par_object_release(obj);
+    return PAR_NOMEM;
   }
   memset(&r->out[r->nout], 0, sizeof r->out[r->nout]);
   r->out[r->nout].tag = tag;
@@ -82,6 +88,24 @@ static int unhold(par_remote_owner *o, uint64_t token, held *out) {
   return found;
 }
 
+/* The messages of ps[0..n) back at the front of q where they were popped
+ * from, in one go and in order; the parts whose message went give it up.
+ * PAR_OK, or PAR_NOMEM with every message still in its part. */
+static int unpop_parts(par_queue *q, par_remote_part *ps, size_t n) {
+  par_msg **ms;
+  size_t i;
+  int st;
+  if (n == 0) return PAR_OK;
+  if (!(ms = calloc(n, sizeof *ms))) return PAR_NOMEM;
+  for (i = 0; i < n; i++) ms[i] = ps[i].tag == 'M' ? ps[i].m : NULL;
+  st = par_queue_unpop_all(q, ms, n);
+  if (st == PAR_OK)
+    for (i = 0; i < n; i++)
+      if (ps[i].tag == 'M') ps[i].m = NULL;
+  free(ms);
+  return st;
+}
+
 static int serve_queue(rreq *r, double deadline) {
   par_queue *push_q, *pop_q;
   const par_remote_part *p;
@@ -106,14 +130,11 @@ static int serve_queue(rreq *r, double deadline) {
     }
     case PR_PUSH_MANY: {
       if (r->arg == PR_TO_FRONT) {
-        /* back where they were popped from: the last first */
-        while (r->done < r->nin) {
-          par_remote_part *back = &r->in[r->nin - 1 - r->done];
-          if (back->tag != 'M') return ro_fail(r, "a malformed request");
-          if (par_queue_unpop(pop_q, back->m) != PAR_OK) { st = PAR_NOMEM; break; }
-          back->m = NULL;
-          r->done++;
-        }
+        size_t i;
+        for (i = r->done; i < r->nin; i++)
+          if (r->in[i].tag != 'M') return ro_fail(r, "a malformed request");
+        st = unpop_parts(pop_q, r->in + r->done, r->nin - r->done);
+        if (st == PAR_OK) r->done = r->nin;
         r->value = (int64_t)r->done;
         return st;
       }
@@ -132,14 +153,14 @@ static int serve_queue(rreq *r, double deadline) {
       size_t n = 0, i;
       par_msg **ms = par_queue_pop_many(pop_q, r->arg > 0 ? (size_t)r->arg : 1, deadline, &n, &st);
       if (!ms) return st;
-      for (i = 0; i < n; i++)
-        if (add_out(r, 'M', ms[i], NULL, 0, NULL) != PAR_OK) {
-          /* back in their order: the last first */
-          size_t j = n;
-          while (j-- > i + 1) par_queue_unpop(pop_q, ms[j]);
-          st = PAR_NOMEM;
-          break;
-        }
+      if (out_room(r, n) != PAR_OK) {
+        /* no room for the reply: the batch goes back, or is lost */
+        if (par_queue_unpop_all(pop_q, ms, n) != PAR_OK)
+          for (i = 0; i < n; i++) par_msg_free(ms[i]);
+        free(ms);
+        return PAR_NOMEM;
+      }
+      for (i = 0; i < n; i++) add_out(r, 'M', ms[i], NULL, 0, NULL);
       free(ms);
       return st;
     }
@@ -444,9 +465,7 @@ void ro_give_back(rreq *r) {
   if (r->status == PAR_OK) {
     if (r->method == PR_POP || r->method == PR_POP_MANY) {
       par_queue *q = r->kind == PR_KIND_PIPE ? ((par_pipe *)r->obj)->in : (par_queue *)r->obj;
-      size_t i = r->nout;
-      while (i-- > 0)
-        if (r->out[i].tag == 'M' && par_queue_unpop(q, r->out[i].m) == PAR_OK) r->out[i].m = NULL;
+      unpop_parts(q, r->out, r->nout);   /* no memory: they are freed with r */
     } else if (r->method == PR_BEGIN_UPDATE) {
       held h;
       if (unhold(r->own, (uint64_t)r->value, &h)) {

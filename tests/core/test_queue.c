@@ -197,6 +197,38 @@ static void put_back_fills_the_queue(void) {
   par_object_release((par_object *)q);
 }
 
+/* A popped batch put back in one go: in order at the head, before what was
+ * pushed meanwhile, past a full bounded queue's capacity and its ring
+ * (which grows), skipping the entries the caller kept. */
+static void put_back_a_batch(void) {
+  par_queue *q = par_queue_new(4);
+  par_msg **ms, *m;
+  size_t n = 0, i;
+  long v, expect[] = {1, 2, 4, 5, 6, 7, 8};
+  int st;
+  for (v = 1; v <= 4; v++) CHECK_EQ(par_queue_push(q, msg_of(v), 0), PAR_OK);
+  ms = par_queue_pop_many(q, 10, 0, &n, &st);
+  CHECK(ms != NULL);
+  CHECK_EQ(n, 4);
+  for (v = 5; v <= 8; v++) CHECK_EQ(par_queue_push(q, msg_of(v), 0), PAR_OK);
+  par_msg_free(ms[2]);   /* 3: the caller keeps it out */
+  ms[2] = NULL;
+  CHECK_EQ(par_queue_unpop_all(q, ms, n), PAR_OK);
+  free(ms);
+  CHECK_EQ(par_queue_count(q), 7);
+  m = msg_of(9);
+  CHECK_EQ(par_queue_push(q, m, 0), PAR_TIMEOUT);
+  par_msg_free(m);
+  for (i = 0; i < 7; i++) {
+    CHECK_EQ(par_queue_pop(q, &m, 0), PAR_OK);
+    CHECK_EQ(msg_value(m), expect[i]);
+    par_msg_free(m);
+  }
+  CHECK_EQ(par_queue_pop(q, &m, 0), PAR_TIMEOUT);
+  CHECK_EQ(par_queue_unpop_all(q, NULL, 0), PAR_OK);
+  par_object_release((par_object *)q);
+}
+
 int main(void) {
   par_queue *q = par_queue_new(2);
   par_msg *m = NULL;
@@ -245,6 +277,7 @@ int main(void) {
   par_object_release((par_object *)q);
   batches_across_the_wrap();
   put_back_fills_the_queue();
+  put_back_a_batch();
   many_pushers_and_poppers(7);
   many_pushers_and_poppers(0);
   DONE("queue");
