@@ -190,4 +190,22 @@ describe("process pools: a waiter takes the outcome itself #child", function()
       print("ok")
     ]])
   end)
+
+  it("counts the busy time of the tasks it finishes in pool:stats()", function()
+    check([[
+      local p = parallel.pool{backend = "process", workers = 1}
+      for i = 1, 6 do
+        assert(p:submit(function(x)
+          local t = os.clock() + 0.03
+          while os.clock() < t do end
+          return x
+        end, i):get(20) == i)
+      end
+      local s = p:stats()
+      assert(s.completed == 6, s.completed)
+      assert(s.busy[1] >= 0.15, "busy " .. s.busy[1])
+      p:shutdown()
+      print("ok")
+    ]])
+  end)
 end)

@@ -476,6 +476,7 @@ int par_pool_submit(par_pool *p, par_future *f) {
     atomic_store_explicit(&p->queued, 0, memory_order_relaxed);
     void *ctx = woke->park_ctx;   /* read under mu: the worker thread writes it */
     woke->handed = f;
+    woke->handed_at = par_now();
     woke->handing = 1;
     p->handed++;
     pthread_mutex_unlock(&p->mu);
@@ -522,6 +523,7 @@ static void pool_help(par_object *owner, par_future *f, double deadline) {
     w->handed = NULL;
     p->handed--;
     w->offered = w->await_handoff = 0;
+    atomic_fetch_add(&w->busy_ns, (long long)((par_now() - w->handed_at) * 1e9));
     pthread_mutex_lock(&w->mu);
     w->current = NULL;
     pthread_mutex_unlock(&w->mu);

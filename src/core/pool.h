@@ -127,6 +127,7 @@ struct par_worker {
   /* A waiter runs that task's outcome (ops->help; pool mu): the worker
    * thread, woken, stops it and waits on help_done until it left. */
   int helped;
+  double handed_at;               /* when the submit handed it over: its busy time */
   _Atomic int help_stop;
   pthread_cond_t help_done;
 };
