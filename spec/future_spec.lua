@@ -409,3 +409,55 @@ describe("parallel.gather", function()
     assert.same({code = 5}, e)
   end)
 end)
+
+describe("a task waiting for its own future", function()
+  -- The future reaches its own task through a queue; each way of waiting
+  -- for it raises in the task instead of waiting forever. In a child: before
+  -- the fix, each hung.
+  for _, backend in ipairs{"threads", "process"} do
+    it("raises for get, wait, wait(t), parallel.wait, gather and as_completed (" .. backend .. ") #child", function()
+      local out, err, status = run_lua(([[
+        local parallel = require "parallel"
+        local p = parallel.pool{workers = 2, backend = %q}
+        local ways = {
+          "get", "wait", "wait(1)", "parallel.wait", "parallel.wait first", "gather", "as_completed",
+        }
+        for _, way in ipairs(ways) do
+          local q = parallel.queue()
+          local other = p:submit(function() return "other" end)
+          local f = p:submit(function(q, way)
+            local parallel = require "parallel"
+            local me, other = q:pop(), q:pop()
+            local ok, e = pcall(function()
+              if way == "get" then return me:get()
+              elseif way == "wait" then return me:wait()
+              elseif way == "wait(1)" then return me:wait(1)
+              elseif way == "parallel.wait" then return parallel.wait({other, me})
+              elseif way == "parallel.wait first" then return parallel.wait({me, other}, {return_when = "first"})
+              elseif way == "gather" then return parallel.gather({other, me})
+              else for g in parallel.as_completed({other, me}) do end end
+            end)
+            -- a future that is not its own is waited for as usual
+            return ok, (tostring(e):gsub("^[^\n]-:%%d+: ", "")), other:get()
+          end, q, way)
+          q:push(f)
+          q:push(other)
+          print(way, f:get(10))
+        end
+        print("end")
+      ]]):format(backend))
+      assert.equal(0, status, err)
+      local msg = "false\ta task cannot wait for its own future: it would wait forever\tother\n"
+      assert.equal("get\t" .. msg .. "wait\t" .. msg .. "wait(1)\t" .. msg .. "parallel.wait\t" .. msg
+        .. "parallel.wait first\t" .. msg .. "gather\t" .. msg .. "as_completed\t" .. msg .. "end\n", out)
+    end)
+  end
+
+  it("leaves a future of another task of the same worker alone", function()
+    local p = parallel.pool{workers = 1}
+    local first = p:submit(function() return 1 end)
+    assert.equal(1, first:get(10))
+    assert.equal(1, p:submit(function(f) return f:get() end, first):get(10))
+    p:shutdown()
+  end)
+end)

@@ -352,6 +352,16 @@ par_pool *par_pool_self(void) {
   return this_worker ? this_worker->pool : NULL;
 }
 
+int par_pool_runs_self(const par_future *f) {
+  par_worker *w = this_worker;
+  int self;
+  if (!w || !f) return 0;
+  pthread_mutex_lock(&w->mu);
+  self = w->current == f;
+  pthread_mutex_unlock(&w->mu);
+  return self;
+}
+
 par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud) {
   par_pool *p = calloc(1, sizeof *p);
   sigset_t all, old;

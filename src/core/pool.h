@@ -171,6 +171,13 @@ extern const par_type par_pool_type;
 par_pool *par_pool_new(int n, const par_pool_ops *ops, void *ud);
 /* The pool whose worker thread calls this, or NULL. */
 par_pool *par_pool_self(void);
+/* 1 when the calling thread is the worker whose current task is f: a
+ * wait for f there would never end, f finishing only once its task
+ * returns. (A process backend's worker thread serves its process's
+ * requests: there f is the task that process runs.) */
+int par_pool_runs_self(const par_future *f);
+/* What such a wait says instead (the binding and the wire raise it). */
+#define PAR_SELF_WAIT_MSG "a task cannot wait for its own future: it would wait forever"
 /* PAR_OK, or PAR_CLOSED after shutdown (f is then not taken). */
 int par_pool_submit(par_pool *p, par_future *f);
 /* Called by one of p's own workers (a task shutting down its pool), it

@@ -23,10 +23,12 @@ static int try_future(void *ud, double deadline) {
   return par_future_wait((par_future *)ud, deadline);
 }
 
-/* Waits for f from Lua; returns PAR_OK or PAR_TIMEOUT, raises on Ctrl-C. */
+/* Waits for f from Lua; returns PAR_OK or PAR_TIMEOUT, raises on Ctrl-C
+ * and in f's own task (which f waits for). */
 static int wait_future(lua_State *L, par_future *f, double timeout) {
   int r;
   if (par_future_is_terminal(par_future_state(f))) return PAR_OK;
+  if (par_pool_runs_self(f)) luaL_error(L, PAR_SELF_WAIT_MSG);
   r = l_wait(L, timeout, try_future, f);
   if (r == PAR_INTERRUPTED) l_wait_raise(L);
   return r;
@@ -306,6 +308,7 @@ static int l_waitset_new(lua_State *L) {
     lua_rawgeti(L, 1, i);
     p = (l_proxy *)lua_touserdata(L, -1);
     if (!p->obj) return luaL_error(L, "parallel.future is closed");
+    if (par_pool_runs_self((par_future *)p->obj)) return luaL_error(L, PAR_SELF_WAIT_MSG);
     if (!par_waitset_add(w->ws, (par_future *)p->obj)) return luaL_error(L, "not enough memory");
     lua_pop(L, 1);
   }
@@ -359,6 +362,7 @@ static int l_waitset_next(lua_State *L) {
 static int l_waitset_add(lua_State *L) {
   l_waitset *w = check_waitset(L);
   par_future *f = check_future(L, 2);
+  if (par_pool_runs_self(f)) return luaL_error(L, PAR_SELF_WAIT_MSG);
   lua_getiuservalue(L, 1, 1);
   lua_pushlightuserdata(L, f);
   lua_pushvalue(L, 2);

@@ -298,6 +298,8 @@ static int wait_any(rreq *r, double deadline) {
   }
   pthread_mutex_unlock(&r->own->mu);
   if (i < n) st = ro_fail(r, "a future this process never sent");
+  for (i = 0; st == PAR_OK && i < n; i++)
+    if (par_pool_runs_self(fs[i])) st = ro_fail(r, PAR_SELF_WAIT_MSG);
   ws = st == PAR_OK ? par_waitset_new() : NULL;
   if (st == PAR_OK && !ws) st = PAR_NOMEM;
   for (i = 0; st == PAR_OK && i < n; i++)
@@ -322,7 +324,11 @@ static int serve_future(rreq *r, double deadline) {
   par_future *f = (par_future *)r->obj;
   switch (r->method) {
     case PR_WAIT: {
-      int st = par_future_wait(f, deadline);
+      int st;
+      /* on the I/O thread of the worker process asking (its first try):
+       * the task that process runs waits for its own future */
+      if (par_pool_runs_self(f)) return ro_fail(r, PAR_SELF_WAIT_MSG);
+      st = par_future_wait(f, deadline);
       r->value = par_future_state(f);
       if (st == PAR_OK && r->arg) {
         const par_msg *res;
