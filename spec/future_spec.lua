@@ -206,6 +206,46 @@ describe("future", function()
       assert.same({code = 7}, e)
       assert.is_string(tb)
     end)
+
+    -- An error value only the worker can rebuild: a module its init put
+    -- in package.preload travels by name, and is not found here.
+    local UNRECEIVABLE = "the task's error value could not be received (cannot receive module 'onlyhere'"
+    local function worker_module_pool(backend)
+      return parallel.pool{workers = 1, backend = backend, init = function()
+        package.preload.onlyhere = function() return {} end
+      end}
+    end
+
+    it("says in a string why an error value cannot be received here, and get raises that", function()
+      local p = worker_module_pool("threads")
+      local f = p:submit(function() error((require "onlyhere")) end)
+      f:wait(10)
+      local ok, e, tb = pcall(f.error, f)
+      assert.is_true(ok, e)
+      assert.equal(UNRECEIVABLE, e:sub(1, #UNRECEIVABLE))
+      assert.equal("", tb)
+      assert.equal("failed", f:state())
+      local err = support.error_of(f.get, f)
+      assert.equal(UNRECEIVABLE, err:sub(1, #UNRECEIVABLE))
+      p:shutdown()
+    end)
+
+    it("says so too for a future of the parent's pool in a process worker", function()
+      local tp = worker_module_pool("threads")
+      local pp = parallel.pool{workers = 1, backend = "process"}
+      local ok, e, tb, got = pp:submit(function(tp)
+        local g = tp:submit(function() error((require "onlyhere")) end)
+        g:wait(10)
+        local ok, e, tb = pcall(g.error, g)
+        return ok, e, tb, select(2, pcall(g.get, g))
+      end, tp):get(20)
+      assert.is_true(ok, e)
+      assert.equal(UNRECEIVABLE, e:sub(1, #UNRECEIVABLE))
+      assert.equal("", tb)
+      assert.equal(UNRECEIVABLE, got:sub(1, #UNRECEIVABLE))
+      pp:shutdown()
+      tp:shutdown()
+    end)
   end)
 
   describe("a memory error in a task", function()

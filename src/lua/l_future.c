@@ -45,8 +45,15 @@ static par_future *failed_member(const par_future *g) {
   return NULL;
 }
 
+/* Protected: the values of the failure message at 1. */
+static int decode_failure(lua_State *L) {
+  return codec_decode(L, (const par_msg *)lua_touserdata(L, 1));
+}
+
 /* Pushes error value, traceback and item index of a failed future (a
- * group: of its first failed member). */
+ * group: of its first failed member). An error value this state cannot
+ * rebuild (a module only the worker has, memory) becomes a string that
+ * says why: error() must not raise, and get() raises what happened. */
 static void push_failure(lua_State *L, par_future *f) {
   int held;
   if (par_future_kind(f) == PAR_KIND_GROUP) f = failed_member(f);
@@ -60,7 +67,9 @@ static void push_failure(lua_State *L, par_future *f) {
     lua_pushnil(L);
   } else {
     held = l_hold(L, &f->hdr);   /* a finalizer may close the last handle */
-    codec_decode(L, par_future_result(f));
+    lua_pushcfunction(L, decode_failure);
+    lua_pushlightuserdata(L, (void *)par_future_result(f));
+    if (lua_pcall(L, 1, 3, 0) != LUA_OK) l_failure_undecodable(L);
     l_hold_end(L, held);
   }
 }

@@ -522,6 +522,19 @@ static int rf_wait_call(lua_State *L, rcall *c, par_remote_obj *o, double timeou
   return call(L, c, o, PR_WAIT, timeout, results);
 }
 
+/* Protected: the values of a failure reply's message (at 1: its rcall). */
+static int rf_decode_failure(lua_State *L) {
+  return push_part(L, (rcall *)lua_touserdata(L, 1), 0);
+}
+
+/* Pushes error value, traceback and item index of failure reply c; what
+ * cannot be decoded here is said in a string (l_failure_undecodable). */
+static void rf_push_failure(lua_State *L, rcall *c) {
+  lua_pushcfunction(L, rf_decode_failure);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 3, 0) != LUA_OK) l_failure_undecodable(L);
+}
+
 static int rf_get(lua_State *L) {
   par_remote_obj *o = check(L, PR_KIND_FUTURE);
   double timeout = l_opttimeout(L, 2);
@@ -541,8 +554,8 @@ static int rf_get(lua_State *L) {
     default:
       if (c->reply.nparts != 1) return luaL_error(L, "pool init failed: not enough memory");
       base = lua_gettop(L);
-      n = push_part(L, c, 0);           /* error, traceback, index */
-      if (n >= 2 && lua_type(L, base + 1) == LUA_TSTRING && lua_type(L, base + 2) == LUA_TSTRING &&
+      rf_push_failure(L, c);            /* error, traceback, index */
+      if (lua_type(L, base + 1) == LUA_TSTRING && lua_type(L, base + 2) == LUA_TSTRING &&
           lua_rawlen(L, base + 2) > 0) {
         lua_pushvalue(L, base + 1);
         lua_pushliteral(L, "\n");
@@ -594,7 +607,7 @@ static int rf_error(lua_State *L) {
   }
   if (c->reply.value != PAR_FAILED || c->reply.nparts != 1) return 0;
   base = lua_gettop(L);
-  push_part(L, c, 0);
+  rf_push_failure(L, c);
   lua_settop(L, base + 2);
   return 2;
 }
@@ -626,7 +639,7 @@ static int rf_failure(lua_State *L) {
   int base = lua_gettop(L);
   rf_wait_call(L, c, o, 0, 1);
   if (c->reply.value == PAR_FAILED && c->reply.nparts == 1) {
-    push_part(L, c, 0);
+    rf_push_failure(L, c);
   } else {
     lua_pushstring(L, c->reply.value == PAR_FAILED ? "pool init failed: not enough memory"
                                                    : "cancelled");

@@ -74,6 +74,17 @@ static box *box_take(lua_State *L) {
   return b;
 }
 
+void l_failure_undecodable(lua_State *L) {
+  int err = lua_gettop(L);
+  const char *why = lua_tostring(L, err);
+  if (!why) why = lua_pushfstring(L, "error object is a %s value", luaL_typename(L, err));
+  lua_pushfstring(L, "the task's error value could not be received (%s)", why);
+  lua_replace(L, err);
+  lua_settop(L, err);
+  lua_pushliteral(L, "");
+  lua_pushnil(L);
+}
+
 int l_hold(lua_State *L, par_object *o) {
   box *b = box_take(L);
   b->held = par_object_retain(o);

@@ -23,6 +23,11 @@ void l_message_open(lua_State *L);
 /* Pushes the values of m and frees it, also when decoding raises (a
  * module that fails to load in this state, out of memory). */
 int l_message_decode(lua_State *L, par_msg *m);
+/* A task's failure message that this state could not decode (a module
+ * only the worker has, out of memory): replaces the error on top with the
+ * three values error(), get() and _failure() report instead, a string
+ * saying why, an empty traceback and no item index. */
+void l_failure_undecodable(lua_State *L);
 /* Keeps o alive (one reference) until l_hold_end(L, slot), for a method
  * that runs Lua code while it uses o (a decode's finalizers, callbacks, a
  * barrier's action): that code may close the method's own handle. Pushes
