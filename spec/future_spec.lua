@@ -501,3 +501,37 @@ describe("a task waiting for its own future", function()
     p:shutdown()
   end)
 end)
+
+describe("a bad list of futures", function()
+  local pool
+  lazy_setup(function() pool = parallel.pool(1) end)
+  lazy_teardown(function() if pool then pool:shutdown() end end)
+
+  -- The error of name(list) called from this file, as luaL_argerror words it.
+  local function raised(name, list)
+    local ok, e = pcall(function()
+      if name == "as_completed" then for _ in parallel.as_completed(list) do end
+      else parallel[name](list) end
+    end)
+    assert.is_false(ok)
+    return e
+  end
+
+  for _, name in ipairs{"wait", "as_completed", "gather"} do
+    it("names " .. name .. " and the caller's line for an item that is not a future", function()
+      local f = pool:submit(function() return 1 end)
+      local e = raised(name, {f, "x"})
+      assert.matches("^spec/future_spec%.lua:%d+: ", e)
+      assert.equal("bad argument #1 to '" .. name .. "' (futures[2] is not a future)", e:gsub("^[^\n]-:%d+: ", ""))
+    end)
+
+    it("names " .. name .. " and the caller's line for a closed future", function()
+      local f, g = pool:submit(function() return 1 end), pool:submit(function() return 2 end)
+      g:wait(10)
+      getmetatable(g).__close(g)
+      local e = raised(name, {f, g})
+      assert.matches("^spec/future_spec%.lua:%d+: ", e)
+      assert.equal("bad argument #1 to '" .. name .. "' (futures[2] is closed)", e:gsub("^[^\n]-:%d+: ", ""))
+    end)
+  end
+end)

@@ -441,7 +441,7 @@ describe("shared objects in process pools", function()
         local parallel = require "parallel"
         return select(2, pcall(parallel.gather, {p:submit(function() end), "x"}))
       end, other)
-      assert.equal("bad argument #1 (futures[2] is not a future)", err)
+      assert.equal("bad argument #1 to 'gather' (futures[2] is not a future)", err)
     end)
 
     it("here: futures a worker sends back are this process's own, and wait takes them", function()

@@ -418,8 +418,10 @@ local REMOTE_FUTURE = "parallel.future (remote)"
 local MixedWaitset = {}
 MixedWaitset.__index = MixedWaitset
 
-local function waitset_of(futures)
-  local locals, groups, by_link, seen = {}, {}, {}, {}
+-- fname: the public function (as_completed, wait, gather), named by errors
+-- about the list, which point at the line that called it.
+local function waitset_of(futures, fname)
+  local locals, groups, by_link, seen, at = {}, {}, {}, {}, {}
   for i = 1, #futures do
     local f = futures[i]
     local mt = type(f) == "userdata" and getmetatable(f)
@@ -437,14 +439,19 @@ local function waitset_of(futures)
       g[#g + 1] = f
     else
       if not (type(mt) == "table" and mt.__name == "parallel.future") then
-        error(("bad argument #1 (futures[%d] is not a future)"):format(i), 0)
+        argerror(1, fname, ("futures[%d] is not a future"):format(i), 4)
       end
       seen[f] = true
       locals[#locals + 1] = f
+      at[#locals] = i
     end
   end
-  if #groups == 0 then return core._waitset(futures) end
-  return setmetatable({ws = core._waitset(locals), nlocal = #locals, groups = groups}, MixedWaitset)
+  if #groups == 0 then return core._waitset(futures, fname, 3) end
+  -- the C side names an index of locals: a closed handle is named here
+  for j = 1, #locals do
+    if not pcall(locals[j].done, locals[j]) then argerror(1, fname, ("futures[%d] is closed"):format(at[j]), 4) end
+  end
+  return setmetatable({ws = core._waitset(locals, fname, 3), nlocal = #locals, groups = groups}, MixedWaitset)
 end
 
 -- The first future of group gi done within wait seconds (nil: no limit), taken out.
@@ -506,7 +513,7 @@ function M.as_completed(futures, timeout)
   if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     argerror(2, "as_completed", "timeout must be a non-negative number")
   end
-  local ws = waitset_of(futures)
+  local ws = waitset_of(futures, "as_completed")
   local deadline = timeout and now() + timeout
   return function()
     local f, err = ws:next(remaining(deadline))
@@ -524,7 +531,7 @@ function M.wait(futures, opts)
   futures = future_list(futures, "wait")
   opts = core._options(opts, 2, "wait", WAIT_OPTIONS, 2) or {}
   local when = opts.return_when or "all"
-  local ws = waitset_of(futures)
+  local ws = waitset_of(futures, "wait")
   local deadline = opts.timeout and now() + opts.timeout
   local done, is_done = {}, {}
   while true do
@@ -549,7 +556,7 @@ end
 --- parallel.gather(futures) --> list of first results; raises the first error
 function M.gather(futures)
   futures = future_list(futures, "gather")
-  local ws = waitset_of(futures)
+  local ws = waitset_of(futures, "gather")
   -- a future listed twice is in the set once: the set runs out first
   while true do
     local f = ws:next()

@@ -286,16 +286,41 @@ static l_waitset *check_waitset(lua_State *L) {
   return w;
 }
 
-/* core._waitset(futures) --> a waitset whose :next() yields them as they finish */
+/* A bad list given to core._waitset(futures, fname, level): the error
+ * names the public function fname and the code `level` calls above the
+ * function that called _waitset, as luaL_argerror would for a call of
+ * fname (without fname: luaL_argerror's own). */
+static int waitset_error(lua_State *L, const char *fname, int level, const char *msg) {
+  if (!fname) return luaL_error(L, "%s", msg);
+  luaL_where(L, level);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+static int bad_futures(lua_State *L, const char *fname, int level, lua_Integer i, const char *what) {
+  const char *msg = lua_pushfstring(L, "futures[%I] %s", i, what);
+  if (!fname) return luaL_argerror(L, 1, msg);
+  return waitset_error(L, fname, level, lua_pushfstring(L, "bad argument #1 to '%s' (%s)", fname, msg));
+}
+
+/* core._waitset(futures [, fname, level]) --> a waitset whose :next()
+ * yields them as they finish */
 static int l_waitset_new(lua_State *L) {
   l_waitset *w;
   lua_Integer n, i;
+  const char *fname = luaL_optstring(L, 2, NULL);
+  int level = (int)luaL_optinteger(L, 3, 1);
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 3);
   n = (lua_Integer)lua_rawlen(L, 1);
   for (i = 1; i <= n; i++) {
+    l_proxy *p;
     lua_rawgeti(L, 1, i);
-    if (!luaL_testudata(L, -1, par_future_type.name))
-      return luaL_error(L, "bad argument #1 (futures[%I] is not a future)", i);
+    if (!luaL_testudata(L, -1, par_future_type.name)) return bad_futures(L, fname, level, i, "is not a future");
+    p = (l_proxy *)lua_touserdata(L, -1);
+    if (!p->obj) return bad_futures(L, fname, level, i, "is closed");
+    if (par_pool_runs_self((par_future *)p->obj)) return waitset_error(L, fname, level, PAR_SELF_WAIT_MSG);
     lua_pop(L, 1);
   }
   w = (l_waitset *)lua_newuserdatauv(L, sizeof *w, 1);
@@ -312,12 +337,11 @@ static int l_waitset_new(lua_State *L) {
   lua_setiuservalue(L, -2, 1);
   w->ws = par_waitset_new();
   if (!w->ws) return luaL_error(L, "not enough memory");
-  for (i = 1; i <= n; i++) {
+  for (i = 1; i <= n; i++) {   /* a finalizer may have closed a handle since */
     l_proxy *p;
     lua_rawgeti(L, 1, i);
     p = (l_proxy *)lua_touserdata(L, -1);
-    if (!p->obj) return luaL_error(L, "parallel.future is closed");
-    if (par_pool_runs_self((par_future *)p->obj)) return luaL_error(L, PAR_SELF_WAIT_MSG);
+    if (!p->obj) return bad_futures(L, fname, level, i, "is closed");
     if (!par_waitset_add(w->ws, (par_future *)p->obj)) return luaL_error(L, "not enough memory");
     lua_pop(L, 1);
   }
