@@ -106,6 +106,44 @@ describe("shared objects in process pools", function()
       assert.equal(40000, c:get())
     end)
 
+    it("keep a counter exact with three threads and a worker process contending, while waiters are interrupted", function()
+      local l, c = parallel.lock(), parallel.value("int64", 0)
+      local n, go, half = 20000, parallel.barrier(5), parallel.event()
+      -- Victims take the lock over and over (the guard releases it when the
+      -- interrupt lands inside) until interrupted, often while asleep in acquire.
+      local function victim(l, started)
+        started:set()
+        while true do l:with(function() end) end
+      end
+      local vt_started, vp_started = parallel.event(), parallel.event()
+      local vt = parallel.spawn(victim, l, vt_started)
+      local vp = pool:submit(victim, l, vp_started)
+      assert.is_true(vt_started:wait(10) and vp_started:wait(10))
+      local function count(l, c, go, half, n)
+        assert(go:wait(10), "barrier")
+        for i = 1, n do
+          l:acquire()
+          c:set(c:get() + 1)    -- not atomic: only the lock makes it exact
+          l:release()
+          if i == n // 2 and half then half:set() end
+        end
+        return true
+      end
+      local fs = {}
+      for t = 1, 3 do fs[t] = parallel.spawn(count, l, c, go, t == 1 and half or nil, n) end
+      fs[4] = pool:submit(count, l, c, go, nil, n)
+      assert.is_true(go:wait(10) ~= nil)
+      assert.is_true(half:wait(30), "the counters did not get halfway")
+      assert.is_true(vt:interrupt() ~= false)
+      assert.is_true(vp:interrupt() ~= false)
+      assert.matches("interrupted", failure(vt))
+      assert.matches("interrupted", failure(vp))
+      for t = 1, 4 do assert.is_true(fs[t]:wait(60), "counter " .. t .. " did not end") end
+      for t = 1, 4 do assert.is_true(fs[t]:get()) end
+      assert.equal(4 * n, c:get())
+      assert.is_false(l:locked())
+    end)
+
     it("time out in a worker while the parent holds them", function()
       local l = parallel.lock()
       l:acquire()

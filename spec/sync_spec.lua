@@ -176,6 +176,39 @@ describe("parallel.condition", function()
       c:notify(); c:notify_all()
     end)
   end)
+
+  describe("across threads", function()
+    it("keeps a bounded buffer exact for 3 producers and 2 consumers on a plain lock", function()
+      -- Every wait re-takes a lock the others contend for; `level` and the
+      -- totals are read and written non-atomically under it.
+      local c = parallel.condition(parallel.lock())
+      local level, made, taken = parallel.value("int64", 0), parallel.value("int64", 0),
+        parallel.value("int64", 0)
+      local n, cap = 3000, 4
+      local fs = {}
+      for t = 1, 5 do
+        fs[t] = parallel.spawn(function(c, level, made, taken, n, cap, produce)
+          for _ = 1, n do
+            c:acquire()
+            while (produce and level:get() == cap) or (not produce and level:get() == 0) do
+              assert(c:wait(30), "no notify within 30 s")
+            end
+            level:set(level:get() + (produce and 1 or -1))
+            local total = produce and made or taken
+            total:set(total:get() + 1)
+            c:notify_all()
+            c:release()
+          end
+          return true
+        end, c, level, made, taken, t <= 3 and n or 3 * n // 2, cap, t <= 3)
+      end
+      for t = 1, 5 do assert.is_true(fs[t]:get(60)) end
+      assert.equal(3 * n, made:get())
+      assert.equal(3 * n, taken:get())
+      assert.equal(0, level:get())
+      assert.is_false(c:locked())
+    end)
+  end)
 end)
 
 describe("parallel.event", function()

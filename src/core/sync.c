@@ -35,7 +35,45 @@ static void shmu_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
 /* The holder's mark in a lock's word: this process. */
 static uint32_t me(void) { return (uint32_t)par_shm_self(); }
 
-/* ---- lock core ---- */
+/* ---- lock core ----
+ *
+ * The word `held` is 0 (free), PAR_LOCK_DIED (free, its holder died), or
+ * a holder's pid, each possibly with PAR_LOCK_WAITERS: a thread may sleep
+ * on the word, so whoever clears the bit wakes one (Drepper's "Futexes Are
+ * Tricky", mutex 3, with the owner in the word for par_lock_recover).
+ *  - A sleeper sets the bit on the holder's word, then sleeps while the
+ *    word is still that value. The release clears the whole word, so its
+ *    value changes even when the same process takes it again at once (its
+ *    pid comes back; the word is pid|bit again only if it was taken
+ *    through the slow path, with the bit, and then that release wakes).
+ *    No generation word is needed: the bit is the ABA's missing half.
+ *  - Wake-once: a release wakes only if the bit is set, and clears it, so
+ *    the releases that follow while the woken thread is on its way (the
+ *    releaser takes the lock back through the fast path, without the bit)
+ *    make no system call. The old word kept a sleeper count beside the
+ *    owner and woke whenever it was nonzero: with two threads always
+ *    contending, nearly every release made a FUTEX_WAKE (0.77-0.9 futex
+ *    calls per locked operation, issue 12).
+ *  - The woken thread inherits the duty to the others: it takes the lock
+ *    with the bit if other threads are in the slow path (`sleepers`,
+ *    counted before they look at the word), or sets the bit on the holder
+ *    before it sleeps again or leaves on a timeout. Mutex 3 always takes
+ *    with the bit, one wasted FUTEX_WAKE per hand-over; the count says
+ *    when the bit is needed. It is seq_cst: a sleeper's count comes before
+ *    its bit, the bit before the release that cleared it, that release
+ *    before the woken thread's read of the word, and that before its read
+ *    of the count, so the count it reads includes every thread asleep.
+ *  - A thread that gives up (timeout) owes nothing: it set the bit since
+ *    it was last woken (the futex wait says "woken", not "timed out", when
+ *    a wake-up reached it, so none is lost), and it takes a free lock.
+ * A holder's pid is below 2^22 (PID_MAX_LIMIT), clear of both marks. */
+
+#define WAITERS PAR_LOCK_WAITERS
+
+static int is_free(uint32_t h) {
+  h &= ~WAITERS;
+  return h == 0 || h == PAR_LOCK_DIED;
+}
 
 static int core_try(par_lockcore *c) {
   uint32_t expected = 0;
@@ -44,21 +82,33 @@ static int core_try(par_lockcore *c) {
 }
 
 static int core_free(void *ud) {
-  uint32_t h = atomic_load_explicit(&((par_lockcore *)ud)->held, memory_order_relaxed);
-  return h == 0 || h == PAR_LOCK_DIED;
+  return is_free(atomic_load_explicit(&((par_lockcore *)ud)->held, memory_order_relaxed));
 }
 
-/* Takes a free lock, dead holder's or not: PAR_OK, PAR_OWNER_DIED, or
- * PAR_TIMEOUT (held: *seen is what was there). */
-static int core_take(par_lockcore *c, uint32_t *seen) {
+/* Takes a free lock, dead holder's or not, with `mark` (0 or WAITERS):
+ * PAR_OK, PAR_OWNER_DIED, or PAR_TIMEOUT (held: *seen is the word). A
+ * thread in the slow path passes mark < 0: the bit if others are in it. */
+static int core_take(par_lockcore *c, int mark, uint32_t *seen) {
   uint32_t h = atomic_load(&c->held);
-  while (h == 0 || h == PAR_LOCK_DIED) {
-    uint32_t was = h;
-    if (atomic_compare_exchange_strong(&c->held, &h, me()))
-      return was == 0 ? PAR_OK : PAR_OWNER_DIED;
+  while (is_free(h)) {
+    uint32_t was = h, bit = mark > 0 || (mark < 0 && atomic_load(&c->sleepers) > 1) ? WAITERS : 0;
+    if (atomic_compare_exchange_strong(&c->held, &h, me() | bit))
+      return (was & ~WAITERS) == 0 ? PAR_OK : PAR_OWNER_DIED;
   }
   *seen = h;
   return PAR_TIMEOUT;
+}
+
+/* The slow path: sleeps on the word with the waiters bit set. */
+static int core_sleep(par_lockcore *c, double deadline) {
+  uint32_t h;
+  int r;
+  for (;;) {
+    if ((r = core_take(c, -1, &h)) != PAR_TIMEOUT) return r;
+    if (!(h & WAITERS) && !atomic_compare_exchange_strong(&c->held, &h, h | WAITERS)) continue;
+    if (par_futex_wait(&c->held, h | WAITERS, ~0u, deadline) == PAR_TIMEOUT) break;
+  }
+  return core_take(c, -1, &h);
 }
 
 static int core_acquire(par_lockcore *c, double deadline) {
@@ -68,34 +118,30 @@ static int core_acquire(par_lockcore *c, double deadline) {
   /* Spin (when the policy of wait.h says it pays) until the lock looks
    * free, then race for it; a few lost races, and we sleep. */
   for (round = 0; round < 4 && par_spin(PAR_WAIT_LOCK, core_free, c, deadline); round++)
-    if ((r = core_take(c, &seen)) != PAR_TIMEOUT) return r;
-  /* Dekker with core_release: count ourselves before the last try. */
+    if ((r = core_take(c, 0, &seen)) != PAR_TIMEOUT) return r;
   atomic_fetch_add(&c->sleepers, 1);
-  while ((r = core_take(c, &seen)) == PAR_TIMEOUT)
-    if (par_futex_wait(&c->held, seen, ~0u, deadline) == PAR_TIMEOUT) {
-      r = core_take(c, &seen);
-      break;
-    }
+  r = core_sleep(c, deadline);
   atomic_fetch_sub(&c->sleepers, 1);
   return r;
 }
 
 static int core_release(par_lockcore *c) {
-  uint32_t h = atomic_exchange(&c->held, 0);
-  if (h == 0 || h == PAR_LOCK_DIED) {
-    if (h) atomic_store(&c->held, h);
-    return PAR_ERROR;
-  }
-  if (atomic_load(&c->sleepers) > 0) par_futex_wake(&c->held, 1, ~0u);
+  uint32_t h = atomic_load(&c->held);
+  do {
+    if (is_free(h)) return PAR_ERROR;
+  } while (!atomic_compare_exchange_weak(&c->held, &h, 0));
+  if (h & WAITERS) par_futex_wake(&c->held, 1, ~0u);
   return PAR_OK;
 }
 
 static int core_locked(par_lockcore *c) { return !core_free(c); }
 
 static int core_recover(par_lockcore *c, uint32_t pid) {
-  uint32_t h = pid;
-  if (!pid || !atomic_compare_exchange_strong(&c->held, &h, PAR_LOCK_DIED)) return 0;
-  if (atomic_load(&c->sleepers) > 0) par_futex_wake(&c->held, 1, ~0u);
+  uint32_t h = atomic_load(&c->held);
+  do {
+    if (!pid || (h & ~WAITERS) != pid) return 0;
+  } while (!atomic_compare_exchange_weak(&c->held, &h, PAR_LOCK_DIED | (h & WAITERS)));
+  if (h & WAITERS) par_futex_wake(&c->held, 1, ~0u);
   return 1;
 }
 
@@ -144,7 +190,7 @@ par_rlock *par_rlock_new(void) {
 
 int par_rlock_owned(par_rlock *r) {
   return atomic_load_explicit(&r->s->owner, memory_order_relaxed) == par_thread_id() &&
-         atomic_load_explicit(&r->s->core.held, memory_order_relaxed) == me();
+         (atomic_load_explicit(&r->s->core.held, memory_order_relaxed) & ~WAITERS) == me();
 }
 
 int par_rlock_locked(par_rlock *r) { return core_locked(&r->s->core); }

@@ -11,9 +11,10 @@
  * sleeper needs to wake up.
  * - lock: `held` is 0 (free), the holder's pid, or PAR_LOCK_DIED (free,
  *   and its holder's process died holding it: the next acquire says so,
- *   PAR_OWNER_DIED). Taken by compare-and-swap, so an uncontended
- *   acquire/release is one atomic; `sleepers` counts futex sleepers (a
- *   release wakes only when someone sleeps).
+ *   PAR_OWNER_DIED), with PAR_LOCK_WAITERS when a thread may sleep on it
+ *   (a release wakes one only then). Taken by compare-and-swap, so an
+ *   uncontended acquire/release is one atomic each; `sleepers` counts the
+ *   threads in the slow path (sync.c's lock core says how they wait).
  * - rlock: a lock core plus `owner` (a thread id) and `count`, which only
  *   the owning thread writes; owned = held by this process and owner is
  *   this thread.
@@ -42,7 +43,9 @@
 /* A per-thread identifier, never 0. */
 uintptr_t par_thread_id(void);
 
-#define PAR_LOCK_DIED 0xffffffffu
+/* Marks in a lock's word besides the holder's pid (below 2^22). */
+#define PAR_LOCK_DIED 0x7fffffffu
+#define PAR_LOCK_WAITERS 0x80000000u
 
 /* A lock's status besides PAR_OK / PAR_TIMEOUT: acquired, and the process
  * that held it before died holding it. */
