@@ -12,7 +12,7 @@ local parallel, now, best_of, python = bench.parallel, bench.now, bench.best_of,
 
 local function inc(x) return x + 1 end
 
-local function measure(pool)
+local function measure(pool, light)
   local r = {}
   pool:map(inc, { 1, 2, 3, 4 })
   local M = 2000
@@ -23,6 +23,7 @@ local function measure(pool)
     for i = 1, N do fs[i] = pool:submit(inc, i) end
     for i = 1, N do fs[i]:get() end
   end) / N * 1e6
+  if light then return r end
   local n, list = 200000, {}
   for i = 1, n do list[i] = i end
   r.map = best_of(3, function() pool:map(inc, list) end) / n * 1e6
@@ -74,6 +75,31 @@ local rt = python("roundtrip.py")
 local so = python("submit_overhead.py")
 local mo = python("map_overhead.py")
 
+-- The same round trip and submit-all on a busy machine: one busy-loop
+-- process per CPU beside this one (started and stopped here), in the same
+-- run, against Python's process pools under the same load.
+local busy = {}
+do
+  local np = io.popen("nproc")
+  local ncpu = tonumber(np:read("l")) or 2
+  np:close()
+  local stop = bench.start_load(ncpu)
+  local ok, err = pcall(function()
+    busy.load = bench.loadavg_text()
+    local tp = parallel.pool(2)
+    busy.t = measure(tp, true)
+    tp:shutdown()
+    local pp = parallel.pool{ backend = "process", workers = 2 }
+    busy.p = measure(pp, true)
+    pp:shutdown()
+    busy.rt = python("roundtrip.py")
+    busy.so = python("submit_overhead.py")
+    busy.ncpu = ncpu
+  end)
+  stop()
+  if not ok then error(err, 0) end
+end
+
 local function fmt(v) return v and string.format("%10.2f", v) or string.format("%10s", "-") end
 local function ratio(mine, theirs)
   return mine and theirs and mine > 0 and string.format("%5.1fx", theirs / mine) or "    -"
@@ -91,6 +117,17 @@ local rows = {
   { "a pool's first crash: to next result", p.first, nil, nil, nil, "ms" },
 }
 for _, r in ipairs(rows) do
+  print(string.format("%-38s %s %s %s %s  %-8s %s %s", r[1], fmt(r[2]), fmt(r[3]), fmt(r[4]), fmt(r[5]),
+    r[6], ratio(r[2], r[4]), ratio(r[2], r[5])))
+end
+print(string.format("under load: one busy loop per CPU (%d CPUs) beside the bench, 1-min load %s",
+  busy.ncpu, busy.load))
+for _, r in ipairs{
+  { "one submit -> get round trip, busy", busy.p.roundtrip, busy.t.roundtrip,
+    busy.rt.roundtrip_processpool, busy.rt.roundtrip_multiprocessing, "us" },
+  { "20000 submits, then gets, busy", busy.p.submit, busy.t.submit,
+    busy.so.submit_overhead_processpool, busy.so.submit_overhead_multiprocessing, "us/task" },
+} do
   print(string.format("%-38s %s %s %s %s  %-8s %s %s", r[1], fmt(r[2]), fmt(r[3]), fmt(r[4]), fmt(r[5]),
     r[6], ratio(r[2], r[4]), ratio(r[2], r[5])))
 end
