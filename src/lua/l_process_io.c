@@ -176,7 +176,8 @@ static int wait_io(proc_ctx *c, double deadline) {
     double left = deadline - par_now();
     ms = left <= 0 ? 0 : (int)ceil(left * 1000);
   }
-  if (ms != 0 && proc_chan_backlog(c->chan) == 0 &&
+  /* a frame coming over the socket: only poll sees it come */
+  if (ms != 0 && proc_chan_backlog(c->chan) == 0 && !proc_chan_on_socket(c->chan) &&
       par_spin(PAR_WAIT_FUTURE, proc_chan_ready, c->chan, deadline > 0 ? deadline : par_now() + 1))
     ms = 0;
   if (ms != 0 && !proc_chan_sleep(c->chan, 1)) ms = 0;

@@ -167,7 +167,10 @@ static int next_frame(conn *k, const unsigned char **fr, size_t *len) {
     int r = proc_chan_next(k->chan, fr, len, &e), ms = -1;
     if (r == 1 && *len > 0) return 1;
     if (r < 0) return 0;
-    if (par_spin(PAR_WAIT_POOL, proc_chan_ready, k->chan, par_now() + 1)) ms = 0;
+    /* a frame coming over the socket: only poll sees it come */
+    if (!proc_chan_on_socket(k->chan) &&
+        par_spin(PAR_WAIT_POOL, proc_chan_ready, k->chan, par_now() + 1))
+      ms = 0;
     if (proc_chan_wait(k->chan, 1, ms, &e) != 0) {
       r = proc_chan_next(k->chan, fr, len, &e);
       return r == 1 && *len > 0;

@@ -251,8 +251,30 @@ static int room_for_pending(proc_chan *c) {
   return PROC_RING_SIZE - (tail - atomic_load(&r->head)) >= need + skip;
 }
 
+int proc_chan_on_socket(proc_chan *c) {
+  proc_ring *r = c->in;
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed) + c->taken;
+  uint64_t avail = atomic_load_explicit(&r->tail, memory_order_acquire) - head;
+  uint64_t off = head & RING_MASK;
+  const unsigned char *f;
+  size_t n;
+  rec h;
+  /* nothing there, or a corrupt ring (take() reports it) */
+  if (avail < sizeof h || avail > PROC_RING_SIZE || (off & 7)) return 0;
+  memcpy(&h, r->data + off, sizeof h);
+  if (h.kind == REC_WRAP) {
+    if (avail < PROC_RING_SIZE - off + sizeof h) return 0;
+    memcpy(&h, r->data, sizeof h);
+  }
+  return h.kind == REC_MARKER && !par_wire_chan_peek(c->sock, &f, &n);
+}
+
 /* Marks this side asleep for what it waits for (`word`: on its asleep
- * word): 1, or 0 when it is there already (not marked). */
+ * word): 1, or 0 when it is there already (not marked). In poll (word 0),
+ * a marker whose frame is still coming over the socket is not there: the
+ * poll waits for the socket (a poll that does not wait would spin until
+ * the frame's last byte came); on the word, it is (only poll reads the
+ * socket). */
 static int sleep_as(proc_chan *c, int data, uint32_t word) {
   int pending = c->pend_off < c->pending.len;
   release(c);
@@ -260,7 +282,8 @@ static int sleep_as(proc_chan *c, int data, uint32_t word) {
   atomic_store(c->mine, (data ? WANT_DATA : 0) | (pending ? WANT_ROOM : 0) | word);
   /* seq_cst loads after the seq_cst store: the peer's publish, then its
    * look at our flag, cannot both miss */
-  if ((data && atomic_load(&c->in->tail) != atomic_load(&c->in->head)) ||
+  if ((data && atomic_load(&c->in->tail) != atomic_load(&c->in->head) &&
+       (word || !proc_chan_on_socket(c))) ||
       (pending && room_for_pending(c))) {
     atomic_store(c->mine, 0);
     return 0;

@@ -78,6 +78,9 @@ int proc_chan_peek(proc_chan *c, const unsigned char **frame, size_t *len);
 
 /* A frame (or a marker) waits to be read: a spin's test, no system call. */
 int proc_chan_ready(void *c);
+/* The next frame is one coming over the socket that has not all come:
+ * only the socket can end a wait for it, a spin on the ring cannot. */
+int proc_chan_on_socket(proc_chan *c);
 
 /* For a poll loop of the caller's: the socket's events; before the poll,
  * proc_chan_sleep says whether to sleep (0: something is there already,
