@@ -1,5 +1,5 @@
--- What a round trip and a submit-all-then-get cost the scheduler, per
--- operation: context switches (voluntary: the thread slept; involuntary:
+-- What a round trip, a submit-all-then-get and a locked get/set of a
+-- counter two pool workers share cost the scheduler, per operation: context switches (voluntary: the thread slept; involuntary:
 -- it was preempted), migrations and CPU time, for the submitting thread
 -- and for the workers, read from /proc/<pid>/task/<tid>/sched before and
 -- after (Linux with schedstats; the fields are missing elsewhere and the
@@ -12,7 +12,7 @@ local bench = dofile("bench/common.lua")
 local parallel, now, median = bench.parallel, bench.now, bench.median
 
 local ROUNDS = tonumber(arg and arg[1]) or 3
-local RT, SA = 3000, 20000
+local RT, SA, LK = 3000, 20000, 50000
 
 local function read(path)
   local f = io.open(path)
@@ -89,12 +89,23 @@ local function submit_all()
   return t, m, w
 end
 
+-- Two pool workers x LK locked get/set of one counter (bench.counter_time);
+-- their switches per operation say how often the lock put one to sleep.
+local function lock_counter()
+  local a = sample()
+  local t = bench.counter_time(function(fn, ...) return pool:submit(fn, ...) end, LK, function(v, l, n)
+    for _ = 1, n do l:acquire(); v:set(v:get() + 1); l:release() end
+  end)
+  local m, w = per_op(a, sample(), 2 * LK)
+  return t / (2 * LK) * 1e6, m, w
+end
+
 local function run(label)
   for _, mode in ipairs({ "spin", "block" }) do
     parallel.waiting({ spin = mode == "spin" })
-    local got = { rt = {}, sa = {} }
+    local got = { rt = {}, sa = {}, lk = {} }
     for _ = 1, ROUNDS do
-      for name, fn in pairs({ rt = roundtrip, sa = submit_all }) do
+      for name, fn in pairs({ rt = roundtrip, sa = submit_all, lk = lock_counter }) do
         local t, m, w = fn()
         local r = got[name]
         r.t = r.t or {}
@@ -107,10 +118,10 @@ local function run(label)
         end
       end
     end
-    for _, name in ipairs({ "rt", "sa" }) do
+    for _, name in ipairs({ "rt", "sa", "lk" }) do
       local r = got[name]
       local function md(k) return median(r[k]) end
-      print(("%-10s %-5s %-3s %7.2f us | submitter: vol %.3f inv %.3f mig %.3f cpu %.2f us"
+      print(("%-10s %-5s %-3s %7.3f us | submitter: vol %.3f inv %.3f mig %.3f cpu %.2f us"
         .. " | workers: vol %.3f inv %.3f mig %.3f cpu %.2f us"):format(label, mode, name, md("t"),
         md("mvol"), md("minv"), md("mmig"), md("mcpu"), md("wvol"), md("winv"), md("wmig"), md("wcpu")))
     end
@@ -119,7 +130,8 @@ local function run(label)
 end
 
 print(("per operation, medians of %d rounds (rt: round trip, median call; sa: submit %d then get,"
-  .. " per task); load %s"):format(ROUNDS, SA, bench.loadavg_text()))
+  .. " per task; lk: 2 workers x %d locked get/set, per operation); load %s"):format(ROUNDS, SA, LK,
+  bench.loadavg_text()))
 run("quiet")
 local stop = bench.start_load(parallel.cpu_count())
 local ok, err = pcall(run, "under load")
