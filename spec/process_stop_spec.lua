@@ -1,10 +1,11 @@
 -- A terminate() reaches an init that loops even when the worker process
 -- is off the CPU while the parent signals it. The parent sends the task's
--- SIGURG, then the shutdown's (number 0) and that one again 20 ms later;
+-- SIGURG, then the shutdown's (number 0; it was sent again 20 ms later);
 -- non-realtime signals do not queue, so a worker that runs only after all
--- three saw one, the task's, and its init ran on until the kill 1 s later
+-- of them saw one, the task's, and its init ran on until the kill 1 s later
 -- (about 1 run in 13 under ASan at load 10). The shutdown is now also in
--- the worker's ledger, which the handler reads.
+-- the worker's ledger, which the handler reads (and begin_run, so the
+-- second signal is gone).
 local support = require "spec.support"
 
 describe("process pools", function()

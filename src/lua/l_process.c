@@ -63,7 +63,7 @@ static void process_run(void *ctx, par_future *f) {
    * is found when the task is sent: it never started there, so it goes
    * to the replacement. */
   if (!c->chan && l_process_launch(c, why, sizeof why) != 0) { l_process_fail(c, f, why); return; }
-  c->abort_at = c->init_again = 0;
+  c->abort_at = 0;
   l_process_dispatch(c, f, 1);
   l_process_run_flights(c);
   atomic_store(&c->idle_gone, 0);
@@ -134,7 +134,7 @@ static int process_offer(void *ctx, par_future *f) {
       !f->task || f->task->rest || f->task->len > PROC_RING_FRAME / 2 ||
       atomic_load(&c->idle_gone) || proc_chan_backlog(c->chan) > 0)
     return 0;
-  c->abort_at = c->init_again = 0;
+  c->abort_at = 0;
   /* -1: the channel failed, the flight stays; the socket's close wakes
    * the pool worker, which finds the death */
   l_process_dispatch(c, f, 1);

@@ -333,7 +333,7 @@ void l_process_interrupt_init(proc_ctx *c) {
   v.sival_int = 0;
   pthread_mutex_lock(&c->pid_mu);
   if (c->pid > 0) {
-    atomic_store(&c->ledger->stop, 1);   /* read by the handler of a merged SIGURG */
+    atomic_store(&c->ledger->stop, 1);   /* read by the handler and by begin_run */
     sigqueue(c->pid, SIGURG, v);
   }
   pthread_mutex_unlock(&c->pid_mu);
@@ -345,11 +345,12 @@ void l_process_sweep(proc_ctx *c) {
   uint32_t s = c->seq;
   int i, cancelling = par_pool_cancelling();
   if (c->abort_at == 0 && par_pool_aborting()) {
+    /* once: a SIGURG that merges into one still pending (the task's) or
+     * comes before the process has its handler is not lost, as the worker
+     * also reads the ledger's stop word in its handler and whenever its
+     * init or a task begins */
     c->abort_at = par_now();
     l_process_interrupt_init(c);
-    /* a SIGURG still pending at the worker (the task's) swallows this
-     * one: non-realtime signals do not queue */
-    c->init_again = c->abort_at + 0.02;
   }
   /* oldest first: the worker starts them in that order */
   for (i = PROC_SLOTS - 1; i >= 0; i--) {
@@ -388,10 +389,6 @@ void l_process_sweep(proc_ctx *c) {
 double l_process_expire(proc_ctx *c) {
   double next = 0, now = par_now();
   int i;
-  if (c->init_again > 0) {
-    if (c->init_again <= now) { l_process_interrupt_init(c); c->init_again = 0; }
-    else next = c->init_again;
-  }
   for (i = 0; i < PROC_SLOTS; i++) {
     flight *x = &c->fl[i];
     double d = 0;

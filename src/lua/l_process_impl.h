@@ -112,7 +112,6 @@ struct proc_ctx {
   long sent;                 /* tasks sent to it (less those recalled) */
   double avg;                /* seconds a task took lately; < 0: unknown */
   double abort_at;           /* when a shutdown's interrupt was seen; 0: none */
-  double init_again;      /* when to send the init's interrupt once more */
   uint32_t seq;              /* the number of the task sent last (never 0) */
   atomic_int running_seq;    /* the task an interrupt means (lock-free: the signal
                                 handler reads it; a submit's offer writes it) */

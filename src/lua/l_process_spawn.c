@@ -177,6 +177,9 @@ int l_process_launch(proc_ctx *c, char *why, size_t size) {
   c->ntasks = 0;
   c->took_spare = ready;
   c->sent = 0;
+  /* a replacement during a shutdown that interrupts: told like the
+   * process before, so its init and the task it is given again stop */
+  if (c->abort_at > 0 && par_pool_aborting()) l_process_interrupt_init(c);
   if (send_init(c, &e) != 0) {
     /* The channel broke at once: the next task finds the process gone. */
     snprintf(why, size, "%.300s", e.msg);
