@@ -142,6 +142,24 @@ describe("process pools' pop_many under memory_limit #child", function()
 end)
 
 describe("process pools' spares #child", function()
+  it("start a slot's spare with its first task, even one handed straight to a parked worker that never ends", function()
+    check(PRELUDE .. [[
+      local p = parallel.pool{backend = "process", workers = 2}
+      local t = parallel.now() + 10
+      while #workers() < 2 and parallel.now() < t do parallel.sleep(0.001) end
+      assert(#workers() == 2, "workers: " .. #workers())
+      parallel.sleep(0.05)                 -- both pool threads parked: a submit hands over
+      local ev = parallel.event()
+      local f = p:submit(function(e) e:set() while true do end end, ev)
+      assert(ev:wait(10))
+      t = parallel.now() + 10
+      while #workers() < 3 and parallel.now() < t do parallel.sleep(0.001) end
+      assert(#workers() >= 3, "no spare for the slot running the task: " .. #workers())
+      p:terminate()
+      print("ok")
+    ]])
+  end)
+
   it("die with their parent, even when it is killed with SIGKILL", function()
     local out, err = support.run_child{ timeout = 30, code = 'local parallel = require "parallel"\n'
       .. PRELUDE .. [[

@@ -433,7 +433,10 @@ static void hand_over(par_pool *p, par_worker *w, void *ctx, par_future *f) {
   if (par_future_claim(f)) {
     atomic_fetch_add_explicit(&p->started, 1, memory_order_relaxed);
     make_current(w, f);
+    par_worker *was = acting_worker;   /* a submit from a task of another pool */
+    acting_worker = w;
     state = p->ops->offer(ctx, f) ? 2 : 1;
+    acting_worker = was;
   }
   pthread_mutex_lock(&p->mu);
   w->offered = state;
@@ -525,7 +528,7 @@ static void pool_help(par_object *owner, par_future *f, double deadline) {
   pthread_mutex_unlock(&p->mu);
   acting_worker = w;     /* what the backend asks of the pool (aborting...) means w */
   done = p->ops->help(ctx, f, deadline, &w->help_stop);
-  acting_worker = NULL;
+  acting_worker = NULL;  /* no worker helps (this_worker is NULL) */
   pthread_mutex_lock(&p->mu);
   w->helped = 0;
   stopped = atomic_load(&w->help_stop);

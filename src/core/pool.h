@@ -95,7 +95,9 @@ typedef struct par_pool_ops {
    * does not touch ctx meanwhile: should it wake (a death, an interrupt,
    * a shutdown), it sets *stop and calls stop_help(ctx), after which help
    * soon returns. 1: f ended and nothing else of ctx needs the worker
-   * thread; 0: the worker thread is woken and runs f as usual (run). */
+   * thread; 0: the worker thread is woken and runs f as usual (run).
+   * The par_pool_* calls a backend makes from offer and help (aborting,
+   * take_ahead...) mean that worker, as from its own thread. */
   int (*help)(void *ctx, par_future *f, double deadline, _Atomic int *stop);
   void (*stop_help)(void *ctx);
 } par_pool_ops;

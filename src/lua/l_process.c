@@ -140,6 +140,9 @@ static int process_offer(void *ctx, par_future *f) {
   l_process_dispatch(c, f, 1);
   /* failed here, or bytes left for the socket: the pool worker finishes up */
   if (!offered_flight(c, f) || proc_chan_backlog(c->chan) > 0) return 0;
+  /* the slot's first task may come this way and its worker thread stay
+   * parked (a task that never ends): its spare starts now all the same */
+  l_process_keep_spare(c);
   return 1;
 }
 
