@@ -331,7 +331,9 @@ static void *worker_main(void *arg) {
     /* (a task handed over is claimed and current already: hand_over) */
     make_current(w, f);
     if (w->ctx) catch_abort(w);
-    t0 = par_now();
+    /* a task handed over runs from then (offer may have started it, a
+     * waiter may have helped it before giving it back) */
+    t0 = offered > 0 ? w->handed_at : par_now();
     p->ops->run(w->ctx, f);
     atomic_fetch_add(&w->busy_ns, (long long)((par_now() - t0) * 1e9));
     pthread_mutex_lock(&w->mu);
