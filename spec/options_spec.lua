@@ -17,6 +17,16 @@ describe("option tables", function()
     assert_raises("bad argument #1 to 'pool' (unknown option [1])", function() parallel.pool { 4 } end)
   end)
 
+  it("name the line that called parallel.pool, for either backend", function()
+    for _, backend in ipairs{"threads", "process"} do
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, e = pcall(function() parallel.pool { backend = backend, bogus = 1 } end)
+      assert.is_false(ok)
+      assert.equal(tostring(line), e:match("options_spec%.lua:(%d+): "), e)
+      assert.equal("bad argument #1 to 'pool' (unknown option 'bogus')", (e:gsub("^[^\n]-:%d+: ", "", 1)))
+    end
+  end)
+
   it("check every value of parallel.pool's options", function()
     assert_raises("bad argument #1 to 'pool' (workers must be a positive integer)",
       function() parallel.pool { workers = "2" } end)

@@ -75,7 +75,6 @@ local MPI_POOL_OPTIONS = { backend = "threads|process|mpi", workers = "count", d
 
 --- parallel.pool(n | {workers =, init =, init_args =, memory_limit =,
 -- backend = "threads" | "process" | "mpi", max_tasks_per_worker =}) --> pool
--- (a call, not a tail call, so that errors name 'pool')
 -- max_tasks_per_worker = n: a worker's state (or process) is replaced by a
 -- fresh one, where init runs again, after n tasks (a map chunk is one).
 -- backend = "mpi": the other ranks of an MPI job (parallel.mpi, see README).
@@ -91,7 +90,12 @@ function M.pool(...)
     local p = mpi._pool(opts)
     return p
   end
-  local p = core.pool(...)
+  -- core.pool's errors would point at this line: they name the caller's
+  local ok, p = pcall(core.pool, ...)
+  if not ok then
+    if type(p) == "string" then p = p:gsub("^bad argument (#%d+) to '[^']*'", "bad argument %1 to 'pool'", 1) end
+    error(p, 2)
+  end
   return p
 end
 
