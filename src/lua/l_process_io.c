@@ -65,6 +65,9 @@ static void outcome(proc_ctx *c, flight *x, int state, const unsigned char *p, s
   par_wire_err e;
   double took;
   l_process_mark_started(c, x);
+  /* before the future finishes: its waiter may submit and shut down at
+   * once, and the sweep reads ntasks to tell a ready process */
+  c->ntasks++;
   state = state == PAR_DONE ? PAR_DONE : PAR_FAILED;
   if (len == 0) {           /* no outcome to send: as a thread worker's */
     par_future_finish(x->f, state, NULL);
@@ -76,7 +79,6 @@ static void outcome(proc_ctx *c, flight *x, int state, const unsigned char *p, s
   }
   took = par_now() - x->start;
   c->avg = c->avg < 0 ? took : 0.75 * c->avg + 0.25 * took;
-  c->ntasks++;
   l_process_resolve(c, x, 1);
 }
 
@@ -137,9 +139,9 @@ static int take_frame(proc_ctx *c, const unsigned char *fr, size_t len) {
       char text[512];
       if (len < 5 || !(x = l_process_flight_of(c, get32(fr + 1)))) return OUTCOME_GONE;
       l_process_mark_started(c, x);
+      c->ntasks++;
       snprintf(text, sizeof text, "%.*s", (int)(len - 5), (const char *)fr + 5);
       l_process_fail(c, x->f, text);
-      c->ntasks++;
       l_process_resolve(c, x, 1);
       break;
     }
