@@ -17,7 +17,7 @@ describe("parallel.waiting", function()
     assert.is_true(w.cpus >= 1 and w.cpus <= parallel.cpu_count())
     assert.is_true(w.online >= w.cpus)
     assert.is_true(w.runnable >= 1)
-    for _, kind in ipairs({ "pool", "future", "queue", "lock" }) do
+    for _, kind in ipairs({ "pool", "future", "queue", "lock", "process" }) do
       assert.is_true(w.limit_us[kind] >= 0 and w.limit_us[kind] <= w.cap_us, kind)
       assert.is_true(math.type(w.spins[kind]) == "integer", kind)
     end

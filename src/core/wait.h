@@ -82,6 +82,9 @@ typedef enum {
   PAR_WAIT_FUTURE,   /* a waiter on a future's outcome */
   PAR_WAIT_QUEUE,    /* a push on a full queue, a pop on an empty one */
   PAR_WAIT_LOCK,     /* acquiring a held lock */
+  PAR_WAIT_PROCESS,  /* a task's outcome from a worker process's ring: longer
+                        than a thread's (a process on the other CPU writes it),
+                        so its own average, not the futures' */
   PAR_WAIT_KINDS
 } par_wait_kind;
 

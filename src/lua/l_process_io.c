@@ -180,7 +180,7 @@ static int wait_io(proc_ctx *c, double deadline) {
   }
   /* a frame coming over the socket: only poll sees it come */
   if (ms != 0 && proc_chan_backlog(c->chan) == 0 && !proc_chan_on_socket(c->chan) &&
-      par_spin(PAR_WAIT_FUTURE, proc_chan_ready, c->chan, deadline > 0 ? deadline : par_now() + 1))
+      par_spin(PAR_WAIT_PROCESS, proc_chan_ready, c->chan, deadline > 0 ? deadline : par_now() + 1))
     ms = 0;
   if (ms != 0 && !proc_chan_sleep(c->chan, 1)) ms = 0;
   p[0].fd = proc_chan_fd(c->chan);
@@ -392,7 +392,7 @@ int l_process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop)
     }
     /* a marker whose frame comes over the socket: the pool worker reads it */
     if (proc_chan_ready(c->chan) || atomic_load(stop) || par_now() >= deadline) return 0;
-    if (par_spin(PAR_WAIT_FUTURE, proc_chan_ready, c->chan, deadline)) continue;
+    if (par_spin(PAR_WAIT_PROCESS, proc_chan_ready, c->chan, deadline)) continue;
     par_wait_sleep_begin();
     i = proc_chan_doze(c->chan, deadline, stop);
     par_wait_sleep_end();

@@ -60,7 +60,7 @@ static int l_sleep(lua_State *L) {
  * (core/wait.h) sees now; spin = false turns spinning off for the process,
  * spin = true back on (unless PARALLEL_SPIN=0 or one CPU). */
 static int l_waiting(lua_State *L) {
-  static const char *const names[PAR_WAIT_KINDS] = {"pool", "future", "queue", "lock"};
+  static const char *const names[PAR_WAIT_KINDS] = {"pool", "future", "queue", "lock", "process"};
   par_wait_info info;
   int i;
   static const l_option options[] = { {"spin", "boolean"}, {NULL, NULL} };
