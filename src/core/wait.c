@@ -139,7 +139,10 @@ static int cpus_free(double now) {
   if (runnable > cpus) return 0;
   sample_machine((long long)(now * 1e9));
   m = atomic_load_explicit(&machine_x16, memory_order_relaxed);
-  return m < 0 || m <= online * 16;
+  /* half a CPU of slack: the spinner and the thread it waits for are two
+   * of the runnable, and a kernel thread's blip in the sample must not
+   * stop two processes that hand work back and forth on two CPUs */
+  return m < 0 || m <= online * 16 + 8;
 }
 
 /* A kind's spin limit now: 0 while most of its spins fail. */

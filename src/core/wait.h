@@ -21,7 +21,10 @@
  *    workers than CPUs sleeps at once;
  *  - not when the machine is busy: the runnable count of /proc/loadavg,
  *    sampled at most every 10 ms by whichever waiter finds the sample old,
- *    smoothed, above the number of online CPUs. Other processes' work
+ *    smoothed, more than half a CPU above the number of online CPUs (the
+ *    spinner and the process it waits for are two of them: without that
+ *    slack a kernel thread's blip stopped a process pool's round trip
+ *    spinning, 15 -> 5 us once allowed). Other processes' work
  *    counts: the figure that made this policy (issue 12) was a round trip
  *    of 14-179 us while builds ran beside it, against 25 us blocking only;
  *    locks too: a spinner keeps two threads contending for the lock's
