@@ -33,4 +33,42 @@ describe("process pools under hostile use #child", function()
       print("ok")
     ]])
   end)
+
+  it("shutdown{cancel = true} lets a task run on a spare that took over and finished its init", function()
+    -- A spare runs the pool's init after its take-over and has run no task
+    -- yet: the sweep could not tell it from a process still starting until
+    -- the worker said so in its ledger (ready).
+    check([[
+      local dir = os.tmpname()
+      local handed = 0
+      for i = 1, 20 do
+        local mark = dir .. "." .. i
+        local p = parallel.pool{backend = "process", workers = 1,
+          init = function(path, n)
+            local f = io.open(path .. "." .. tostring(n), "a"); f:write("x"); f:close()
+          end, init_args = {mark, 0}}
+        assert(p:submit(function() return 1 end):get(20) == 1)
+        assert(p:submit(function() os.exit(3) end):wait(20))   -- the spare takes over, runs init
+        local deadline = parallel.now() + 20
+        local function inits()
+          local f = io.open(mark .. ".0"); if not f then return 0 end
+          local n = #f:read("a"); f:close(); return n
+        end
+        while inits() < 2 and parallel.now() < deadline do parallel.sleep(0.001) end
+        assert(inits() == 2, "the spare's init did not run")
+        local f = p:submit(function(x) return x * 2 end, i)
+        local running = f:state() == "running"
+        p:shutdown{cancel = true}
+        local ok, v = pcall(f.get, f, 20)
+        if running then
+          handed = handed + 1
+          assert(ok and v == 2 * i, "round " .. i .. ": " .. tostring(v))
+        end
+        os.remove(mark .. ".0")
+      end
+      os.remove(dir)
+      assert(handed >= 3, "only " .. handed .. " tasks of 20 were handed over")
+      print("ok")
+    ]])
+  end)
 end)

@@ -358,17 +358,17 @@ void l_process_sweep(proc_ctx *c) {
     flight *x = l_process_flight_of(c, seq);
     int st;
     if (x && x->claimed && cancelling && !c->abort_at && !x->why_killed &&
-        c->ntasks == 0 &&
+        c->ntasks == 0 && !atomic_load(&c->ledger->ready) &&
         proc_slot_move(c->ledger, seq, SLOT_QUEUED, SLOT_CANCELLED)) {
       /* The pool's task, which its process (starting, or in an init that
        * may never end) has not started: a shutdown that cancels what has
        * not started must not wait for it. Claimed, so it fails (the
        * worker skips it). Not at a terminate(), which interrupts the init
        * (the task then fails with it) and kills a process that ignores it.
-       * Not for a process that ran tasks (past its init; a spare runs its
-       * init after the take-over, so it cannot tell): a submit hands a
-       * task to such a parked worker, whose future says running at once,
-       * and it starts it within a wake-up. */
+       * Not for a process that ran tasks or says it is past its init
+       * (ledger.h: ready; a spare runs its init after the take-over): a
+       * submit hands a task to such a parked worker, whose future says
+       * running at once, and it starts it within a wake-up. */
       l_process_fail(c, x->f, "cancelled: the pool shut down (cancel = true) before the task started; "
            "its worker process was still starting or running the pool's init");
       c->sent--;

@@ -220,6 +220,7 @@ static int configure(conn *k, const unsigned char *p, size_t len, worker_config 
     setrlimit(RLIMIT_DATA, &rl);
   }
   *ctx = worker_ops.start(cfg, (int)index, &interrupted);
+  if (!p[0] && k->ledger) atomic_store(&k->ledger->ready, 1);   /* no init to run */
   return 0;
 }
 
@@ -234,6 +235,7 @@ static int run_init(conn *k, const unsigned char *p, size_t len, worker_config *
     worker_ops.init(ctx);
     end_run(ctx);
   }
+  atomic_store(&k->ledger->ready, 1);   /* failed or not, tasks now start at once */
   return 0;
 }
 

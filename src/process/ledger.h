@@ -85,6 +85,10 @@ typedef struct proc_ledger {
    * the first, whose number may be a task's, so the worker's handler also
    * looks here. */
   _Atomic uint32_t stop;
+  /* 1 once the worker is past the pool's init (or has none): a task the
+   * parent hands it starts within a wake-up, so a shutdown that cancels
+   * does not take it for one stuck behind a starting process. */
+  _Atomic uint32_t ready;
 } proc_ledger;
 
 static inline proc_slot *proc_slot_of(proc_ledger *l, uint32_t seq) {
