@@ -126,6 +126,15 @@ static void unlist(par_pool *p, par_worker *w) {
   p->listed--;
 }
 
+/* With p->mu held: w goes on the idle list, with the CPU it parks on. */
+static void list_idle(par_pool *p, par_worker *w) {
+  w->cpu = sched_getcpu();
+  w->next_idle = p->idle;
+  p->idle = w;
+  w->listed = 1;
+  p->listed++;
+}
+
 /* With p->mu held, w's word bumped: a worker parked through the backend
  * is woken now (its ctx is valid while the mutex holds it in take); 1 if
  * so, 0: wake it with par_park_wake after unlocking. */
@@ -197,11 +206,7 @@ static par_future *take(par_worker *w, int *offered) {
         break;
       }
       if (atomic_load(&p->closed)) break;
-      w->cpu = sched_getcpu();
-      w->next_idle = p->idle;
-      p->idle = w;
-      w->listed = 1;
-      p->listed++;
+      list_idle(p, w);
     } else {
       w->await_handoff = 1;     /* the submitter still hands it over */
     }
@@ -547,11 +552,7 @@ static void pool_help(par_object *owner, par_future *f, double deadline) {
   if (stopped) {
     pthread_cond_signal(&w->help_done);   /* awake: it looks again itself */
   } else if (done && p->count == 0 && !atomic_load(&p->closed)) {
-    w->cpu = sched_getcpu();              /* idle again, still parked */
-    w->next_idle = p->idle;
-    p->idle = w;
-    w->listed = 1;
-    p->listed++;
+    list_idle(p, w);                      /* idle again, still parked */
   } else {                                /* f, or tasks queued meanwhile, or the end */
     atomic_fetch_add(&w->park_word, 1);
     wake = !wake_hooked(p, w);
