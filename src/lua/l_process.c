@@ -40,7 +40,7 @@ int process_can_send(const par_object *o) {
 static int prepare(proc_ctx *c);
 
 /* The flight of f, if a submit sent it already (process_offer). */
-static flight *offered_flight(proc_ctx *c, par_future *f) {
+flight *l_process_offered_flight(proc_ctx *c, par_future *f) {
   int i;
   for (i = 0; i < PROC_SLOTS; i++)
     if (c->fl[i].f == f) return &c->fl[i];
@@ -52,7 +52,7 @@ static void process_run(void *ctx, par_future *f) {
   char why[400];
   if (!c) { par_future_finish(f, PAR_FAILED, NULL); return; }
   if (atomic_load(&f->state) != PAR_RUNNING) return;   /* an offer failed it */
-  if (offered_flight(c, f)) {
+  if (l_process_offered_flight(c, f)) {
     l_process_run_flights(c);
     atomic_store(&c->idle_gone, 0);
     return;
@@ -139,7 +139,7 @@ static int process_offer(void *ctx, par_future *f) {
    * the pool worker, which finds the death */
   l_process_dispatch(c, f, 1);
   /* failed here, or bytes left for the socket: the pool worker finishes up */
-  if (!offered_flight(c, f) || proc_chan_backlog(c->chan) > 0) return 0;
+  if (!l_process_offered_flight(c, f) || proc_chan_backlog(c->chan) > 0) return 0;
   /* the slot's first task may come this way and its worker thread stay
    * parked (a task that never ends): its spare starts now all the same */
   l_process_keep_spare(c);

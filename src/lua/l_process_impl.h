@@ -156,6 +156,8 @@ void l_process_run_flights(proc_ctx *c);
 
 /* l_process.c */
 void l_process_interrupt(void *ctx);
+/* The flight of f, if a submit sent it already (l_process_offer). */
+flight *l_process_offered_flight(proc_ctx *c, par_future *f);
 int l_process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop);
 void l_process_stop_help(void *ctx);
 

@@ -372,12 +372,10 @@ int l_process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop)
   const unsigned char *fr;
   size_t len;
   par_wire_err e;
-  int i, mine = 0;
+  int slept;
   if (!atomic_load(&c->parked) || !c->chan || c->nflight != 1 || c->fault ||
-      c->cfg->w.max_tasks)
+      c->cfg->w.max_tasks || !l_process_offered_flight(c, f))
     return 0;
-  for (i = 0; i < PROC_SLOTS; i++) mine |= c->fl[i].f == f;
-  if (!mine) return 0;
   proc_chan_quiet(c->chan);
   for (;;) {
     while (proc_chan_peek(c->chan, &fr, &len)) {
@@ -394,9 +392,9 @@ int l_process_help(void *ctx, par_future *f, double deadline, _Atomic int *stop)
     if (proc_chan_ready(c->chan) || atomic_load(stop) || par_now() >= deadline) return 0;
     if (par_spin(PAR_WAIT_PROCESS, proc_chan_ready, c->chan, deadline)) continue;
     par_wait_sleep_begin();
-    i = proc_chan_doze(c->chan, deadline, stop);
+    slept = proc_chan_doze(c->chan, deadline, stop);
     par_wait_sleep_end();
-    if (i < 0) return 0;
+    if (slept < 0) return 0;
   }
 }
 
