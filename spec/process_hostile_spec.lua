@@ -3,9 +3,23 @@
 -- a child with a hard timeout.
 local support = require "spec.support"
 
+-- Submits x * 2 to p, shuts p down with cancel = true at once, and checks
+-- that a task whose future said running (handed to a parked worker) ran;
+-- true if it was handed over so.
+local PRELUDE = [[
+local function handed_then_cancelled(p, i)
+  local f = p:submit(function(x) return x * 2 end, i)
+  local running = f:state() == "running"   -- else the worker was not parked yet
+  p:shutdown{cancel = true}
+  local ok, v = pcall(f.get, f, 20)
+  if running then assert(ok and v == 2 * i, "round " .. i .. ": " .. tostring(v)) end
+  return running
+end
+]]
+
 local function check(code)
   local out, err = support.run_child{
-    code = 'local parallel = require "parallel"\n' .. code, timeout = 90 }
+    code = 'local parallel = require "parallel"\n' .. PRELUDE .. code, timeout = 90 }
   assert.equal("ok\n", out, err)
 end
 
@@ -20,14 +34,7 @@ describe("process pools under hostile use #child", function()
       for i = 1, 40 do
         local p = parallel.pool{backend = "process", workers = 1}
         assert(p:submit(function() return 1 end):get(20) == 1)
-        local f = p:submit(function(x) return x * 2 end, i)
-        local running = f:state() == "running"   -- else the worker was not parked yet
-        p:shutdown{cancel = true}
-        local ok, v = pcall(f.get, f, 20)
-        if running then
-          handed = handed + 1
-          assert(ok and v == 2 * i, "round " .. i .. ": " .. tostring(v))
-        end
+        if handed_then_cancelled(p, i) then handed = handed + 1 end
       end
       assert(handed >= 10, "only " .. handed .. " tasks of 40 were handed over")
       print("ok")
@@ -56,14 +63,7 @@ describe("process pools under hostile use #child", function()
         end
         while inits() < 2 and parallel.now() < deadline do parallel.sleep(0.001) end
         assert(inits() == 2, "the spare's init did not run")
-        local f = p:submit(function(x) return x * 2 end, i)
-        local running = f:state() == "running"
-        p:shutdown{cancel = true}
-        local ok, v = pcall(f.get, f, 20)
-        if running then
-          handed = handed + 1
-          assert(ok and v == 2 * i, "round " .. i .. ": " .. tostring(v))
-        end
+        if handed_then_cancelled(p, i) then handed = handed + 1 end
         os.remove(mark .. ".0")
       end
       os.remove(dir)
